@@ -1,0 +1,105 @@
+# goroutines: build / test entry points.
+#
+#   make demo       run `python -m goroutines demo` in .venv (Python 3.11)
+#   make test       ruff + mypy + pytest on 3.11 (.venv), then pytest on 3.13 (.venv313)
+#   make bench      run `python -m goroutines bench` with the [bench] extra
+#   make lint | typecheck | pytest | test313 | info | clean
+#
+# Interpreters are found automatically; override with e.g. `make PY311=/path/to/python3.11`.
+# Installs are stamped (.venv*/.stamp-*, rebuilt when pyproject.toml changes), so re-runs are quick.
+
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := test
+.DELETE_ON_ERROR:
+.SUFFIXES:
+MAKEFLAGS += --no-builtin-rules --no-print-directory
+
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+PIP_INSTALL := -m pip install --quiet
+
+PYENV_ROOT ?= $(shell pyenv root 2>/dev/null || echo "$$HOME/.pyenv")
+
+# find_python VERSION CANDIDATES...: the real path of the first candidate that runs and is
+# VERSION. (A pyenv shim such as `python3.13` can be on PATH yet fail, hence the check.)
+define find_python
+$(shell for c in $(2); do \
+  "$$c" -c 'import sys; assert sys.version_info[:2] == tuple(map(int, "$(1)".split("."))); print(sys.executable)' 2>/dev/null && break; \
+done; true)
+endef
+
+# Evaluated lazily, once (so `make clean` does not probe interpreters).
+PY311 ?= $(eval PY311 := $(call find_python,3.11,python3.11 $(wildcard $(PYENV_ROOT)/versions/3.11*/bin/python)))$(PY311)
+PY313 ?= $(eval PY313 := $(call find_python,3.13,$(wildcard $(PYENV_ROOT)/versions/3.13*/bin/python) python3.13))$(PY313)
+
+VENV    := .venv
+VENV313 := .venv313
+LINT_DIRS := $(wildcard src tests examples benchmarks)
+
+.PHONY: demo test lint typecheck pytest test313 pytest313 bench info clean
+
+# ------------------------------------------------------------------ virtualenvs
+
+$(VENV)/bin/python:
+	@if [ -z "$(PY311)" ]; then echo "error: Python 3.11 not found (python3.11 on PATH or $(PYENV_ROOT)/versions/3.11*)" >&2; exit 1; fi
+	"$(PY311)" -m venv $(VENV)
+
+$(VENV313)/bin/python:
+	@if [ -z "$(PY313)" ]; then echo "error: Python 3.13 not found" >&2; exit 1; fi
+	"$(PY313)" -m venv $(VENV313)
+
+# One stamp per (venv, extra); each is redone when pyproject.toml changes.
+$(VENV)/.stamp-base: pyproject.toml | $(VENV)/bin/python
+	$(VENV)/bin/python $(PIP_INSTALL) -e .
+	@touch $@
+
+$(VENV)/.stamp-dev: pyproject.toml | $(VENV)/bin/python
+	$(VENV)/bin/python $(PIP_INSTALL) -e '.[dev]'
+	@touch $@
+
+$(VENV)/.stamp-bench: pyproject.toml | $(VENV)/bin/python
+	$(VENV)/bin/python $(PIP_INSTALL) -e '.[bench]'
+	@touch $@
+
+$(VENV313)/.stamp-dev: pyproject.toml | $(VENV313)/bin/python
+	$(VENV313)/bin/python $(PIP_INSTALL) -e '.[dev]'
+	@touch $@
+
+# ------------------------------------------------------------------ targets
+
+demo: $(VENV)/.stamp-base
+	$(VENV)/bin/python -m goroutines demo
+
+test: lint typecheck pytest test313
+
+lint: $(VENV)/.stamp-dev
+	$(VENV)/bin/ruff check $(LINT_DIRS)
+
+typecheck: $(VENV)/.stamp-dev
+	$(VENV)/bin/mypy
+
+pytest: $(VENV)/.stamp-dev
+	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
+
+# The same pytest run on Python 3.13; skipped (not failed) when 3.13 is absent.
+test313:
+	@if [ -z "$(PY313)" ]; then \
+	  echo "Python 3.13 not found, skipping the 3.13 run"; \
+	else \
+	  $(MAKE) pytest313 PY313="$(PY313)"; \
+	fi
+
+pytest313: $(VENV313)/.stamp-dev
+	$(VENV313)/bin/python -m pytest $(PYTEST_ARGS)
+
+bench: $(VENV)/.stamp-bench
+	$(VENV)/bin/python -m goroutines bench
+
+info:
+	@echo "PYENV_ROOT = $(PYENV_ROOT)"
+	@echo "PY311      = $(if $(PY311),$(PY311) ($$("$(PY311)" -V 2>&1)),not found)"
+	@echo "PY313      = $(if $(PY313),$(PY313) ($$("$(PY313)" -V 2>&1)),not found)"
+
+clean:
+	rm -rf $(VENV) $(VENV313) build dist .mypy_cache .ruff_cache .pytest_cache .hypothesis
+	find src tests -depth \( -name __pycache__ -o -name '*.egg-info' \) -exec rm -rf {} + 2>/dev/null || true

@@ -1,0 +1,29 @@
+"""goroutines: Go's concurrency model, for real, in Python.
+
+Goroutines (``async def`` coroutines) are scheduled M:N by a G-P-M scheduler
+over OS threads; they talk through channels and ``select``. The public API is
+re-exported here, one name at a time; the implementation lives in private
+modules named after the parts of Go's model (see ``_runtime``).
+"""
+
+from ._chan import Chan as Chan
+from ._errors import Canceled as Canceled
+from ._errors import ChanClosed as ChanClosed
+from ._errors import DeadlineExceeded as DeadlineExceeded
+from ._errors import Deadlock as Deadlock
+from ._run import go as go
+from ._run import gomaxprocs as gomaxprocs
+from ._run import goroutine_id as goroutine_id
+from ._run import gosched as gosched
+from ._run import num_goroutine as num_goroutine
+from ._run import run as run
+from ._run import stack_dump as stack_dump
+from ._select import default as default
+from ._select import select as select
+from ._time import Ticker as Ticker
+from ._time import Timer as Timer
+from ._time import after as after
+from ._time import sleep as sleep
+from ._time import tick as tick
+
+__version__ = "0.1.0"

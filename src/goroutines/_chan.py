@@ -1,0 +1,267 @@
+"""Channels: Go's ``chan`` (``runtime/chan.go``), typed ``Chan[T]``.
+
+Invariants (``lock`` held):
+
+- At least one of ``sendq`` and ``recvq`` is empty, except for waiters that
+  are already dead (a select that fired on another case and has not yet
+  cleaned up), which are skipped when they reach the head.
+- For buffered channels: ``buf`` non-empty implies ``recvq`` has no live
+  waiter; ``len(buf) < cap`` implies ``sendq`` has no live waiter.
+- Closed: no new waiter is enqueued; ``close`` readies every waiter.
+
+Each operation is a non-blocking core under ``lock`` plus a slow path that
+enqueues the waiter and parks with ``lock.release`` as the unlock function
+(``_goroutine.gopark``). A waiter is a G (single-channel waits: the G is its
+own sudog) or a ``Sudog`` (one per select case); see ``Sudog`` for the
+waiter protocol. Waiters are woken only after ``lock`` is released, except
+that their ``elem``/``success`` are filled in while it is held.
+
+A waiter handed a value directly from the other side never sees the buffer:
+an unbuffered send to a parked receiver is a single hand-off.
+
+``_ndead`` counts select waiters left behind in the queues by selects that
+fired elsewhere (``_select`` pass 3); when they outnumber the live ones the
+queues are compacted, so a select in a loop on a channel that never fires
+cannot grow its queue without bound. It may over-count (a dead waiter that
+was already popped), which only makes compaction a little early.
+
+Guards: every field but ``_cap`` (immutable) is guarded by ``lock``;
+``len(ch)`` is a racy read, as in Go.
+"""
+
+from __future__ import annotations
+
+import threading
+import types
+from collections import deque
+from collections.abc import AsyncIterator, Generator
+from typing import Any, Generic, TypeVar, final
+
+from ._errors import ChanClosed
+from ._runtime._goroutine import WaitReason, gopark
+from ._runtime._scheduler import current_g
+
+__all__ = ["Chan"]
+
+T = TypeVar("T")
+
+_CHAN_SEND = WaitReason.CHAN_SEND
+_CHAN_RECEIVE = WaitReason.CHAN_RECEIVE
+
+RECV_BLOCK, RECV_OK, RECV_CLOSED = 0, 1, 2
+
+
+def dequeue(q: deque[Any]) -> Any:
+    """Pop the first live waiter of ``q``, claiming it if it is a select's. Lock held."""
+    while q:
+        sg = q.popleft()
+        sel = sg.sel
+        if sel is None:
+            return sg
+        try:
+            sel.pop()  # atomic: exactly one case of a select wins
+        except IndexError:
+            continue  # that select already fired on another case
+        return sg
+    return None
+
+
+@final
+class Chan(Generic[T]):
+    """A Go channel. ``Chan(0)`` (the default) is unbuffered: a send waits for a receiver."""
+
+    __slots__ = ("__weakref__", "_buf", "_cap", "_closed", "_ndead", "_recvq", "_sendq", "lock")
+
+    def __init__(self, cap: int = 0) -> None:
+        if not isinstance(cap, int) or isinstance(cap, bool):
+            raise TypeError(f"Chan capacity must be an int, got {type(cap).__name__}")
+        if cap < 0:
+            raise ValueError(f"Chan capacity must be >= 0, got {cap}")
+        self.lock = threading.Lock()
+        self._cap = cap
+        self._buf: deque[T] = deque()
+        self._closed = False
+        self._recvq: deque[Any] = deque()  # waiters: G or Sudog, elem filled in by a sender
+        self._sendq: deque[Any] = deque()  # waiters: G or Sudog, elem is the value to send
+        self._ndead = 0
+
+    @property
+    def cap(self) -> int:
+        return self._cap
+
+    def __len__(self) -> int:
+        return len(self._buf)
+
+    def __repr__(self) -> str:
+        state = " closed" if self._closed else ""
+        return f"<Chan cap={self._cap} len={len(self._buf)}{state}>"
+
+    # -- send -----------------------------------------------------------------
+
+    @types.coroutine
+    def send(self, v: T) -> Generator[Any, None, None]:
+        """Send ``v``; wait until a receiver takes it or there is room in the buffer.
+
+        Raises ChanClosed if the channel is closed (or gets closed while waiting).
+        """
+        lock = self.lock
+        lock.acquire()
+        if self._closed:
+            lock.release()
+            raise ChanClosed("send on closed channel")
+        if self._recvq:
+            sg = dequeue(self._recvq)
+            if sg is not None:
+                sg.elem = v
+                sg.success = True
+                lock.release()
+                sg.wake()
+                return
+        if len(self._buf) < self._cap:
+            self._buf.append(v)
+            lock.release()
+            return
+        g = current_g()
+        g.elem = v
+        g.success = False
+        self._sendq.append(g)
+        yield from gopark(lock.release, _CHAN_SEND, g)
+        g.elem = None
+        if not g.success:
+            raise ChanClosed("send on closed channel")
+
+    def try_send_locked(self, v: T) -> Any:
+        """Non-blocking send core. ``lock`` held, channel open.
+
+        Returns the waiter to wake (after unlocking), True if buffered, or
+        False if the send would block.
+        """
+        sg = dequeue(self._recvq) if self._recvq else None
+        if sg is not None:
+            sg.elem = v
+            sg.success = True
+            return sg
+        if len(self._buf) < self._cap:
+            self._buf.append(v)
+            return True
+        return False
+
+    # -- receive ---------------------------------------------------------------
+
+    def try_recv_locked(self) -> tuple[int, Any, Any]:
+        """Non-blocking receive core. ``lock`` held.
+
+        Returns (state, value, waiter to wake after unlocking), where state
+        is RECV_BLOCK (would block), RECV_OK, or RECV_CLOSED (closed and
+        drained: value None).
+        """
+        buf = self._buf
+        if buf:
+            v = buf.popleft()
+            sg = dequeue(self._sendq) if self._sendq else None
+            if sg is not None:  # buffer was full: move the sender's value in
+                buf.append(sg.elem)
+                sg.success = True
+            return RECV_OK, v, sg
+        if self._sendq:
+            sg = dequeue(self._sendq)
+            if sg is not None:
+                sg.success = True
+                return RECV_OK, sg.elem, sg
+        return (RECV_CLOSED if self._closed else RECV_BLOCK), None, None
+
+    @types.coroutine
+    def recv_ok(self) -> Generator[Any, None, tuple[T | None, bool]]:
+        """Receive a value: ``(v, True)``, or ``(None, False)`` once closed and drained."""
+        lock = self.lock
+        lock.acquire()
+        state, v, sg = self.try_recv_locked()
+        if state:
+            lock.release()
+            if sg is not None:
+                sg.wake()
+            return v, state == RECV_OK
+        g = current_g()
+        g.elem = None
+        g.success = False
+        self._recvq.append(g)
+        yield from gopark(lock.release, _CHAN_RECEIVE, g)
+        v = g.elem
+        g.elem = None
+        return v, g.success
+
+    @types.coroutine
+    def recv(self) -> Generator[Any, None, T | None]:
+        """Receive a value; None once the channel is closed and drained."""
+        lock = self.lock
+        lock.acquire()
+        buf = self._buf
+        if buf and not self._sendq:  # the common buffered case, inline
+            v = buf.popleft()
+            lock.release()
+            return v
+        state, v, sg = self.try_recv_locked()
+        if state:
+            lock.release()
+            if sg is not None:
+                sg.wake()
+            return v
+        g = current_g()
+        g.elem = None
+        g.success = False
+        self._recvq.append(g)
+        yield from gopark(lock.release, _CHAN_RECEIVE, g)
+        v = g.elem
+        g.elem = None
+        return v
+
+    # -- close -----------------------------------------------------------------
+
+    def close(self) -> None:
+        """Close the channel: every waiting receiver gets (None, False), every
+        waiting sender raises ChanClosed; buffered values are still delivered.
+        Raises ChanClosed if already closed."""
+        lock = self.lock
+        with lock:
+            if self._closed:
+                raise ChanClosed("close of closed channel")
+            self._closed = True
+            woken: list[Any] = []
+            for q in (self._recvq, self._sendq):
+                while q:
+                    sg = dequeue(q)
+                    if sg is None:
+                        break
+                    if q is self._recvq:
+                        sg.elem = None
+                    sg.success = False
+                    woken.append(sg)
+            self._ndead = 0
+        for sg in woken:
+            sg.wake()
+
+    # -- iteration -------------------------------------------------------------
+
+    def __aiter__(self) -> AsyncIterator[T]:
+        return self._iter()
+
+    async def _iter(self) -> AsyncIterator[T]:
+        while True:
+            v, ok = await self.recv_ok()
+            if not ok:
+                return
+            yield v  # type: ignore[misc]
+
+    # -- select support (lock held) ----------------------------------------------
+
+    def enqueue_locked(self, sg: Any, send: bool) -> None:
+        (self._sendq if send else self._recvq).append(sg)
+
+    def forget_locked(self, n: int) -> None:
+        """``n`` select waiters of ours are dead; compact when they are most of the queues."""
+        self._ndead += n
+        nd = self._ndead
+        if nd > 16 and nd * 2 > len(self._recvq) + len(self._sendq):
+            self._recvq = deque(s for s in self._recvq if s.sel is None or s.sel)
+            self._sendq = deque(s for s in self._sendq if s.sel is None or s.sel)
+            self._ndead = 0

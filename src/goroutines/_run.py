@@ -1,0 +1,146 @@
+"""Running goroutines: run, go, gomaxprocs and the runtime's introspection.
+
+This is the thin public face of ``_runtime``: it validates arguments at the
+call site and drives ``_scheduler`` (start, wait for the main goroutine,
+stop the Ms, close what is left).
+"""
+
+from __future__ import annotations
+
+import os
+import types
+import warnings
+from collections.abc import Awaitable, Callable, Coroutine, Generator
+from typing import Any, TypeVar, overload
+
+from ._errors import Deadlock
+from ._runtime import _scheduler
+from ._runtime._goroutine import GOSCHED, GStatus
+from ._runtime._scheduler import Sched, current_g
+from ._runtime._traceback import stack_dump as _stack_dump
+
+__all__ = ["go", "gomaxprocs", "goroutine_id", "gosched", "num_goroutine", "run", "stack_dump"]
+
+T = TypeVar("T")
+
+#: ``gomaxprocs`` for the next ``run()`` when none is running; 0 = cpu count.
+_default_procs = 0
+
+
+def _check_procs(n: Any, what: str) -> int:
+    if isinstance(n, bool) or not isinstance(n, int):
+        raise TypeError(f"{what}: procs must be an int, got {type(n).__name__}")
+    if n < 1:
+        raise ValueError(f"{what}: procs must be >= 1, got {n}")
+    return n
+
+
+@overload
+def run(main: Callable[..., Coroutine[Any, Any, T]], *args: Any, procs: int | None = None) -> T: ...
+@overload
+def run(main: Coroutine[Any, Any, T], *, procs: int | None = None) -> T: ...
+@overload
+def run(main: Callable[..., Awaitable[T]], *args: Any, procs: int | None = None) -> T: ...
+def run(main: Any, *args: Any, procs: int | None = None) -> Any:
+    """Start the runtime, run ``main(*args)`` as the main goroutine, return its result.
+
+    When main returns the program is over: the other goroutines are closed
+    (their ``finally`` blocks run) and ``run`` returns. An exception escaping
+    any goroutine stops the runtime and is raised here; so is ``Deadlock``
+    when no goroutine can ever run again, and KeyboardInterrupt on Ctrl-C.
+    """
+    n = _check_procs(procs, "run()") if procs is not None else (_default_procs or os.cpu_count() or 1)
+    if _scheduler.current is not None:
+        if isinstance(main, types.CoroutineType):
+            main.close()
+        raise RuntimeError("gr.run() called while a goroutines runtime is already running")
+    sched = Sched(n)
+    _scheduler.start(sched, main, args)
+    try:
+        sched.done.wait()
+    except BaseException:
+        sched.stop()
+        _scheduler.finish(sched)
+        _close_leftovers(sched)
+        raise
+    _scheduler.finish(sched)
+    dump = _stack_dump(list(sched.allgs.values())) if sched.deadlock else ""
+    errors = _close_leftovers(sched)
+    if sched.deadlock:
+        raise Deadlock("all goroutines are asleep - deadlock!\n\n" + dump)
+    if sched.panic is not None:
+        exc = sched.panic
+        for e in errors:
+            exc.add_note(f"also, while closing goroutines: {type(e).__name__}: {e}")
+        raise exc
+    if errors:
+        if len(errors) == 1:
+            raise errors[0]
+        raise BaseExceptionGroup("errors while closing goroutines left when main returned", errors)
+    return sched.result
+
+
+def _close_leftovers(sched: Sched) -> list[BaseException]:
+    """Close every goroutine still alive (their ``finally`` blocks run). Main thread."""
+    errors: list[BaseException] = []
+    for g in sorted(sched.allgs.values(), key=lambda g: g.id):
+        if g.status == GStatus.RUNNING or g.status == GStatus.SYSCALL:
+            warnings.warn(
+                f"goroutine {g.id} ({g.entry}) was still running on its thread when "
+                "run() returned; it could not be closed",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+            continue
+        try:
+            g.ctx.run(g.coro.close)
+        except BaseException as e:  # noqa: BLE001 - reported by run()
+            e.add_note(f"while closing goroutine {g.id} ({g.entry})")
+            errors.append(e)
+        g.status = GStatus.DEAD
+    sched.allgs.clear()
+    return errors
+
+
+def go(fn: Callable[..., Awaitable[Any]] | Awaitable[Any], *args: Any, **kwargs: Any) -> None:
+    """Start ``fn(*args, **kwargs)`` (an async function, or a coroutine object) as a goroutine."""
+    _scheduler.newproc(fn, args, kwargs, 1)
+
+
+def gomaxprocs(n: int | None = None) -> int:
+    """Set the number of Ps (if ``n`` is given) and return the previous number."""
+    global _default_procs
+    if n is not None:
+        n = _check_procs(n, "gomaxprocs()")
+    sched = _scheduler.current
+    if sched is not None:
+        return sched.procresize(n) if n is not None else sched.gomaxprocs
+    old = _default_procs or os.cpu_count() or 1
+    if n is not None:
+        _default_procs = n
+    return old
+
+
+def num_goroutine() -> int:
+    """The number of goroutines that exist (Go's ``runtime.NumGoroutine``)."""
+    sched = _scheduler.current
+    return len(sched.allgs) if sched is not None else 0
+
+
+@types.coroutine
+def gosched() -> Generator[Any, None, None]:
+    """Yield the processor: the calling goroutine goes to the back of the global queue."""
+    current_g()
+    yield GOSCHED
+
+
+def goroutine_id() -> int:
+    """The id of the calling goroutine (the main goroutine is 1)."""
+    return current_g().id
+
+
+def stack_dump() -> str:
+    """Every goroutine: id, state or wait reason, how long it has waited,
+    its stack and where it was created (Go's SIGQUIT dump)."""
+    sched = _scheduler.require()
+    return _stack_dump(list(sched.allgs.copy().values()))

@@ -1,0 +1,260 @@
+"""G: the goroutine, its statuses and wait reasons, and how it parks.
+
+A G wraps a coroutine (an ``async def`` coroutine, or a generator marked with
+``types.coroutine``) plus the bookkeeping Go keeps in ``runtime.g``. Python
+coroutines, unlike greenlets, can be resumed from any OS thread, so a G really
+migrates between Ms.
+
+Parking (Go's ``gopark``) is a ``yield`` to the M that is running the G. The
+parking code takes the lock of whatever it waits on, enqueues itself there,
+and yields an *unlock function*. The M calls that function only after
+``coro.send`` has returned, that is once the coroutine is suspended. Until the
+lock is released nobody can find the G to ready it, so no thread can resume a
+G that is still running: "a G is owned by at most one M at a time" is kept by
+construction, not checked. (Free-threaded CPython 3.13/3.14 crashes rather
+than raising when a coroutine is resumed from two threads at once.)
+
+Ownership of a G's fields:
+
+- ``status``: written by the M that owns the G (RUNNING -> WAITING/RUNNABLE/
+  DEAD), and by ``ready`` (WAITING -> RUNNABLE), which only happens after the
+  unlock function has run. A G is owned by exactly one of: the M running it, a
+  run queue, or the wait queue it parked on.
+- ``elem``/``success``/``param``: the G serves as its own sudog for
+  single-channel waits. Written by the G before it parks (under the lock of
+  what it waits on) and by the one waker that dequeued it (under the same
+  lock); read by the G after it is resumed.
+- ``m``: the M currently running the G (racy read, stale OK: used only for
+  diagnostics and thread affinity).
+"""
+
+from __future__ import annotations
+
+import enum
+import sys
+import time
+import types
+from collections.abc import Callable, Coroutine, Generator
+from contextvars import Context
+from typing import Any
+
+__all__ = [
+    "GOSCHED",
+    "G",
+    "GStatus",
+    "Sudog",
+    "WaitReason",
+    "gopark",
+    "make_coroutine",
+    "noop",
+]
+
+
+class GStatus(enum.IntEnum):
+    """Where a G is, and therefore who owns it (Go's ``_Grunnable`` ...)."""
+
+    #: On a run queue (a P's ``runnext``/``runq`` or the global queue); owned
+    #: by that queue. Whoever takes it off the queue owns it.
+    RUNNABLE = 1
+    #: Being stepped by an M; owned by that M, which alone may change this.
+    RUNNING = 2
+    #: Inside ``gr.syscall``: owned by its M, which has given its P up.
+    SYSCALL = 3
+    #: Parked; owned by the wait queue it parked on (a channel, a timer, a
+    #: sync primitive). The one waker that dequeues it readies it.
+    WAITING = 4
+    #: Finished; owned by nobody.
+    DEAD = 5
+
+
+class WaitReason(enum.Enum):
+    """Why a G is WAITING, as shown in goroutine dumps.
+
+    As in Go's ``runtime2.go``: do not re-use a reason for a different wait;
+    add a new one.
+    """
+
+    NONE = ""
+    CHAN_RECEIVE = "chan receive"
+    CHAN_SEND = "chan send"
+    SELECT = "select"
+    SELECT_NO_CASES = "select (no cases)"
+    SLEEP = "sleep"
+    SYNC_MUTEX_LOCK = "sync.Mutex.Lock"
+    SYNC_RWMUTEX_LOCK = "sync.RWMutex.Lock"
+    SYNC_RWMUTEX_RLOCK = "sync.RWMutex.RLock"
+    SYNC_WAITGROUP_WAIT = "sync.WaitGroup.Wait"
+    SYNC_COND_WAIT = "sync.Cond.Wait"
+    SYNC_ONCE = "sync.Once.Do"
+    SEMACQUIRE = "semacquire"
+    IO_WAIT = "IO wait"
+
+
+#: Yielded by ``gosched``: "put me back on the global queue".
+GOSCHED: Any = sys.intern("gosched")
+
+
+def _goready_unset(g: G) -> None:
+    raise AssertionError("goready is installed by _scheduler")
+
+
+#: Go's ``goready``; installed by ``_scheduler`` (which imports this module).
+goready: Callable[[G], None] = _goready_unset
+
+
+def noop() -> None:
+    """The unlock function of a park that holds no lock."""
+
+
+class G:
+    """A goroutine. See the module docstring for who owns which field."""
+
+    __slots__ = (
+        "__weakref__",
+        "coro",
+        "created_by",
+        "ctx",
+        "elem",
+        "entry",
+        "id",
+        "locked_m",
+        "m",
+        "param",
+        "sel",
+        "status",
+        "success",
+        "wait_reason",
+        "wait_since",
+    )
+
+    def __init__(
+        self,
+        gid: int,
+        coro: Coroutine[Any, Any, Any] | Generator[Any, Any, Any],
+        ctx: Context,
+        created_by: tuple[str, int, str] | None,
+    ) -> None:
+        self.id = gid
+        self.coro = coro
+        self.ctx = ctx
+        self.created_by = created_by
+        self.entry = getattr(coro, "__qualname__", type(coro).__name__)
+        self.status = GStatus.RUNNABLE
+        self.wait_reason = WaitReason.NONE
+        self.wait_since = 0.0
+        self.m: Any = None
+        self.locked_m: Any = None
+        # Sudog fields: the G is its own sudog for single-channel waits.
+        self.elem: Any = None
+        self.success = False
+        self.sel: list[bool] | None = None  # always None for a G; see Sudog
+        self.param: Sudog | None = None  # the Sudog that woke a select
+
+    def wake(self) -> None:
+        """Waiter protocol: make this parked G runnable (Go's ``goready``)."""
+        goready(self)
+
+    def __repr__(self) -> str:
+        return f"<G {self.id} {self.entry} {self.status.name.lower()}>"
+
+
+class Sudog:
+    """A G waiting in a wait queue for one case of a ``select``.
+
+    A single-channel wait enqueues the G itself (it has the same fields); a
+    select enqueues one Sudog per case, all sharing one ``sel`` token: a
+    one-element list that the waker claims with ``sel.pop()`` (atomic on
+    builtin lists) so that exactly one case wins. A waiter is anything with
+    ``elem``, ``success``, ``sel`` and ``wake()``: a later bridge can queue a
+    plain thread or an asyncio future the same way.
+    """
+
+    __slots__ = ("c", "case", "elem", "g", "sel", "success")
+
+    def __init__(self, g: G, case: int, c: Any, sel: list[bool], elem: Any) -> None:
+        self.g = g
+        self.case = case
+        self.c = c
+        self.sel: list[bool] | None = sel
+        self.elem = elem
+        self.success = False
+
+    def wake(self) -> None:
+        g = self.g
+        g.param = self
+        g.wake()
+
+
+@types.coroutine
+def gopark(unlockf: Callable[[], None], reason: WaitReason, g: G) -> Generator[Any, None, None]:
+    """Park the calling G (which must be ``g``) and release what it waits on.
+
+    The caller holds the lock that makes the G findable and has enqueued it;
+    ``unlockf`` releases that lock and is run by the M once the coroutine is
+    suspended.
+    """
+    g.wait_reason = reason
+    yield unlockf
+
+
+_CO_COROUTINE = 0x80
+_CO_ITERABLE_COROUTINE = 0x100
+
+
+def make_coroutine(
+    fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any], what: str
+) -> Coroutine[Any, Any, Any] | Generator[Any, Any, Any]:
+    """Turn ``fn(*args, **kwargs)`` or a coroutine object into something a G can run.
+
+    Raises TypeError, without calling ``fn``, unless ``fn`` is an async
+    function (or a ``types.coroutine`` generator function, or a callable whose
+    ``__call__`` is async) or ``fn`` is already a coroutine object.
+    """
+    if isinstance(fn, types.CoroutineType):
+        if args or kwargs:
+            raise TypeError(f"{what}: arguments given with a coroutine object {fn!r}")
+        return fn
+    if isinstance(fn, types.GeneratorType) and fn.gi_code.co_flags & _CO_ITERABLE_COROUTINE:
+        if args or kwargs:
+            raise TypeError(f"{what}: arguments given with a coroutine object {fn!r}")
+        return fn
+    if not _is_async_callable(fn):
+        raise TypeError(
+            f"{what} needs an async function or a coroutine object, got {fn!r}"
+            + (" (a plain function: declare it 'async def')" if callable(fn) else "")
+        )
+    coro = fn(*args, **kwargs)
+    if isinstance(coro, types.CoroutineType) or (
+        isinstance(coro, types.GeneratorType) and coro.gi_code.co_flags & _CO_ITERABLE_COROUTINE
+    ):
+        return coro
+    raise TypeError(f"{what}: {fn!r} returned {type(coro).__name__}, not a coroutine")
+
+
+def _is_async_callable(fn: Any) -> bool:
+    code = getattr(fn, "__code__", None)
+    if code is not None:  # functions and bound methods
+        return bool(code.co_flags & (_CO_COROUTINE | _CO_ITERABLE_COROUTINE))
+    import functools
+    import inspect
+
+    while isinstance(fn, functools.partial):
+        fn = fn.func
+    if inspect.iscoroutinefunction(fn):
+        return True
+    call = getattr(type(fn), "__call__", None)  # noqa: B004 - we want the class attribute
+    code = getattr(call, "__code__", None)
+    return code is not None and bool(code.co_flags & _CO_COROUTINE)
+
+
+def caller_site(depth: int) -> tuple[str, int, str] | None:
+    """(file, line, function) of the frame ``depth`` levels above the caller."""
+    try:
+        f = sys._getframe(depth + 1)
+    except ValueError:
+        return None
+    return (f.f_code.co_filename, f.f_lineno, f.f_code.co_name)
+
+
+def now() -> float:
+    return time.monotonic()

@@ -1,0 +1,372 @@
+"""M: an OS thread that runs goroutines while it holds a P.
+
+Each M is a ``threading.Thread`` running ``schedule``: find a runnable G,
+step its coroutine until it parks, yields or ends, repeat. ``execute`` is the
+one place where goroutine code actually runs.
+
+An M with nothing to do gives its P back and parks on its own ``note`` (a
+lock it holds while awake; whoever wakes it releases it once). At most one
+idle M, ``sched.timer_m``, parks with a timeout: until the earliest timer.
+All others sleep until ``startm`` hands them a P.
+
+Guards:
+
+- ``p``, ``curg``, ``spinning``, counters: the M itself (its own thread);
+  ``spinning`` changes only together with ``sched.nmspinning`` under
+  ``sched.lock``.
+- ``parked``, ``nextp``: ``sched.lock``.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from typing import TYPE_CHECKING, Any
+
+from ._goroutine import GOSCHED, G, GStatus
+from ._processor import P, PStatus
+from ._timers import INF
+
+if TYPE_CHECKING:
+    from ._scheduler import Sched
+
+__all__ = ["M", "current_m"]
+
+#: ``_tls.m`` is the M running on this thread, if it is one.
+_tls = threading.local()
+
+
+def current_m() -> M | None:
+    return getattr(_tls, "m", None)
+
+
+_RUNNING = GStatus.RUNNING
+_RUNNABLE = GStatus.RUNNABLE
+_WAITING = GStatus.WAITING
+
+
+class M:
+    __slots__ = (
+        "curg",
+        "id",
+        "nextp",
+        "note",
+        "npark",
+        "nsched",
+        "nsteal",
+        "p",
+        "parked",
+        "sched",
+        "spinning",
+        "thread",
+    )
+
+    def __init__(self, sched: Sched, mid: int, nextp: P | None, spinning: bool) -> None:
+        self.sched = sched
+        self.id = mid
+        self.p: P | None = None
+        self.nextp = nextp
+        self.curg: G | None = None
+        self.spinning = spinning
+        self.parked = False
+        self.note = threading.Lock()
+        self.note.acquire()
+        self.nsched = 0  # Gs stepped
+        self.npark = 0  # times this M parked
+        self.nsteal = 0  # Gs stolen from other Ps
+        self.thread = threading.Thread(target=self.mstart, name=f"goroutines-M{mid}", daemon=True)
+
+    def __repr__(self) -> str:
+        return f"<M {self.id} p={self.p.id if self.p else None} curg={self.curg}>"
+
+    # -- thread entry ------------------------------------------------------
+
+    def mstart(self) -> None:
+        _tls.m = self
+        try:
+            p, self.nextp = self.nextp, None
+            if p is not None:
+                self.acquirep(p)
+                self.schedule()
+            elif self.stopm():
+                self.schedule()
+        finally:
+            self.sched.mexit(self)
+
+    def acquirep(self, p: P) -> None:
+        p.status = PStatus.RUNNING
+        p.m = self
+        self.p = p
+
+    # -- the schedule loop ---------------------------------------------------
+
+    def schedule(self) -> None:
+        """Run goroutines until the runtime stops. Holds a P on entry."""
+        sched = self.sched
+        while True:
+            gp = self.find_runnable()
+            if gp is None:
+                return
+            if self.spinning:
+                self.resetspinning()
+            self.execute(gp)
+            if sched.stopping:
+                return
+
+    def execute(self, gp: G) -> None:
+        """Step ``gp`` until it parks, yields or ends.
+
+        This is the only place where goroutine code runs. Once the coroutine
+        is suspended (``send`` returned) the G is parked by calling the unlock
+        function it yielded; after that another M may already be running it,
+        so this M must not touch ``gp`` again.
+        """
+        gp.status = _RUNNING
+        gp.m = self
+        self.curg = gp
+        self.nsched += 1
+        send: Any = gp.coro.send
+        arg: Any = None
+        while True:
+            try:
+                req = gp.ctx.run(send, arg)
+            except StopIteration as e:
+                self.curg = None
+                self.sched.goexit(gp, e.value, None)
+                return
+            except BaseException as e:  # noqa: BLE001 - a goroutine's panic, reported by run()
+                self.curg = None
+                self.sched.goexit(gp, None, e)
+                return
+            if req is GOSCHED:
+                self.curg = None
+                gp.status = _RUNNABLE
+                self.sched.runq.append(gp)
+                return
+            self.curg = None
+            gp.status = _WAITING
+            gp.wait_since = time.monotonic()
+            try:
+                req()
+            except TypeError:
+                if callable(req):
+                    raise
+                # Not one of ours: an asyncio future, a trio trap...
+                self.curg = gp
+                gp.status = _RUNNING
+                send = gp.coro.throw
+                arg = TypeError(
+                    f"goroutine {gp.id} awaited {req!r}, which only works inside its own "
+                    "event loop; inside a goroutine await goroutines' own operations "
+                    "(channels, select, sleep, sync, syscall)"
+                )
+                continue
+            return
+
+    def find_runnable(self) -> G | None:
+        """Find a G to run: the order of Go's ``findRunnable``.
+
+        1. timers that are due (they ready Gs into our runq);
+        2. every 61st tick, the global queue first, then the local runq
+           before ``runnext``, so neither a busy P nor a ping-pong pair in
+           ``runnext`` can starve queued Gs;
+        3. ``runnext``, then the local runq;
+        4. the global queue;
+        5. steal half of another P's runq (at most half the busy Ps spin);
+        6. give the P back, re-check every queue, park (``park_idle``).
+
+        Returns None when the runtime is stopping. Holds a P throughout
+        (possibly a different one after parking).
+        """
+        sched = self.sched
+        timers = sched.timers
+        while True:
+            if sched.stopping:
+                return None
+            p = self.p
+            assert p is not None
+            if p.id >= sched.gomaxprocs:
+                self.retirep()
+                if not self.stopm():
+                    return None
+                continue
+
+            nw = timers.next_when
+            if nw != INF and nw <= time.monotonic():
+                timers.run_due()
+
+            p.schedtick += 1
+            if p.schedtick % 61 == 0:
+                if sched.runq:
+                    gp = sched.globrunqget(p, 1)
+                    if gp is not None:
+                        return gp
+                if p.runq:
+                    try:
+                        return p.runq.popleft()
+                    except IndexError:
+                        pass
+
+            gp = p.runnext
+            if gp is not None:
+                p.runnext = None
+                return gp
+            if p.runq:
+                try:
+                    return p.runq.popleft()
+                except IndexError:
+                    pass
+
+            if sched.runq:
+                gp = sched.globrunqget(p, 0)
+                if gp is not None:
+                    return gp
+
+            if self.spinning or 2 * sched.nmspinning < sched.gomaxprocs - len(sched.pidle):
+                if not self.spinning:
+                    with sched.lock:
+                        self.spinning = True
+                        sched.nmspinning += 1
+                gp = self.steal_work(p)
+                if gp is not None:
+                    return gp
+
+            if not self.park_idle():
+                return None
+
+    def steal_work(self, p: P) -> G | None:
+        """Steal half of some other P's runq; four passes in a random order."""
+        sched = self.sched
+        allp = sched.allp
+        n = min(sched.gomaxprocs, len(allp))
+        for _ in range(4):
+            start = random.randrange(n)
+            for i in range(n):
+                victim = allp[(start + i) % n]
+                if victim is p or not victim.runq:
+                    continue
+                gp = victim.runq_steal(p)
+                if gp is not None:
+                    self.nsteal += 1 + len(p.runq)
+                    return gp
+        return None
+
+    def resetspinning(self) -> None:
+        """We were spinning and found work: stop spinning, and if we were the
+        last spinner and more work is queued, wake another M for it (Go's
+        ``resetspinning``; we skip the wake when no queue has work, because
+        under the GIL an M woken for nothing only slows the others)."""
+        sched = self.sched
+        with sched.lock:
+            self.spinning = False
+            sched.nmspinning -= 1
+        p = self.p
+        if p is not None and (p.runq or sched.runq):
+            sched.wakep()
+
+    def park_idle(self) -> bool:
+        """Nothing to run: give the P back and park (Go's "delicate dance").
+
+        Returns True holding a P (new work may be there), False when the
+        runtime is stopping.
+
+        The race to close: a G readies work into a run queue and checks
+        (racily) for an idle P and no spinning M, at the same moment as this
+        M, having found every queue empty, gives its P back. Either the
+        submitter sees our P idle and no spinner (and wakes an M), or we see
+        its work when we look at every queue again *after* publishing our P
+        as idle and dropping our spinning state.
+        """
+        sched = self.sched
+        p = self.p
+        assert p is not None
+        with sched.lock:
+            if sched.stopping:
+                return False
+            if sched.runq:
+                return True
+            self.p = None
+            p.m = None
+            p.status = PStatus.IDLE
+            sched.pidle.append(p)
+            if self.spinning:
+                self.spinning = False
+                sched.nmspinning -= 1
+
+        if sched.runq or any(pp.runq for pp in sched.allp[: sched.gomaxprocs]):
+            with sched.lock:
+                pp = sched.pidleget()
+                if pp is not None:
+                    self.acquirep(pp)
+                    self.spinning = True
+                    sched.nmspinning += 1
+                    return True
+        return self.stopm()
+
+    def retirep(self) -> None:
+        """Our P was removed by ``gomaxprocs``: move its work to the global queue."""
+        p = self.p
+        assert p is not None
+        sched = self.sched
+        if p.runnext is not None:
+            sched.runq.append(p.runnext)
+            p.runnext = None
+        while p.runq:
+            try:
+                sched.runq.append(p.runq.popleft())
+            except IndexError:
+                break
+        with sched.lock:
+            p.status = PStatus.DEAD
+            p.m = None
+            self.p = None
+            if self.spinning:
+                self.spinning = False
+                sched.nmspinning -= 1
+        sched.wakep()
+
+    def stopm(self) -> bool:
+        """Park this M (which holds no P) until it is given one.
+
+        Returns True holding a P, False when the runtime is stopping. If no
+        other M is waiting for the next timer, this one does, with a timeout;
+        when it wakes it fires what is due, with a P if one is idle, else
+        without (readied Gs then go to the global queue, which busy Ms check).
+        """
+        sched = self.sched
+        timers = sched.timers
+        while True:
+            with sched.lock:
+                if sched.stopping:
+                    return False
+                sched.midle.append(self)
+                self.parked = True
+                timeout: float | None = None
+                if timers.nactive:
+                    if sched.timer_m is None:
+                        sched.timer_m = self
+                        timeout = timers.until_next()
+                elif sched.checkdead():
+                    return False
+            self.npark += 1
+            woken = self.note.acquire(True, -1 if timeout is None else timeout)
+            with sched.lock:
+                if self.parked:  # timed out: nobody took us off midle
+                    self.parked = False
+                    sched.midle.remove(self)
+                elif not woken:  # woken just as we timed out: consume the wake
+                    self.note.acquire(False)
+                if sched.timer_m is self:
+                    sched.timer_m = None
+                p, self.nextp = self.nextp, None
+                if p is None and not sched.stopping:
+                    p = sched.pidleget()
+                if p is not None:
+                    self.acquirep(p)
+            if sched.stopping:
+                return False
+            if timers.next_when <= time.monotonic():
+                timers.run_due()
+            if self.p is not None:
+                return True

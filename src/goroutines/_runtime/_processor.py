@@ -1,0 +1,82 @@
+"""P: a processor, the right to run goroutines, with its local run queue.
+
+There are ``gomaxprocs`` Ps. An M must hold a P to run a G. A P carries the
+local run queue and the ``runnext`` slot, so when a P moves from one M to
+another (an M parks, or later is stuck in a syscall) its queued work moves
+with it.
+
+Guards:
+
+- ``runnext``: owner M only (the M holding this P). Stealers never touch it.
+  A G readied by the running G goes here so that a ping-pong between two
+  goroutines stays on one M and never wakes another one.
+- ``runq``: a ``collections.deque``. Only the owner appends (``ready``,
+  ``go``, refills from the global queue or a steal); the owner and stealers
+  ``popleft``, which is atomic on deques (documented thread-safe, with or
+  without the GIL), so each G is taken by exactly one M. ``len(runq)`` from
+  another M is a racy read, stale OK.
+- ``status``, ``m``: guarded by ``sched.lock`` while the P is idle; written
+  by the owner M otherwise.
+- ``schedtick``, ``goidcache*``: owner M only.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections import deque
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ._goroutine import G
+
+__all__ = ["P", "PStatus"]
+
+
+class PStatus(enum.IntEnum):
+    #: On ``sched.pidle``; owned by the scheduler (``sched.lock``).
+    IDLE = 0
+    #: Held by an M, which alone may change this.
+    RUNNING = 1
+    #: Removed by ``gomaxprocs``; its work was moved to the global queue.
+    DEAD = 2
+
+
+class P:
+    __slots__ = ("goidcache", "goidcacheend", "id", "m", "runnext", "runq", "schedtick", "status")
+
+    def __init__(self, pid: int) -> None:
+        self.id = pid
+        self.status = PStatus.IDLE
+        self.m: Any = None
+        self.runnext: G | None = None
+        self.runq: deque[G] = deque()
+        self.schedtick = 0
+        self.goidcache = 0
+        self.goidcacheend = 0
+
+    def runq_empty(self) -> bool:
+        """Racy: may be stale by the time the caller acts on it."""
+        return not self.runq and self.runnext is None
+
+    def runq_steal(self, into: P) -> G | None:
+        """Move half of this P's runq to ``into`` (owned by the caller) and return one G.
+
+        Runs on the M that owns ``into``; this P may be owned by another M
+        that is popping at the same time, so every pop may find it empty.
+        """
+        victim = self.runq
+        n = (len(victim) + 1) // 2
+        if n == 0:
+            return None
+        stolen: G | None = None
+        dst = into.runq
+        try:
+            stolen = victim.popleft()
+            for _ in range(n - 1):
+                dst.append(victim.popleft())
+        except IndexError:
+            pass
+        return stolen
+
+    def __repr__(self) -> str:
+        return f"<P {self.id} {self.status.name.lower()} runq={len(self.runq)}>"

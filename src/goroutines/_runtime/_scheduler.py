@@ -1,0 +1,372 @@
+"""Sched: the global scheduler state, and the verbs that move Gs, Ps and Ms.
+
+One ``Sched`` per ``run()``; ``current`` points at it while it runs (one
+runtime per process at a time: ``run`` is not re-entrant).
+
+Waking Ms (Go's "worker thread parking/unparking", ``proc.go`` header). We
+want enough running Ms to use the Ps, but under the GIL every M woken for
+nothing costs the running ones, so we wake an M only when work is put where
+another M could take it: a P's ``runq`` or the global queue, never
+``runnext`` (a G readied by a running G runs next on the same M, which is
+what keeps a ping-pong on one thread). Rejected alternatives, as in Go:
+waking an M on every ready (thrashes threads), keeping Ms spinning (burns a
+core, and under the GIL slows the M doing the work), and handing work to a
+specific M (needs to know which Ps are about to go idle). Chosen protocol:
+
+1. A submitter puts a G on a run queue, then ``wakep``: if there is an idle P
+   and no M is spinning, take the P and start an M for it as *spinning*.
+2. A spinning M that finds work stops spinning and, if it was the last
+   spinner and more work is queued, calls ``wakep`` again.
+3. A spinning M that finds nothing gives its P back, stops spinning, then
+   looks at every queue once more before parking (``M.park_idle``). Either
+   the submitter of (1) sees the idle P and no spinner, or the parker sees
+   the work: no lost wake-up.
+
+Deadlock (``checkdead``): when the last M parks and no timer is armed, no G
+can ever become runnable again; if Gs remain, ``run()`` raises Deadlock.
+
+Guards (``lock``, Go's ``sched.lock``): ``pidle``, ``midle``, ``mcount``,
+``nmspinning``, ``timer_m``, ``gomaxprocs``, ``allp`` (replaced, never
+mutated, so racy readers see a consistent list), ``goidgen``, ``stopping``
+(racy reads, stale OK: an M rechecks at each schedule step), the outcome
+fields. ``runq`` (global) is a deque: append/popleft are atomic, so it
+needs no lock; its length is a racy read. ``allgs`` is a dict: each item
+set, delete and ``copy`` is atomic.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from contextvars import Context, copy_context
+from typing import Any
+
+from . import _goroutine
+from ._goroutine import G, GStatus, caller_site, make_coroutine
+from ._machine import M, _tls, current_m
+from ._processor import P, PStatus
+from ._timers import Timers
+
+__all__ = [
+    "Sched",
+    "current",
+    "current_g",
+    "newproc",
+    "ready",
+    "require",
+]
+
+#: The running runtime, or None. Written under ``_run_lock``.
+current: Sched | None = None
+_run_lock = threading.Lock()
+
+
+class Sched:
+    def __init__(self, procs: int) -> None:
+        self.lock = threading.Lock()
+        self.gomaxprocs = procs
+        self.allp: list[P] = [P(i) for i in range(procs)]
+        self.pidle: list[P] = []
+        self.midle: list[M] = []
+        self.allm: list[M] = []
+        self.mcount = 0  # Ms started and not exited
+        self.mnext = 0
+        self.nmspinning = 0
+        self.timer_m: M | None = None
+        self.runq: deque[G] = deque()
+        self.timers = Timers(self.wake_timer_m)
+        self.allgs: dict[int, G] = {}
+        self.goidgen = 2  # the main goroutine is 1, as in Go
+        self.ngo = 0  # goroutines created (updated under lock in batches)
+        self.main_g: G | None = None
+        # outcome
+        self.stopping = False
+        self.done = threading.Event()
+        self.result: Any = None
+        self.panic: BaseException | None = None
+        self.deadlock = False
+
+    # -- Ps -----------------------------------------------------------------
+
+    def pidleget(self) -> P | None:
+        """Take an idle P. ``lock`` held."""
+        if self.pidle:
+            return self.pidle.pop()
+        return None
+
+    def procresize(self, n: int) -> int:
+        """Change the number of Ps to ``n`` while running; return the old number.
+
+        New Ps go idle (and an M is woken if work is queued). Removed idle Ps
+        die at once; a removed P that an M holds is retired by that M at its
+        next schedule step (``M.retirep``), which moves its Gs to the global
+        queue.
+        """
+        with self.lock:
+            old = self.gomaxprocs
+            allp = list(self.allp)
+            while len(allp) < n:
+                allp.append(P(len(allp)))
+                allp[-1].status = PStatus.DEAD
+            for p in allp[old:n]:
+                if p.status == PStatus.DEAD:
+                    p.status = PStatus.IDLE
+                    self.pidle.append(p)
+            if n < old:
+                for p in [p for p in self.pidle if p.id >= n]:
+                    self.pidle.remove(p)
+                    p.status = PStatus.DEAD
+                    if p.runnext is not None:
+                        self.runq.append(p.runnext)
+                        p.runnext = None
+                    self.runq.extend(p.runq)
+                    p.runq.clear()
+            self.allp = allp
+            self.gomaxprocs = n
+        self.wakep()
+        return old
+
+    # -- Ms -----------------------------------------------------------------
+
+    def wakep(self) -> None:
+        """Start a spinning M on an idle P, unless an M is already spinning."""
+        if self.nmspinning or not self.pidle or self.stopping:
+            return
+        with self.lock:
+            if self.nmspinning or not self.pidle or self.stopping:
+                return
+            if not self.runq and not any(p.runq for p in self.allp[: self.gomaxprocs]):
+                return
+            p = self.pidle.pop()
+            self.nmspinning += 1
+            m = self.startm_locked(p, spinning=True)
+        if m is not None:
+            m.thread.start()
+
+    def startm_locked(self, p: P, spinning: bool) -> M | None:
+        """Give ``p`` to an idle M (woken) or to a new one, returned for the
+        caller to start once it has dropped ``lock``. ``lock`` held."""
+        p.status = PStatus.RUNNING
+        if self.midle:
+            m = self.midle.pop()
+            m.nextp = p
+            m.spinning = spinning
+            self.wake_m_locked(m)
+            return None
+        m = M(self, self.mnext, p, spinning)
+        self.mnext += 1
+        self.mcount += 1
+        self.allm.append(m)
+        return m
+
+    def wake_m_locked(self, m: M) -> None:
+        """Wake a parked M, at most once per park. ``lock`` held."""
+        if not m.parked:
+            return
+        m.parked = False
+        if m in self.midle:
+            self.midle.remove(m)
+        if self.timer_m is m:
+            self.timer_m = None
+        m.note.release()
+
+    def wake_timer_m(self) -> None:
+        """A timer became the earliest: wake the M sleeping until the old earliest."""
+        if self.timer_m is None:
+            return
+        with self.lock:
+            m = self.timer_m
+            if m is not None:
+                self.wake_m_locked(m)
+
+    def mexit(self, m: M) -> None:
+        with self.lock:
+            self.mcount -= 1
+            if m in self.midle:
+                self.midle.remove(m)
+
+    def checkdead(self) -> bool:
+        """Called by an M about to park with no timer armed. ``lock`` held.
+
+        If every M is now idle, no G can ever be readied again: stop the
+        runtime with a deadlock and return True. (Work still queued at that
+        point would be a lost wake-up; start an M for it instead of
+        reporting a false deadlock.)
+        """
+        if len(self.midle) < self.mcount:
+            return False
+        if self.runq or any(not p.runq_empty() for p in self.allp):
+            p = self.pidleget()
+            if p is not None:
+                m = self.midle.pop()
+                m.nextp = p
+                self.wake_m_locked(m)
+            return False
+        self.deadlock = True
+        self.stop_locked()
+        return True
+
+    # -- Gs -----------------------------------------------------------------
+
+    def newg(self, coro: Any, ctx: Context, site: tuple[str, int, str] | None) -> G:
+        m = current_m()
+        p = m.p if m is not None else None
+        if p is not None:
+            if p.goidcache == p.goidcacheend:
+                with self.lock:
+                    p.goidcache = self.goidgen
+                    self.goidgen += 16
+                    self.ngo += 16
+                p.goidcacheend = p.goidcache + 16
+            gid = p.goidcache
+            p.goidcache += 1
+        else:
+            with self.lock:
+                gid = self.goidgen
+                self.goidgen += 1
+                self.ngo += 1
+        g = G(gid, coro, ctx, site)
+        self.allgs[gid] = g
+        return g
+
+    def goexit(self, gp: G, value: Any, exc: BaseException | None) -> None:
+        """``gp`` finished (returned ``value`` or raised ``exc``). On its M."""
+        gp.status = GStatus.DEAD
+        self.allgs.pop(gp.id, None)
+        gp.ctx = _EMPTY_CTX
+        if gp is self.main_g:
+            with self.lock:
+                if exc is not None and self.panic is None:
+                    self.panic = exc
+                self.result = value
+                self.stop_locked()
+        elif exc is not None:
+            self.gopanic(gp, exc)
+
+    def gopanic(self, gp: G, exc: BaseException) -> None:
+        """An exception escaped a goroutine: stop the runtime, ``run()`` raises it."""
+        note = f"raised in goroutine {gp.id} ({gp.entry})"
+        if gp.created_by is not None:
+            f, line, fn = gp.created_by
+            note += f", created by {fn} at {f}:{line}"
+        exc.add_note(note)
+        with self.lock:
+            if self.panic is None:
+                self.panic = exc
+            else:
+                self.panic.add_note(f"also, {type(exc).__name__}: {exc} ({note})")
+            self.stop_locked()
+
+    def stop_locked(self) -> None:
+        """Stop the runtime: every M leaves its loop at its next step. ``lock`` held."""
+        self.stopping = True
+        for m in list(self.midle):
+            self.wake_m_locked(m)
+        self.done.set()
+
+    def stop(self) -> None:
+        with self.lock:
+            self.stop_locked()
+
+
+_EMPTY_CTX = Context()
+
+
+def ready(gp: G) -> None:
+    """Make a parked G runnable (Go's ``goready``). Any thread.
+
+    From a running G (or an M with a P) it goes to that P's ``runnext``, so
+    the woken G runs next on this M; the G it displaces goes to the runq,
+    and only then is another M worth waking. From anywhere else it goes to
+    the global queue.
+    """
+    gp.status = GStatus.RUNNABLE
+    m: M | None = getattr(_tls, "m", None)
+    if m is not None:
+        p = m.p
+        if p is not None:
+            old = p.runnext
+            p.runnext = gp
+            if old is None:
+                return
+            p.runq.append(old)
+            m.sched.wakep()
+            return
+        sched = m.sched
+    else:
+        sched = require()
+    sched.runq.append(gp)
+    sched.wakep()
+
+
+# Channels and sync primitives wake Gs through G.wake, which calls this.
+_goroutine.goready = ready
+
+
+def require() -> Sched:
+    s = current
+    if s is None:
+        raise RuntimeError("no goroutines runtime is running: call this inside gr.run()")
+    return s
+
+
+def current_g() -> G:
+    """The G running on this thread; RuntimeError outside a goroutine."""
+    m = current_m()
+    if m is None or m.curg is None:
+        raise RuntimeError("not inside a goroutine: call this from code run by gr.run() or gr.go()")
+    return m.curg
+
+
+def newproc(fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any], depth: int) -> G:
+    """Create a G for ``fn(*args, **kwargs)`` and make it runnable (Go's ``newproc``)."""
+    sched = require()
+    coro = make_coroutine(fn, args, kwargs, "go()")
+    gp = sched.newg(coro, copy_context(), caller_site(depth + 1))
+    m = current_m()
+    if m is not None and m.p is not None:
+        p = m.p
+        old = p.runnext
+        p.runnext = gp
+        if old is None:
+            return gp
+        p.runq.append(old)
+    else:
+        sched.runq.append(gp)
+    sched.wakep()
+    return gp
+
+
+def start(sched: Sched, main: Any, args: tuple[Any, ...]) -> None:
+    """Install ``sched`` as the running runtime and start M0 with the main G."""
+    global current
+    with _run_lock:
+        if current is not None:
+            raise RuntimeError("gr.run() called while a goroutines runtime is already running")
+        coro = make_coroutine(main, args, {}, "run()")
+        current = sched
+    gp = G(1, coro, copy_context(), None)
+    gp.entry = getattr(coro, "__qualname__", gp.entry)
+    sched.main_g = gp
+    sched.allgs[1] = gp
+    with sched.lock:
+        p0 = sched.allp[0]
+        sched.pidle = sched.allp[:0:-1]
+        p0.runq.append(gp)
+        m0 = sched.startm_locked(p0, spinning=False)
+    assert m0 is not None
+    m0.thread.start()
+
+
+def finish(sched: Sched) -> None:
+    """Stop ``sched``'s Ms and uninstall it. Main thread, after ``done``."""
+    global current
+    sched.stop()
+    me = threading.current_thread()
+    deadline = time.monotonic() + 1.0
+    for m in list(sched.allm):
+        if m.thread is not me and m.thread.is_alive():
+            m.thread.join(max(0.0, deadline - time.monotonic()))
+    with _run_lock:
+        current = None

@@ -1,0 +1,73 @@
+"""Goroutine dumps: Go's SIGQUIT traceback, for ``stack_dump()`` and ``Deadlock``.
+
+A parked G's stack is its coroutine's await chain: each coroutine's
+``cr_frame`` then ``cr_await`` (or a ``types.coroutine`` generator's
+``gi_frame`` then ``gi_yieldfrom``), down to the yield that parked it. A G
+running on another M is shown without its stack: its frames are changing
+under us.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Iterator
+from types import FrameType
+from typing import Any
+
+from ._goroutine import G, GStatus
+from ._machine import current_m
+
+__all__ = ["format_g", "stack_dump"]
+
+
+def _await_frames(coro: Any) -> Iterator[FrameType]:
+    while coro is not None:
+        frame = getattr(coro, "cr_frame", None) or getattr(coro, "gi_frame", None)
+        if frame is not None:
+            yield frame
+        coro = getattr(coro, "cr_await", None) or getattr(coro, "gi_yieldfrom", None)
+
+
+def _running_frames() -> list[FrameType]:
+    """The calling goroutine's own frames, innermost last, up to its M's loop."""
+    frames: list[FrameType] = []
+    f: FrameType | None = sys._getframe(2)
+    while f is not None and not f.f_code.co_filename.endswith("_machine.py"):
+        frames.append(f)
+        f = f.f_back
+    frames.reverse()
+    return frames
+
+
+def format_g(g: G, now: float, me: G | None) -> str:
+    status = g.status
+    if status == GStatus.WAITING:
+        state = g.wait_reason.value or "waiting"
+        waited = now - g.wait_since
+        if waited >= 1.0:
+            state += f", {waited:.0f} seconds" if waited < 120 else f", {waited / 60:.0f} minutes"
+    else:
+        state = status.name.lower()
+    lines = [f"goroutine {g.id} [{state}]:"]
+    if g is me:
+        frames = _running_frames()
+    elif status == GStatus.RUNNING or status == GStatus.SYSCALL:
+        frames = []
+        lines.append("  (running on another thread)")
+    else:
+        frames = list(_await_frames(g.coro))
+    for f in frames:
+        code = f.f_code
+        lines.append(f"  {code.co_qualname}(...)\n      {code.co_filename}:{f.f_lineno}")
+    if g.created_by is not None:
+        file, line, fn = g.created_by
+        lines.append(f"created by {fn}\n      {file}:{line}")
+    return "\n".join(lines)
+
+
+def stack_dump(gs: list[G]) -> str:
+    m = current_m()
+    me = m.curg if m is not None else None
+    now = time.monotonic()
+    return "\n\n".join(format_g(g, now, me) for g in sorted(gs, key=lambda g: g.id)) + "\n"

@@ -1,0 +1,150 @@
+"""Time: sleep, after, tick, Timer and Ticker, all entries in the runtime's one timer heap.
+
+``sleep`` parks the G and arms a timer whose callback readies it; the timer
+is armed by the unlock function, after the G is suspended, so it cannot
+fire early enough to ready a G that is still running (Go's
+``resetForSleep``).
+
+``Timer`` and ``Ticker`` deliver ``time.monotonic()`` on a channel of
+capacity 1 with a non-blocking send (a slow reader of a Ticker misses ticks,
+as in Go). As in Go 1.23, after ``stop()`` or ``reset()`` returns no stale
+value is received: both bump a generation under the channel's lock and
+drain the buffer, and a firing whose generation is old is dropped.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import time
+import types
+from collections.abc import Generator
+from typing import Any, final
+
+from ._chan import Chan
+from ._runtime import _timers
+from ._runtime._goroutine import G, WaitReason, gopark
+from ._runtime._scheduler import current_g, require
+
+__all__ = ["Ticker", "Timer", "after", "sleep", "tick"]
+
+
+def _check_seconds(seconds: Any, what: str, positive: bool = False) -> float:
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)):
+        raise TypeError(f"{what}: seconds must be a number, got {type(seconds).__name__}")
+    if math.isnan(seconds):
+        raise ValueError(f"{what}: seconds is NaN")
+    if positive and seconds <= 0:
+        raise ValueError(f"{what}: seconds must be > 0, got {seconds}")
+    if seconds < 0 and what != "sleep":
+        raise ValueError(f"{what}: seconds must be >= 0, got {seconds}")
+    return float(seconds)
+
+
+def _ready_g(g: G) -> None:
+    g.wake()
+
+
+@types.coroutine
+def sleep(seconds: float) -> Generator[Any, None, None]:
+    """Pause the calling goroutine for ``seconds``; ``seconds <= 0`` returns at once."""
+    d = _check_seconds(seconds, "sleep")
+    if d <= 0:
+        return
+    g = current_g()
+    timers = require().timers
+    if d == math.inf:
+        arm: Any = _noop
+    else:
+        arm = functools.partial(timers.add, _timers.Timer(_ready_g, g), time.monotonic() + d)
+    yield from gopark(arm, WaitReason.SLEEP, g)
+
+
+def _noop() -> None:
+    pass
+
+
+def _fire(arg: tuple[_ChanTimer, int]) -> None:
+    """Timer callback: deliver the time unless stop/reset came since it was armed."""
+    owner, gen = arg
+    c = owner.c
+    with c.lock:
+        if owner._gen != gen or c._closed:
+            return
+        res = c.try_send_locked(time.monotonic())
+    if res is not True and res is not False:
+        res.wake()
+
+
+class _ChanTimer:
+    """What Timer and Ticker share: a runtime timer that sends on ``c``."""
+
+    __slots__ = ("_gen", "_t", "_timers", "c")
+
+    def __init__(self, seconds: float, period: float) -> None:
+        self._timers = require().timers
+        self.c: Chan[float] = Chan(1)
+        self._gen = 0
+        self._t = _timers.Timer(_fire, (self, 0), period)
+        self._timers.add(self._t, time.monotonic() + seconds)
+
+    def _bump(self) -> int:
+        """Invalidate firings in flight and drain the channel; return the new generation."""
+        c = self.c
+        with c.lock:
+            self._gen += 1
+            c._buf.clear()
+            return self._gen
+
+
+@final
+class Timer(_ChanTimer):
+    """A single event: ``t.c`` receives the time once, ``seconds`` from now."""
+
+    __slots__ = ()
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(_check_seconds(seconds, "Timer"), 0.0)
+
+    def stop(self) -> bool:
+        """Stop the timer; return whether it was still pending."""
+        self._bump()
+        return self._timers.stop(self._t)
+
+    def reset(self, seconds: float) -> bool:
+        """Re-arm the timer for ``seconds`` from now; return whether it was pending."""
+        d = _check_seconds(seconds, "Timer.reset")
+        gen = self._bump()
+        return self._timers.reset(self._t, time.monotonic() + d, arg=(self, gen))
+
+
+@final
+class Ticker(_ChanTimer):
+    """``k.c`` receives the time every ``seconds``; ticks a slow reader misses are dropped."""
+
+    __slots__ = ()
+
+    def __init__(self, seconds: float) -> None:
+        d = _check_seconds(seconds, "Ticker", positive=True)
+        super().__init__(d, d)
+
+    def stop(self) -> None:
+        """Stop the ticker; no more ticks are delivered."""
+        self._bump()
+        self._timers.stop(self._t)
+
+    def reset(self, seconds: float) -> None:
+        """Stop the ticker and restart it with period ``seconds``."""
+        d = _check_seconds(seconds, "Ticker.reset", positive=True)
+        gen = self._bump()
+        self._timers.reset(self._t, time.monotonic() + d, arg=(self, gen), period=d)
+
+
+def after(seconds: float) -> Chan[float]:
+    """A channel that receives the time once, ``seconds`` from now (Go's ``time.After``)."""
+    return Timer(seconds).c
+
+
+def tick(seconds: float) -> Chan[float]:
+    """A channel that receives the time every ``seconds`` (Go's ``time.Tick``)."""
+    return Ticker(seconds).c
