@@ -11,7 +11,7 @@ Invariants (``lock`` held):
 
 Each operation is a non-blocking core under ``lock`` plus a slow path that
 enqueues the waiter and parks with ``lock.release`` as the unlock function
-(``_goroutine.gopark``). A waiter is a G (single-channel waits: the G is its
+(``_goroutine.gopark``, inlined). A waiter is a G (single-channel waits: the G is its
 own sudog) or a ``Sudog`` (one per select case); see ``Sudog`` for the
 waiter protocol. Waiters are woken only after ``lock`` is released, except
 that their ``elem``/``success`` are filled in while it is held.
@@ -38,7 +38,7 @@ from collections.abc import AsyncIterator, Generator
 from typing import Any, Generic, TypeVar, final
 
 from ._errors import ChanClosed
-from ._runtime._goroutine import WaitReason, gopark
+from ._runtime._goroutine import WaitReason
 from ._runtime._scheduler import current_g
 
 __all__ = ["Chan"]
@@ -125,7 +125,8 @@ class Chan(Generic[T]):
         g.elem = v
         g.success = False
         self._sendq.append(g)
-        yield from gopark(lock.release, _CHAN_SEND, g)
+        g.wait_reason = _CHAN_SEND
+        yield lock.release  # gopark, inlined: this is the hot path
         g.elem = None
         if not g.success:
             raise ChanClosed("send on closed channel")
@@ -185,7 +186,8 @@ class Chan(Generic[T]):
         g.elem = None
         g.success = False
         self._recvq.append(g)
-        yield from gopark(lock.release, _CHAN_RECEIVE, g)
+        g.wait_reason = _CHAN_RECEIVE
+        yield lock.release  # gopark, inlined: this is the hot path
         v = g.elem
         g.elem = None
         return v, g.success
@@ -210,7 +212,8 @@ class Chan(Generic[T]):
         g.elem = None
         g.success = False
         self._recvq.append(g)
-        yield from gopark(lock.release, _CHAN_RECEIVE, g)
+        g.wait_reason = _CHAN_RECEIVE
+        yield lock.release  # gopark, inlined: this is the hot path
         v = g.elem
         g.elem = None
         return v

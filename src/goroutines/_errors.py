@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["Canceled", "ChanClosed", "Deadlock", "DeadlineExceeded"]
+__all__ = ["Canceled", "ChanClosed", "DeadlineExceeded", "Deadlock"]
 
 
 class ChanClosed(RuntimeError):

@@ -49,7 +49,10 @@ def run(main: Any, *args: Any, procs: int | None = None) -> Any:
     any goroutine stops the runtime and is raised here; so is ``Deadlock``
     when no goroutine can ever run again, and KeyboardInterrupt on Ctrl-C.
     """
-    n = _check_procs(procs, "run()") if procs is not None else (_default_procs or os.cpu_count() or 1)
+    if procs is None:
+        n = _default_procs or os.cpu_count() or 1
+    else:
+        n = _check_procs(procs, "run()")
     if _scheduler.current is not None:
         if isinstance(main, types.CoroutineType):
             main.close()
@@ -94,7 +97,7 @@ def _close_leftovers(sched: Sched) -> list[BaseException]:
             continue
         try:
             g.ctx.run(g.coro.close)
-        except BaseException as e:  # noqa: BLE001 - reported by run()
+        except BaseException as e:
             e.add_note(f"while closing goroutine {g.id} ({g.entry})")
             errors.append(e)
         g.status = GStatus.DEAD

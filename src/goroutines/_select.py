@@ -59,7 +59,9 @@ def _parse(i: int, case: Any) -> tuple[int, Chan[Any], Any]:
         fn, v = case
         if getattr(fn, "__func__", None) is _SEND_FN and isinstance(fn.__self__, Chan):
             return _SEND, fn.__self__, v
-        raise TypeError(f"select case {i}: the first item of a send pair must be ch.send, got {fn!r}")
+        raise TypeError(
+            f"select case {i}: the first item of a send pair must be ch.send, got {fn!r}"
+        )
     func = getattr(case, "__func__", None)
     ch = getattr(case, "__self__", None)
     if isinstance(ch, Chan):

@@ -135,7 +135,7 @@ class M:
                 self.curg = None
                 self.sched.goexit(gp, e.value, None)
                 return
-            except BaseException as e:  # noqa: BLE001 - a goroutine's panic, reported by run()
+            except BaseException as e:
                 self.curg = None
                 self.sched.goexit(gp, None, e)
                 return

@@ -127,6 +127,25 @@ class Sched:
         self.wakep()
         return old
 
+    def globrunqget(self, p: P, most: int) -> G | None:
+        """Take a G from the global queue, and a fair share more into ``p``'s runq
+        (at most ``most`` in all if > 0). Owner M of ``p``; no lock needed."""
+        q = self.runq
+        n = len(q) // self.gomaxprocs + 1
+        if most and n > most:
+            n = most
+        try:
+            gp = q.popleft()
+        except IndexError:
+            return None
+        runq = p.runq
+        try:
+            for _ in range(n - 1):
+                runq.append(q.popleft())
+        except IndexError:
+            pass
+        return gp
+
     # -- Ms -----------------------------------------------------------------
 
     def wakep(self) -> None:
