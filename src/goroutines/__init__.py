@@ -7,6 +7,15 @@ modules named after the parts of Go's model (see ``_runtime``).
 """
 
 from ._chan import Chan as Chan
+from ._context import CancelFunc as CancelFunc
+from ._context import Context as Context
+from ._context import background as background
+from ._context import todo as todo
+from ._context import with_cancel as with_cancel
+from ._context import with_deadline as with_deadline
+from ._context import with_timeout as with_timeout
+from ._context import with_value as with_value
+from ._context import without_cancel as without_cancel
 from ._errors import Canceled as Canceled
 from ._errors import ChanClosed as ChanClosed
 from ._errors import DeadlineExceeded as DeadlineExceeded
@@ -20,6 +29,13 @@ from ._run import run as run
 from ._run import stack_dump as stack_dump
 from ._select import default as default
 from ._select import select as select
+from ._sync import Cond as Cond
+from ._sync import Locker as Locker
+from ._sync import Mutex as Mutex
+from ._sync import Once as Once
+from ._sync import RWMutex as RWMutex
+from ._sync import Semaphore as Semaphore
+from ._sync import WaitGroup as WaitGroup
 from ._time import Ticker as Ticker
 from ._time import Timer as Timer
 from ._time import after as after

@@ -61,14 +61,10 @@ def run(main: Any, *args: Any, procs: int | None = None) -> Any:
     _scheduler.start(sched, main, args)
     try:
         sched.done.wait()
-    except BaseException:
-        sched.stop()
-        _scheduler.finish(sched)
-        _close_leftovers(sched)
+    except BaseException:  # Ctrl-C: stop everything, then let it through
+        _shutdown(sched)
         raise
-    _scheduler.finish(sched)
-    dump = _stack_dump(list(sched.allgs.values())) if sched.deadlock else ""
-    errors = _close_leftovers(sched)
+    dump, errors = _shutdown(sched)
     if sched.deadlock:
         raise Deadlock("all goroutines are asleep - deadlock!\n\n" + dump)
     if sched.panic is not None:
@@ -83,24 +79,45 @@ def run(main: Any, *args: Any, procs: int | None = None) -> Any:
     return sched.result
 
 
+def _shutdown(sched: Sched) -> tuple[str, list[BaseException]]:
+    """Stop the Ms, take the deadlock dump, close what is left, uninstall. Main thread.
+
+    The runtime stays installed while leftovers are closed, so a ``finally``
+    block that wakes another goroutine (closing a channel, unlocking a
+    Mutex) just queues it, and that one is closed in turn.
+    """
+    _scheduler.stopms(sched)
+    try:
+        dump = _stack_dump(list(sched.allgs.values())) if sched.deadlock else ""
+        return dump, _close_leftovers(sched)
+    finally:
+        _scheduler.uninstall(sched)
+
+
 def _close_leftovers(sched: Sched) -> list[BaseException]:
-    """Close every goroutine still alive (their ``finally`` blocks run). Main thread."""
+    """Close every goroutine still alive (their ``finally`` blocks run), including
+    any that those ``finally`` blocks start. Main thread."""
     errors: list[BaseException] = []
-    for g in sorted(sched.allgs.values(), key=lambda g: g.id):
-        if g.status == GStatus.RUNNING or g.status == GStatus.SYSCALL:
-            warnings.warn(
-                f"goroutine {g.id} ({g.entry}) was still running on its thread when "
-                "run() returned; it could not be closed",
-                RuntimeWarning,
-                stacklevel=3,
-            )
-            continue
-        try:
-            g.ctx.run(g.coro.close)
-        except BaseException as e:
-            e.add_note(f"while closing goroutine {g.id} ({g.entry})")
-            errors.append(e)
-        g.status = GStatus.DEAD
+    seen: set[int] = set()
+    while not seen.issuperset(sched.allgs.keys()):
+        for g in sorted(sched.allgs.copy().values(), key=lambda g: g.id):
+            if g.id in seen:
+                continue
+            seen.add(g.id)
+            if g.status == GStatus.RUNNING or g.status == GStatus.SYSCALL:
+                warnings.warn(
+                    f"goroutine {g.id} ({g.entry}) was still running on its thread when "
+                    "run() returned; it could not be closed",
+                    RuntimeWarning,
+                    stacklevel=4,
+                )
+                continue
+            try:
+                g.ctx.run(g.coro.close)
+            except BaseException as e:  # reported by run()
+                e.add_note(f"while closing goroutine {g.id} ({g.entry})")
+                errors.append(e)
+            g.status = GStatus.DEAD
     sched.allgs.clear()
     return errors
 

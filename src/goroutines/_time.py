@@ -88,13 +88,15 @@ class _ChanTimer:
         self._t = _timers.Timer(_fire, (self, 0), period)
         self._timers.add(self._t, time.monotonic() + seconds)
 
-    def _bump(self) -> int:
-        """Invalidate firings in flight and drain the channel; return the new generation."""
+    def _bump(self) -> tuple[int, bool]:
+        """Invalidate firings in flight and drain the channel; return the new
+        generation and whether an unreceived value was drained."""
         c = self.c
         with c.lock:
             self._gen += 1
+            drained = bool(c._buf)
             c._buf.clear()
-            return self._gen
+            return self._gen, drained
 
 
 @final
@@ -107,15 +109,20 @@ class Timer(_ChanTimer):
         super().__init__(_check_seconds(seconds, "Timer"), 0.0)
 
     def stop(self) -> bool:
-        """Stop the timer; return whether it was still pending."""
-        self._bump()
-        return self._timers.stop(self._t)
+        """Stop the timer; return whether it was still pending.
+
+        As in Go 1.23, a value that fired but was not received counts as
+        pending: it is discarded and stop returns True.
+        """
+        _, drained = self._bump()
+        return self._timers.stop(self._t) or drained
 
     def reset(self, seconds: float) -> bool:
-        """Re-arm the timer for ``seconds`` from now; return whether it was pending."""
+        """Re-arm the timer for ``seconds`` from now; return whether it was
+        pending (counted as in ``stop``)."""
         d = _check_seconds(seconds, "Timer.reset")
-        gen = self._bump()
-        return self._timers.reset(self._t, time.monotonic() + d, arg=(self, gen))
+        gen, drained = self._bump()
+        return self._timers.reset(self._t, time.monotonic() + d, arg=(self, gen)) or drained
 
 
 @final
@@ -136,7 +143,7 @@ class Ticker(_ChanTimer):
     def reset(self, seconds: float) -> None:
         """Stop the ticker and restart it with period ``seconds``."""
         d = _check_seconds(seconds, "Ticker.reset", positive=True)
-        gen = self._bump()
+        gen, _ = self._bump()
         self._timers.reset(self._t, time.monotonic() + d, arg=(self, gen), period=d)
 
 

@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import threading
 import time
+import types
 from collections import deque
 from contextvars import Context, copy_context
 from typing import Any
@@ -340,7 +341,12 @@ def current_g() -> G:
 
 def newproc(fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any], depth: int) -> G:
     """Create a G for ``fn(*args, **kwargs)`` and make it runnable (Go's ``newproc``)."""
-    sched = require()
+    sched = current
+    if sched is None:
+        if isinstance(fn, types.CoroutineType):
+            fn.close()  # it will never run: don't leave a "never awaited" warning behind
+        require()
+        raise AssertionError  # pragma: no cover - require raised
     coro = make_coroutine(fn, args, kwargs, "go()")
     gp = sched.newg(coro, copy_context(), caller_site(depth + 1))
     m = current_m()
@@ -378,14 +384,20 @@ def start(sched: Sched, main: Any, args: tuple[Any, ...]) -> None:
     m0.thread.start()
 
 
-def finish(sched: Sched) -> None:
-    """Stop ``sched``'s Ms and uninstall it. Main thread, after ``done``."""
-    global current
+def stopms(sched: Sched) -> None:
+    """Stop ``sched`` and wait (up to a second) for its Ms to leave their loops.
+    Main thread, after ``done``. An M stuck in a goroutine that never yields
+    is left behind (it is a daemon thread)."""
     sched.stop()
     me = threading.current_thread()
     deadline = time.monotonic() + 1.0
     for m in list(sched.allm):
         if m.thread is not me and m.thread.is_alive():
             m.thread.join(max(0.0, deadline - time.monotonic()))
+
+
+def uninstall(sched: Sched) -> None:
+    global current
     with _run_lock:
-        current = None
+        if current is sched:
+            current = None

@@ -1,0 +1,47 @@
+"""``python -m goroutines``: the command line (``demo``, ``bench``).
+
+Kept to a hand-written dispatch so that ``import goroutines`` never pays for
+the demo: each subcommand imports what it needs when it runs.
+"""
+
+from __future__ import annotations
+
+import sys
+
+__all__ = ["main"]
+
+USAGE = """\
+usage: python -m goroutines <command>
+
+commands:
+  demo    run the demo: a prime sieve, a worker pool with a deadline,
+          a caught deadlock and a ping-pong timing, with scheduler counters
+  bench   run the benchmark suite (not implemented yet)
+"""
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if not args:
+        sys.stderr.write(USAGE)
+        return 2
+    cmd = args[0]
+    if cmd in ("-h", "--help", "help"):
+        sys.stdout.write(USAGE)
+        return 0
+    if len(args) > 1:
+        sys.stderr.write(f"{cmd}: unexpected arguments: {' '.join(args[1:])}\n\n{USAGE}")
+        return 2
+    if cmd == "demo":
+        from ._demo import main as demo
+
+        return demo()
+    if cmd == "bench":
+        print("not implemented yet: see issue 'Performance'")
+        return 2
+    sys.stderr.write(f"unknown command {cmd!r}\n\n{USAGE}")
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

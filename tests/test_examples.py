@@ -1,0 +1,62 @@
+"""examples/*.py: each runs as printed and prints what it should; README shows worker_pool.py."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = ROOT / "examples"
+
+
+def run_example(name: str, *args: str) -> str:
+    r = subprocess.run(
+        [sys.executable, str(EXAMPLES / name), *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "PYTHONIOENCODING": "utf-8"},
+    )
+    assert r.returncode == 0, r.stderr
+    assert r.stderr == ""
+    return r.stdout
+
+
+def test_worker_pool() -> None:
+    out = run_example("worker_pool.py")
+    m = re.fullmatch(r"(\d+) of 100 jobs done before the deadline: DeadlineExceeded\n", out)
+    assert m is not None, out
+    # 4 workers, 10 ms per job, a 0.1 s deadline: some but never all of the jobs.
+    assert 0 < int(m[1]) < 100
+
+
+def test_prime_sieve() -> None:
+    assert run_example("prime_sieve.py") == (
+        "2 3 5 7 11 13 17 19 23 29 31 37 41 43 47 53 59 61 67 71 73 79 83 89 97\n"
+    )
+    primes = run_example("prime_sieve.py", "200").split()
+    assert len(primes) == 200 and primes[-1] == "1223"
+
+
+def test_pipeline() -> None:
+    expected = sum(i * i for i in range(1, 1001))
+    out = run_example("pipeline.py")
+    assert out == f"sum of the squares of 1..1000: {expected} (1000 values)\n"
+
+
+@pytest.mark.parametrize("path", sorted(EXAMPLES.glob("*.py")), ids=lambda p: p.name)
+def test_examples_are_short(path: Path) -> None:
+    assert len(path.read_text().splitlines()) < 40
+
+
+def test_readme_example_is_worker_pool() -> None:
+    readme = (ROOT / "README.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", readme, re.S)
+    example = (EXAMPLES / "worker_pool.py").read_text()
+    assert example in blocks, "README.md must show examples/worker_pool.py verbatim"
