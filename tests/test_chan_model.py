@@ -329,7 +329,7 @@ async def _execute(
 
 @pytest.mark.parametrize("procs", [1, 4])
 @settings(
-    max_examples=50,
+    max_examples=100,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
 )

@@ -203,7 +203,9 @@ def test_global_queue_fairness_against_runnext_ping_pong() -> None:
     """Every 61st schedule tick the global queue comes first: a G put there by
     gosched runs even while two others ping-pong forever through runnext."""
 
-    async def pinger(a: gr.Chan[int], b: gr.Chan[int], flag: list[bool], done: gr.Chan[int]) -> None:
+    async def pinger(
+        a: gr.Chan[int], b: gr.Chan[int], flag: list[bool], done: gr.Chan[int]
+    ) -> None:
         n = 0
         while not flag[0]:
             await a.send(n)

@@ -109,6 +109,29 @@ def test_main_sleeping_alone_is_not_a_deadlock(procs: int) -> None:
     assert gr.run(main, procs=procs) == 1
 
 
+def test_timer_fires_on_idle_p_while_another_goroutine_computes() -> None:
+    # Four Ps, one busy with a goroutine that never yields: a sleeper's timer
+    # is work another M can take (Go's wakeNetPoller on timer add), so it
+    # must wake on time, not when the busy goroutine next parks.
+    async def main() -> float | None:
+        woke: list[float] = []
+        t0 = time.monotonic()
+
+        async def sleeper() -> None:
+            await gr.sleep(0.01)
+            woke.append(time.monotonic() - t0)
+
+        gr.go(sleeper)
+        await gr.gosched()  # the sleeper runs and parks on its timer
+        while not woke and time.monotonic() - t0 < 1.0:
+            pass  # CPU-bound: no await
+        return woke[0] if woke else None
+
+    woke_at = gr.run(main, procs=4)
+    assert woke_at is not None, "the sleeper never woke while main computed"
+    assert woke_at < 0.01 + SLACK
+
+
 def test_idle_runtime_burns_little_cpu(procs: int) -> None:
     async def main() -> float:
         gr.go(gr.Chan().recv)  # a parked goroutine too

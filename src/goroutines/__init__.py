@@ -36,6 +36,8 @@ from ._sync import Once as Once
 from ._sync import RWMutex as RWMutex
 from ._sync import Semaphore as Semaphore
 from ._sync import WaitGroup as WaitGroup
+from ._syscall import blocking as blocking
+from ._syscall import syscall as syscall
 from ._time import Ticker as Ticker
 from ._time import Timer as Timer
 from ._time import after as after

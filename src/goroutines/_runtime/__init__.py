@@ -12,3 +12,5 @@ No lock is held while a G is readied except ``Sched.lock`` itself (and
 ``ready`` takes none unless it must wake an M), so waking never nests
 channel locks.
 """
+
+__all__: list[str] = []

@@ -40,6 +40,7 @@ from typing import Any
 
 __all__ = [
     "GOSCHED",
+    "SYSCALL",
     "G",
     "GStatus",
     "Sudog",
@@ -58,7 +59,7 @@ class GStatus(enum.IntEnum):
     RUNNABLE = 1
     #: Being stepped by an M; owned by that M, which alone may change this.
     RUNNING = 2
-    #: Inside ``gr.syscall``: owned by its M, which has given its P up.
+    #: Inside ``gr.syscall``: owned by its M, whose P may be taken meanwhile.
     SYSCALL = 3
     #: Parked; owned by the wait queue it parked on (a channel, a timer, a
     #: sync primitive). The one waker that dequeues it readies it.
@@ -92,6 +93,8 @@ class WaitReason(enum.Enum):
 
 #: Yielded by ``gosched``: "put me back on the global queue".
 GOSCHED: Any = sys.intern("gosched")
+#: Yielded by ``syscall``: "call ``g.elem = (fn, args, kwargs)`` on your thread".
+SYSCALL: Any = sys.intern("syscall")
 
 
 def _goready_unset(g: G) -> None:

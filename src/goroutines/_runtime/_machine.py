@@ -24,7 +24,7 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any
 
-from ._goroutine import GOSCHED, G, GStatus
+from ._goroutine import GOSCHED, SYSCALL, G, GStatus
 from ._processor import P, PStatus
 from ._timers import INF
 
@@ -44,6 +44,11 @@ def current_m() -> M | None:
 _RUNNING = GStatus.RUNNING
 _RUNNABLE = GStatus.RUNNABLE
 _WAITING = GStatus.WAITING
+_SYSCALL = GStatus.SYSCALL
+
+#: An idle M beyond ``gomaxprocs`` idle ones exits after this long unused
+#: (bursts of blocking calls start many Ms; they should not stay forever).
+IDLE_M_RETIRE = 10.0
 
 
 class M:
@@ -55,6 +60,8 @@ class M:
         "npark",
         "nsched",
         "nsteal",
+        "nsyscall",
+        "nsyscallslow",
         "p",
         "parked",
         "sched",
@@ -75,6 +82,8 @@ class M:
         self.nsched = 0  # Gs stepped
         self.npark = 0  # times this M parked
         self.nsteal = 0  # Gs stolen from other Ps
+        self.nsyscall = 0  # blocking calls made
+        self.nsyscallslow = 0  # ... after which the P had been handed off
         self.thread = threading.Thread(target=self.mstart, name=f"goroutines-M{mid}", daemon=True)
 
     def __repr__(self) -> str:
@@ -113,6 +122,8 @@ class M:
             self.execute(gp)
             if sched.stopping:
                 return
+            if self.p is None and not self.stopm():  # lost our P in a syscall
+                return
 
     def execute(self, gp: G) -> None:
         """Step ``gp`` until it parks, yields or ends.
@@ -144,6 +155,12 @@ class M:
                 gp.status = _RUNNABLE
                 self.sched.runq.append(gp)
                 return
+            if req is SYSCALL:
+                if not self.syscall(gp):
+                    return
+                send = gp.coro.send
+                arg = None
+                continue
             self.curg = None
             gp.status = _WAITING
             gp.wait_since = time.monotonic()
@@ -163,6 +180,52 @@ class M:
                 )
                 continue
             return
+
+    def syscall(self, gp: G) -> bool:
+        """Make the blocking call ``gp`` asked for (Go's entersyscall/exitsyscall).
+
+        While the call runs our P is marked SYSCALL, and ``self.p`` is None so
+        that anything the call itself readies goes to the global queue rather
+        than into a P that sysmon may be handing off. If the call returns
+        before sysmon notices (the fast path: no lock, no thread switch on
+        the way in, one lock on the way out) we take our P back. Otherwise we
+        take any idle P, or queue ``gp`` on the global queue and return False:
+        this M then has no P and parks.
+
+        The outcome is left in ``gp.elem``/``gp.success`` for ``syscall`` to
+        return or raise when ``gp`` resumes, on this M or another.
+        """
+        fn, args, kwargs = gp.elem
+        p = self.p
+        assert p is not None
+        self.nsyscall += 1
+        gp.status = _SYSCALL
+        p.syscalltick += 1
+        p.status = PStatus.SYSCALL
+        self.p = None
+        try:
+            gp.elem = fn(*args, **kwargs)
+            gp.success = True
+        except BaseException as e:  # delivered to the goroutine
+            gp.elem = e
+            gp.success = False
+        sched = self.sched
+        with sched.lock:
+            if p.status == PStatus.SYSCALL and p.m is self:
+                p.status = PStatus.RUNNING
+                self.p = p
+                gp.status = _RUNNING
+                return True
+            self.nsyscallslow += 1
+            pp = sched.pidleget() if not sched.stopping else None
+            if pp is not None:
+                self.acquirep(pp)
+                gp.status = _RUNNING
+                return True
+            self.curg = None
+            gp.status = _RUNNABLE
+            sched.runq.append(gp)
+        return False
 
     def find_runnable(self) -> G | None:
         """Find a G to run: the order of Go's ``findRunnable``.
@@ -329,7 +392,9 @@ class M:
     def stopm(self) -> bool:
         """Park this M (which holds no P) until it is given one.
 
-        Returns True holding a P, False when the runtime is stopping. If no
+        Returns True holding a P, False when this M should exit: the runtime
+        is stopping, or the M was idle for IDLE_M_RETIRE while more than
+        ``gomaxprocs`` Ms were idle. If no
         other M is waiting for the next timer, this one does, with a timeout;
         when it wakes it fires what is due, with a P if one is idle, else
         without (readied Gs then go to the global queue, which busy Ms check).
@@ -343,18 +408,24 @@ class M:
                 sched.midle.append(self)
                 self.parked = True
                 timeout: float | None = None
+                retire = False
                 if timers.nactive:
                     if sched.timer_m is None:
                         sched.timer_m = self
                         timeout = timers.until_next()
                 elif sched.checkdead():
                     return False
+                if timeout is None and len(sched.midle) > sched.gomaxprocs:
+                    timeout = IDLE_M_RETIRE
+                    retire = True
             self.npark += 1
             woken = self.note.acquire(True, -1 if timeout is None else timeout)
             with sched.lock:
                 if self.parked:  # timed out: nobody took us off midle
                     self.parked = False
                     sched.midle.remove(self)
+                    if retire:
+                        return False
                 elif not woken:  # woken just as we timed out: consume the wake
                     self.note.acquire(False)
                 if sched.timer_m is self:

@@ -17,7 +17,11 @@ Guards:
   another M is a racy read, stale OK.
 - ``status``, ``m``: guarded by ``sched.lock`` while the P is idle; written
   by the owner M otherwise.
-- ``schedtick``, ``goidcache*``: owner M only.
+- ``schedtick``, ``goidcache*``, ``syscalltick``: owner M only (sysmon reads
+  ``syscalltick`` racily and re-checks it under ``sched.lock``).
+- RUNNING -> SYSCALL: the owner, without a lock (nobody else acts on a
+  RUNNING P). SYSCALL -> anything: under ``sched.lock``, by the owner coming
+  back or by sysmon taking the P away, whichever gets there first.
 """
 
 from __future__ import annotations
@@ -37,12 +41,26 @@ class PStatus(enum.IntEnum):
     IDLE = 0
     #: Held by an M, which alone may change this.
     RUNNING = 1
+    #: Its M is in a blocking call (``gr.syscall``) and may be away for long.
+    #: The M may take it back (``exitsyscall``) or sysmon may hand it to
+    #: another M (``retake``); both change it only under ``sched.lock``.
+    SYSCALL = 2
     #: Removed by ``gomaxprocs``; its work was moved to the global queue.
-    DEAD = 2
+    DEAD = 3
 
 
 class P:
-    __slots__ = ("goidcache", "goidcacheend", "id", "m", "runnext", "runq", "schedtick", "status")
+    __slots__ = (
+        "goidcache",
+        "goidcacheend",
+        "id",
+        "m",
+        "runnext",
+        "runq",
+        "schedtick",
+        "status",
+        "syscalltick",
+    )
 
     def __init__(self, pid: int) -> None:
         self.id = pid
@@ -51,6 +69,7 @@ class P:
         self.runnext: G | None = None
         self.runq: deque[G] = deque()
         self.schedtick = 0
+        self.syscalltick = 0  # bumped by the owner at each syscall; sysmon compares
         self.goidcache = 0
         self.goidcacheend = 0
 

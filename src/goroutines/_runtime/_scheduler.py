@@ -36,6 +36,7 @@ set, delete and ``copy`` is atomic.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 import types
@@ -47,6 +48,7 @@ from . import _goroutine
 from ._goroutine import G, GStatus, caller_site, make_coroutine
 from ._machine import M, _tls, current_m
 from ._processor import P, PStatus
+from ._sysmon import Sysmon
 from ._timers import Timers
 
 __all__ = [
@@ -81,6 +83,8 @@ class Sched:
         self.goidgen = 2  # the main goroutine is 1, as in Go
         self.ngo = 0  # goroutines created (updated under lock in batches)
         self.main_g: G | None = None
+        self.maxthreads = _maxthreads()
+        self.sysmon = Sysmon(self)
         # outcome
         self.stopping = False
         self.done = threading.Event()
@@ -174,11 +178,39 @@ class Sched:
             m.spinning = spinning
             self.wake_m_locked(m)
             return None
+        if self.mcount >= self.maxthreads:
+            # Go's "program exceeds 10000-thread limit": fatal, not a hang.
+            if self.panic is None:
+                self.panic = RuntimeError(
+                    f"goroutines: program exceeds {self.maxthreads}-thread limit "
+                    "(GOROUTINES_MAXTHREADS): too many goroutines blocked in gr.syscall"
+                )
+            self.stop_locked()
+            p.status = PStatus.IDLE
+            self.pidle.append(p)
+            return None
         m = M(self, self.mnext, p, spinning)
         self.mnext += 1
         self.mcount += 1
         self.allm.append(m)
         return m
+
+    def handoffp_locked(self, p: P) -> M | None:
+        """Find work for ``p``, whose M is stuck in a syscall (Go's ``handoffp``).
+        ``lock`` held; returns a new M for the caller to start after unlocking.
+
+        If it has queued Gs, or there is global work, start an M on it. If
+        no M is spinning and no P is idle, start a spinning M on it to look
+        for work (nobody else would). Otherwise it just goes idle.
+        """
+        if not p.runq_empty() or self.runq:
+            return self.startm_locked(p, spinning=False)
+        if self.nmspinning + len(self.pidle) == 0:
+            self.nmspinning += 1
+            return self.startm_locked(p, spinning=True)
+        p.status = PStatus.IDLE
+        self.pidle.append(p)
+        return None
 
     def wake_m_locked(self, m: M) -> None:
         """Wake a parked M, at most once per park. ``lock`` held."""
@@ -192,13 +224,21 @@ class Sched:
         m.note.release()
 
     def wake_timer_m(self) -> None:
-        """A timer became the earliest: wake the M sleeping until the old earliest."""
-        if self.timer_m is None:
+        """A timer became the earliest: wake the M sleeping until the old
+        earliest; if no M is waiting for timers, start one on an idle P (Go's
+        ``wakeNetPoller``), or a goroutine computing on the only busy M would
+        keep the timer from firing until it yields."""
+        if self.timer_m is None and (not self.pidle or self.nmspinning):
             return
+        m: M | None = None
         with self.lock:
-            m = self.timer_m
-            if m is not None:
-                self.wake_m_locked(m)
+            if self.timer_m is not None:
+                self.wake_m_locked(self.timer_m)
+            elif self.pidle and not self.nmspinning and not self.stopping:
+                self.nmspinning += 1
+                m = self.startm_locked(self.pidle.pop(), spinning=True)
+        if m is not None:
+            m.thread.start()
 
     def mexit(self, m: M) -> None:
         with self.lock:
@@ -281,6 +321,7 @@ class Sched:
     def stop_locked(self) -> None:
         """Stop the runtime: every M leaves its loop at its next step. ``lock`` held."""
         self.stopping = True
+        self.sysmon.wake()
         for m in list(self.midle):
             self.wake_m_locked(m)
         self.done.set()
@@ -291,6 +332,19 @@ class Sched:
 
 
 _EMPTY_CTX = Context()
+
+
+def _maxthreads() -> int:
+    raw = os.environ.get("GOROUTINES_MAXTHREADS", "")
+    if not raw:
+        return 10_000
+    try:
+        n = int(raw)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise ValueError(f"GOROUTINES_MAXTHREADS must be a positive integer, got {raw!r}")
+    return n
 
 
 def ready(gp: G) -> None:
@@ -382,6 +436,7 @@ def start(sched: Sched, main: Any, args: tuple[Any, ...]) -> None:
         m0 = sched.startm_locked(p0, spinning=False)
     assert m0 is not None
     m0.thread.start()
+    sched.sysmon.start()
 
 
 def stopms(sched: Sched) -> None:
@@ -389,6 +444,7 @@ def stopms(sched: Sched) -> None:
     Main thread, after ``done``. An M stuck in a goroutine that never yields
     is left behind (it is a daemon thread)."""
     sched.stop()
+    sched.sysmon.stop()
     me = threading.current_thread()
     deadline = time.monotonic() + 1.0
     for m in list(sched.allm):

@@ -35,7 +35,7 @@ INF = float("inf")
 class Timer:
     """A runtime timer: call ``f(arg)`` at ``when``, then every ``period`` if > 0."""
 
-    __slots__ = ("active", "arg", "f", "period", "seq", "when")
+    __slots__ = ("active", "arg", "f", "firing", "period", "seq", "when")
 
     def __init__(self, f: Callable[[Any], None], arg: Any, period: float = 0.0) -> None:
         self.f = f
@@ -44,6 +44,10 @@ class Timer:
         self.when = 0.0
         self.seq = 0
         self.active = False
+        #: Firings popped from the heap whose callback has not returned yet:
+        #: ``stop`` counts them as pending (Go's ``isSending``), so that
+        #: "stop returned False" still means "the value was delivered".
+        self.firing = 0
 
 
 class Timers:
@@ -77,9 +81,9 @@ class Timers:
         return False
 
     def _unarm(self, t: Timer) -> bool:
-        """Disarm ``t``; return whether it was armed. Lock held."""
+        """Disarm ``t``; return whether it was armed or firing. Lock held."""
         if not t.active:
-            return False
+            return t.firing > 0
         t.active = False
         self.nactive -= 1
         self.nstale += 1
@@ -126,7 +130,7 @@ class Timers:
                 t.arg = arg
             if period is not None:
                 t.period = period
-            was = t.active
+            was = t.active or t.firing > 0
             if was:
                 self.nstale += 1
             earliest = self._push(t, when)
@@ -137,7 +141,7 @@ class Timers:
     def run_due(self) -> int:
         """Fire every timer that is due; return how many fired. Any M, no lock held."""
         now = time.monotonic()
-        fired: list[tuple[Callable[[Any], None], Any]] = []
+        fired: list[tuple[Callable[[Any], None], Any, Timer]] = []
         with self.lock:
             heap = self.heap
             while heap and heap[0][0] <= now:
@@ -146,7 +150,8 @@ class Timers:
                     if self.nstale:
                         self.nstale -= 1
                     continue
-                fired.append((t.f, t.arg))
+                fired.append((t.f, t.arg, t))
+                t.firing += 1
                 if t.period > 0:
                     # Skip the ticks we are late for, as Go does.
                     nxt = when + t.period * (1 + int((now - when) / t.period))
@@ -158,8 +163,15 @@ class Timers:
                     t.active = False
                     self.nactive -= 1
             self._update_next()
-        for f, arg in fired:
-            f(arg)
+        if not fired:
+            return 0
+        try:
+            for f, arg, _ in fired:
+                f(arg)
+        finally:
+            with self.lock:
+                for _, _, t in fired:
+                    t.firing -= 1
         return len(fired)
 
     def until_next(self) -> float | None:

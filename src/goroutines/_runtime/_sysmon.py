@@ -1,0 +1,113 @@
+"""sysmon: the thread without a P that keeps the scheduler honest (Go's ``sysmon``).
+
+It wakes every 20 µs while it has lately had something to do, backing off
+(doubling) after 50 idle rounds up to 10 ms. Each round it retakes Ps from
+Ms stuck in a blocking call: a P still in the same syscall (same
+``syscalltick``) as one round ago is handed off (``Sched.handoffp_locked``),
+so the goroutines queued behind it run on another M. The threshold is
+therefore one sysmon round, 20 µs to 10 ms: a call that returns sooner
+never costs a thread switch. As in Go, a P with nothing queued behind it is
+left alone for up to 10 ms if another M is spinning or a P is idle (those
+would pick up new work anyway), which spares a thread start for short calls.
+
+Why a thread and not a check in the Ms: the Ms that would check are the ones
+that are stuck. Under the GIL its rounds cost the running Ms a GIL hand-over
+each; a blocking call releases the GIL, so sysmon runs at once when it
+matters, and the back-off keeps an idle or busy-but-not-blocking runtime at
+about 100 rounds a second.
+
+Guards: ``ticks`` is sysmon's own. It reads Ps racily and re-checks under
+``sched.lock`` before taking one.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import TYPE_CHECKING
+
+from ._processor import PStatus
+
+if TYPE_CHECKING:
+    from ._machine import M
+    from ._scheduler import Sched
+
+__all__ = ["Sysmon"]
+
+MIN_DELAY = 20e-6
+MAX_DELAY = 10e-3
+#: A P in a syscall with nothing queued behind it is retaken only after this.
+IDLE_SYSCALL_RETAKE = 10e-3
+
+
+class Sysmon:
+    def __init__(self, sched: Sched) -> None:
+        self.sched = sched
+        self.note = threading.Lock()
+        self.note.acquire()
+        self.thread = threading.Thread(target=self.loop, name="goroutines-sysmon", daemon=True)
+        #: p.id -> (syscalltick seen, when first seen)
+        self.ticks: dict[int, tuple[int, float]] = {}
+        self.nretake = 0
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def wake(self) -> None:
+        """Cut the current sleep short (at shutdown). Any thread."""
+        try:
+            self.note.release()
+        except RuntimeError:  # already released: a wake is pending
+            pass
+
+    def stop(self) -> None:
+        self.wake()
+        if self.thread.is_alive() and self.thread is not threading.current_thread():
+            self.thread.join(1.0)
+
+    def loop(self) -> None:
+        sched = self.sched
+        idle = 0
+        delay = MIN_DELAY
+        while not sched.stopping:
+            if idle == 0:
+                delay = MIN_DELAY
+            elif idle > 50:
+                delay = min(delay * 2, MAX_DELAY)
+            self.note.acquire(True, delay)
+            if sched.stopping:
+                return
+            if self.retake(time.monotonic()):
+                idle = 0
+            else:
+                idle += 1
+
+    def retake(self, now: float) -> int:
+        """Hand off every P stuck in a syscall since the last round; return how many."""
+        sched = self.sched
+        n = 0
+        for p in sched.allp[: sched.gomaxprocs]:
+            if p.status != PStatus.SYSCALL:
+                continue
+            t = p.syscalltick
+            seen = self.ticks.get(p.id)
+            if seen is None or seen[0] != t:
+                self.ticks[p.id] = (t, now)
+                continue
+            if (
+                p.runq_empty()
+                and not sched.runq
+                and sched.nmspinning + len(sched.pidle) > 0
+                and now - seen[1] < IDLE_SYSCALL_RETAKE
+            ):
+                continue
+            m: M | None = None
+            with sched.lock:
+                if p.status == PStatus.SYSCALL and p.syscalltick == t and not sched.stopping:
+                    p.m = None
+                    m = sched.handoffp_locked(p)
+                    n += 1
+            if m is not None:
+                m.thread.start()
+        self.nretake += n
+        return n
