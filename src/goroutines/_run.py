@@ -60,7 +60,7 @@ def run(main: Any, *args: Any, procs: int | None = None) -> Any:
     sched = Sched(n)
     _scheduler.start(sched, main, args)
     try:
-        sched.done.wait()
+        _serve_main(sched)
     except BaseException:  # Ctrl-C: stop everything, then let it through
         _shutdown(sched)
         raise
@@ -79,6 +79,21 @@ def run(main: Any, *args: Any, procs: int | None = None) -> Any:
     return sched.result
 
 
+def _serve_main(sched: Sched) -> None:
+    """The main thread's job while the runtime runs: wait for the end, doing
+    what only the main thread may (``call_on_main``) in the meantime."""
+    while True:
+        item = sched.mainq.get()
+        if item is None:
+            return
+        fn, box, ev = item
+        try:
+            box[:] = [True, fn()]
+        except BaseException as e:  # handed to the caller
+            box[:] = [False, e]
+        ev.set()
+
+
 def _shutdown(sched: Sched) -> tuple[str, list[BaseException]]:
     """Stop the Ms, take the deadlock dump, close what is left, uninstall. Main thread.
 
@@ -87,6 +102,11 @@ def _shutdown(sched: Sched) -> tuple[str, list[BaseException]]:
     Mutex) just queues it, and that one is closed in turn.
     """
     _scheduler.stopms(sched)
+    while not sched.mainq.empty():  # requests that came too late to be served
+        item = sched.mainq.get()
+        if item is not None:
+            item[1][:] = [False, RuntimeError("the goroutines runtime stopped")]
+            item[2].set()
     try:
         dump = _stack_dump(list(sched.allgs.values())) if sched.deadlock else ""
         return dump, _close_leftovers(sched)

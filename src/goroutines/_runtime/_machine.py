@@ -6,15 +6,17 @@ one place where goroutine code actually runs.
 
 An M with nothing to do gives its P back and parks on its own ``note`` (a
 lock it holds while awake; whoever wakes it releases it once). At most one
-idle M, ``sched.timer_m``, parks with a timeout: until the earliest timer.
-All others sleep until ``startm`` hands them a P.
+idle M, ``sched.poll_m``, parks with a timeout: until the earliest timer.
+All others sleep until ``startm`` hands them a P. ``poll_m`` sleeps in
+``netpoll.poll`` once the poller exists (waking it writes to a pipe),
+otherwise on its note.
 
 Guards:
 
 - ``p``, ``curg``, ``spinning``, counters: the M itself (its own thread);
   ``spinning`` changes only together with ``sched.nmspinning`` under
   ``sched.lock``.
-- ``parked``, ``nextp``: ``sched.lock``.
+- ``parked``, ``nextp``, ``polling``: ``sched.lock``.
 """
 
 from __future__ import annotations
@@ -64,6 +66,7 @@ class M:
         "nsyscallslow",
         "p",
         "parked",
+        "polling",
         "sched",
         "spinning",
         "thread",
@@ -77,6 +80,7 @@ class M:
         self.curg: G | None = None
         self.spinning = spinning
         self.parked = False
+        self.polling = False  # parked in netpoll.poll rather than on note
         self.note = threading.Lock()
         self.note.acquire()
         self.nsched = 0  # Gs stepped
@@ -236,8 +240,10 @@ class M:
            ``runnext`` can starve queued Gs;
         3. ``runnext``, then the local runq;
         4. the global queue;
-        5. steal half of another P's runq (at most half the busy Ps spin);
-        6. give the P back, re-check every queue, park (``park_idle``).
+        5. ready network I/O, if nobody is blocked in the poller;
+        6. steal half of another P's runq (at most half the busy Ps spin);
+        7. give the P back, re-check every queue, park (``park_idle``),
+           in the poller if this M is the one waiting for timers and I/O.
 
         Returns None when the runtime is stopping. Holds a P throughout
         (possibly a different one after parking).
@@ -284,6 +290,18 @@ class M:
             if sched.runq:
                 gp = sched.globrunqget(p, 0)
                 if gp is not None:
+                    return gp
+
+            netpoll = sched.netpoll
+            if netpoll.nwaiters and sched.poll_m is None:
+                # An optimization before stealing (as in Go): nobody is
+                # blocked in the poller, so look for I/O that is ready.
+                ready = netpoll.poll(0)
+                if ready:
+                    gp = ready.pop()
+                    for g in ready:
+                        g.wake()
+                    gp.status = _RUNNABLE
                     return gp
 
             if self.spinning or 2 * sched.nmspinning < sched.gomaxprocs - len(sched.pidle):
@@ -401,6 +419,7 @@ class M:
         """
         sched = self.sched
         timers = sched.timers
+        netpoll = sched.netpoll
         while True:
             with sched.lock:
                 if sched.stopping:
@@ -409,32 +428,42 @@ class M:
                 self.parked = True
                 timeout: float | None = None
                 retire = False
-                if timers.nactive:
-                    if sched.timer_m is None:
-                        sched.timer_m = self
+                self.polling = False
+                if timers.nactive or netpoll.nwaiters:
+                    if sched.poll_m is None:
+                        sched.poll_m = self
                         timeout = timers.until_next()
+                        self.polling = netpoll.inited
                 elif sched.checkdead():
                     return False
-                if timeout is None and len(sched.midle) > sched.gomaxprocs:
+                if sched.poll_m is not self and len(sched.midle) > sched.gomaxprocs:
                     timeout = IDLE_M_RETIRE
                     retire = True
             self.npark += 1
-            woken = self.note.acquire(True, -1 if timeout is None else timeout)
+            ready: list[G] = []
+            if self.polling:
+                ready = netpoll.poll(timeout)
+                woken = True
+            else:
+                woken = self.note.acquire(True, -1 if timeout is None else timeout)
             with sched.lock:
-                if self.parked:  # timed out: nobody took us off midle
+                if self.parked:  # timed out, or I/O: nobody took us off midle
                     self.parked = False
                     sched.midle.remove(self)
                     if retire:
                         return False
                 elif not woken:  # woken just as we timed out: consume the wake
                     self.note.acquire(False)
-                if sched.timer_m is self:
-                    sched.timer_m = None
+                self.polling = False
+                if sched.poll_m is self:
+                    sched.poll_m = None
                 p, self.nextp = self.nextp, None
                 if p is None and not sched.stopping:
                     p = sched.pidleget()
                 if p is not None:
                     self.acquirep(p)
+            for g in ready:
+                g.wake()
             if sched.stopping:
                 return False
             if timers.next_when <= time.monotonic():

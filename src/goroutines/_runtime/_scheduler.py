@@ -26,7 +26,7 @@ Deadlock (``checkdead``): when the last M parks and no timer is armed, no G
 can ever become runnable again; if Gs remain, ``run()`` raises Deadlock.
 
 Guards (``lock``, Go's ``sched.lock``): ``pidle``, ``midle``, ``mcount``,
-``nmspinning``, ``timer_m``, ``gomaxprocs``, ``allp`` (replaced, never
+``nmspinning``, ``poll_m``, ``gomaxprocs``, ``allp`` (replaced, never
 mutated, so racy readers see a consistent list), ``goidgen``, ``stopping``
 (racy reads, stale OK: an M rechecks at each schedule step), the outcome
 fields. ``runq`` (global) is a deque: append/popleft are atomic, so it
@@ -37,16 +37,19 @@ set, delete and ``copy`` is atomic.
 from __future__ import annotations
 
 import os
+import queue
 import threading
 import time
 import types
 from collections import deque
+from collections.abc import Callable
 from contextvars import Context, copy_context
 from typing import Any
 
 from . import _goroutine
 from ._goroutine import G, GStatus, caller_site, make_coroutine
 from ._machine import M, _tls, current_m
+from ._netpoll import Netpoll
 from ._processor import P, PStatus
 from ._sysmon import Sysmon
 from ._timers import Timers
@@ -76,18 +79,29 @@ class Sched:
         self.mcount = 0  # Ms started and not exited
         self.mnext = 0
         self.nmspinning = 0
-        self.timer_m: M | None = None
+        self.poll_m: M | None = None
         self.runq: deque[G] = deque()
-        self.timers = Timers(self.wake_timer_m)
+        self.timers = Timers(self.wake_poll_m)
+        self.netpoll = Netpoll(self.timers, self.wake_poll_m)
         self.allgs: dict[int, G] = {}
         self.goidgen = 2  # the main goroutine is 1, as in Go
         self.ngo = 0  # goroutines created (updated under lock in batches)
         self.main_g: G | None = None
+        self.main_thread = threading.current_thread()
         self.maxthreads = _maxthreads()
         self.sysmon = Sysmon(self)
         # outcome
         self.stopping = False
         self.done = threading.Event()
+        #: Work for the thread blocked in ``run()`` (``call_on_main``); None
+        #: means "the runtime is done". ``SimpleQueue`` is thread-safe, and
+        #: its ``get`` is interruptible, so Ctrl-C and signal handlers still
+        #: run on the main thread while it waits.
+        self.mainq: queue.SimpleQueue[tuple[Callable[[], Any], list[Any], threading.Event] | None]
+        self.mainq = queue.SimpleQueue()
+        #: Channels registered by ``signal_notify``: while > 0, Gs waiting for
+        #: a signal can still be woken, so ``checkdead`` reports no deadlock.
+        self.nsignotify = 0
         self.result: Any = None
         self.panic: BaseException | None = None
         self.deadlock = False
@@ -219,21 +233,24 @@ class Sched:
         m.parked = False
         if m in self.midle:
             self.midle.remove(m)
-        if self.timer_m is m:
-            self.timer_m = None
-        m.note.release()
+        if self.poll_m is m:
+            self.poll_m = None
+        if m.polling:
+            self.netpoll.wakeup()
+        else:
+            m.note.release()
 
-    def wake_timer_m(self) -> None:
+    def wake_poll_m(self) -> None:
         """A timer became the earliest: wake the M sleeping until the old
         earliest; if no M is waiting for timers, start one on an idle P (Go's
         ``wakeNetPoller``), or a goroutine computing on the only busy M would
         keep the timer from firing until it yields."""
-        if self.timer_m is None and (not self.pidle or self.nmspinning):
+        if self.poll_m is None and (not self.pidle or self.nmspinning):
             return
         m: M | None = None
         with self.lock:
-            if self.timer_m is not None:
-                self.wake_m_locked(self.timer_m)
+            if self.poll_m is not None:
+                self.wake_m_locked(self.poll_m)
             elif self.pidle and not self.nmspinning and not self.stopping:
                 self.nmspinning += 1
                 m = self.startm_locked(self.pidle.pop(), spinning=True)
@@ -254,7 +271,7 @@ class Sched:
         point would be a lost wake-up; start an M for it instead of
         reporting a false deadlock.)
         """
-        if len(self.midle) < self.mcount:
+        if len(self.midle) < self.mcount or self.nsignotify:
             return False
         if self.runq or any(not p.runq_empty() for p in self.allp):
             p = self.pidleget()
@@ -320,6 +337,8 @@ class Sched:
 
     def stop_locked(self) -> None:
         """Stop the runtime: every M leaves its loop at its next step. ``lock`` held."""
+        if not self.stopping:
+            self.mainq.put(None)
         self.stopping = True
         self.sysmon.wake()
         for m in list(self.midle):
@@ -376,6 +395,24 @@ def ready(gp: G) -> None:
 
 # Channels and sync primitives wake Gs through G.wake, which calls this.
 _goroutine.goready = ready
+
+
+def call_on_main(fn: Callable[[], Any]) -> Any:
+    """Run ``fn()`` on the thread blocked in ``run()`` (signal handlers can
+    only be installed there) and return its result or raise its exception.
+    Blocks the calling thread for as long as that takes: the main thread
+    does nothing else while the runtime runs."""
+    sched = require()
+    if threading.current_thread() is sched.main_thread:
+        return fn()
+    box: list[Any] = []
+    ev = threading.Event()
+    sched.mainq.put((fn, box, ev))
+    ev.wait()
+    ok, value = box
+    if ok:
+        return value
+    raise value
 
 
 def require() -> Sched:
@@ -450,6 +487,8 @@ def stopms(sched: Sched) -> None:
     for m in list(sched.allm):
         if m.thread is not me and m.thread.is_alive():
             m.thread.join(max(0.0, deadline - time.monotonic()))
+    if not any(m.thread.is_alive() for m in sched.allm):
+        sched.netpoll.close()
 
 
 def uninstall(sched: Sched) -> None:

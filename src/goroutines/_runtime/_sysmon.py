@@ -16,14 +16,21 @@ each; a blocking call releases the GIL, so sysmon runs at once when it
 matters, and the back-off keeps an idle or busy-but-not-blocking runtime at
 about 100 rounds a second.
 
-Guards: ``ticks`` is sysmon's own. It reads Ps racily and re-checks under
+It also polls the network if no M has for 10 ms (an M busy running
+goroutines does not look), and with ``GOROUTINES_DEBUG=slowgoroutine=MS``
+warns about a goroutine that has run MS ms without yielding.
+
+Guards: ``ticks`` and ``sched_ticks`` are sysmon's own. It reads Ps racily and re-checks under
 ``sched.lock`` before taking one.
 """
 
 from __future__ import annotations
 
+import os
+import sys
 import threading
 import time
+import warnings
 from typing import TYPE_CHECKING
 
 from ._processor import PStatus
@@ -38,6 +45,26 @@ MIN_DELAY = 20e-6
 MAX_DELAY = 10e-3
 #: A P in a syscall with nothing queued behind it is retaken only after this.
 IDLE_SYSCALL_RETAKE = 10e-3
+#: Poll the network if no M has for this long.
+NETPOLL_STALE = 10e-3
+
+
+def _slow_limit() -> float:
+    """``GOROUTINES_DEBUG=slowgoroutine=MS``: warn about a goroutine that runs
+    MS milliseconds without yielding; 0 (off) by default."""
+    for item in os.environ.get("GOROUTINES_DEBUG", "").split(","):
+        key, _, value = item.partition("=")
+        if key.strip() == "slowgoroutine":
+            try:
+                ms = float(value)
+            except ValueError:
+                ms = -1.0
+            if not ms > 0:
+                raise ValueError(
+                    f"GOROUTINES_DEBUG: slowgoroutine needs a positive number of ms, got {value!r}"
+                )
+            return ms / 1000.0
+    return 0.0
 
 
 class Sysmon:
@@ -49,6 +76,9 @@ class Sysmon:
         #: p.id -> (syscalltick seen, when first seen)
         self.ticks: dict[int, tuple[int, float]] = {}
         self.nretake = 0
+        self.slow_limit = _slow_limit()
+        #: p.id -> (schedtick seen, when first seen, warned already)
+        self.sched_ticks: dict[int, tuple[int, float, bool]] = {}
 
     def start(self) -> None:
         self.thread.start()
@@ -77,10 +107,49 @@ class Sysmon:
             self.note.acquire(True, delay)
             if sched.stopping:
                 return
-            if self.retake(time.monotonic()):
+            now = time.monotonic()
+            busy = self.retake(now)
+            np = sched.netpoll
+            if np.nwaiters and now - np.lastpoll > NETPOLL_STALE and sched.poll_m is None:
+                ready = np.poll(0)
+                for g in ready:
+                    g.wake()  # no P here: to the global queue, and an M is woken
+                busy += len(ready)
+            if self.slow_limit:
+                self.check_slow(now)
+            if busy:
                 idle = 0
             else:
                 idle += 1
+
+    def check_slow(self, now: float) -> None:
+        """Warn once per episode about a goroutine that has held its P for
+        longer than ``slow_limit`` without yielding (Go would preempt it;
+        we cannot, so we say where it is)."""
+        for p in self.sched.allp[: self.sched.gomaxprocs]:
+            m = p.m
+            g = m.curg if m is not None else None
+            if p.status != PStatus.RUNNING or g is None:
+                self.sched_ticks.pop(p.id, None)
+                continue
+            t = p.schedtick
+            seen = self.sched_ticks.get(p.id)
+            if seen is None or seen[0] != t:
+                self.sched_ticks[p.id] = (t, now, False)
+                continue
+            if seen[2] or now - seen[1] < self.slow_limit:
+                continue
+            self.sched_ticks[p.id] = (t, seen[1], True)
+            where = ""
+            frame = sys._current_frames().get(m.thread.ident or 0)
+            if frame is not None:
+                where = f" at {frame.f_code.co_filename}:{frame.f_lineno} in {frame.f_code.co_name}"
+            warnings.warn(
+                f"goroutine {g.id} ({g.entry}) has run for {(now - seen[1]) * 1000:.0f} ms "
+                f"without yielding its processor{where}",
+                RuntimeWarning,
+                stacklevel=1,
+            )
 
     def retake(self, now: float) -> int:
         """Hand off every P stuck in a syscall since the last round; return how many."""
