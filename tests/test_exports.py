@@ -78,6 +78,10 @@ BEYOND_SPEC = frozenset(
         "without_cancel",  # Go's context.WithoutCancel
         "Locker",  # Go's sync.Locker, the protocol Cond takes
         "blocking",  # decorator form of syscall
+        "lock_os_thread",  # Go's runtime.LockOSThread (issue "Blocking calls and I/O")
+        "unlock_os_thread",  # Go's runtime.UnlockOSThread
+        "signal_notify",  # Go's os/signal.Notify
+        "signal_stop",  # Go's os/signal.Stop
         "annotations",
     }
 )

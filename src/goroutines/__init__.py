@@ -24,9 +24,11 @@ from ._run import go as go
 from ._run import gomaxprocs as gomaxprocs
 from ._run import goroutine_id as goroutine_id
 from ._run import gosched as gosched
+from ._run import lock_os_thread as lock_os_thread
 from ._run import num_goroutine as num_goroutine
 from ._run import run as run
 from ._run import stack_dump as stack_dump
+from ._run import unlock_os_thread as unlock_os_thread
 from ._select import default as default
 from ._select import select as select
 from ._sync import Cond as Cond

@@ -16,10 +16,21 @@ from typing import Any, TypeVar, overload
 from ._errors import Deadlock
 from ._runtime import _scheduler
 from ._runtime._goroutine import GOSCHED, GStatus
+from ._runtime._machine import current_m
 from ._runtime._scheduler import Sched, current_g
 from ._runtime._traceback import stack_dump as _stack_dump
 
-__all__ = ["go", "gomaxprocs", "goroutine_id", "gosched", "num_goroutine", "run", "stack_dump"]
+__all__ = [
+    "go",
+    "gomaxprocs",
+    "goroutine_id",
+    "gosched",
+    "lock_os_thread",
+    "num_goroutine",
+    "run",
+    "stack_dump",
+    "unlock_os_thread",
+]
 
 T = TypeVar("T")
 
@@ -172,6 +183,34 @@ def gosched() -> Generator[Any, None, None]:
     """Yield the processor: the calling goroutine goes to the back of the global queue."""
     current_g()
     yield GOSCHED
+
+
+def lock_os_thread() -> None:
+    """Wire the calling goroutine to its current OS thread (Go's ``runtime.LockOSThread``).
+
+    Until as many ``unlock_os_thread`` calls, it runs only on this thread
+    and this thread runs nothing else: when the goroutine parks, the
+    thread's processor goes to another thread. For thread-affine objects
+    (sqlite3 connections, thread-locals, GUI toolkits).
+    """
+    g = current_g()
+    if g.locked_m is None:
+        m = current_m()
+        assert m is not None
+        g.locked_m = m
+        m.lockedg = g
+    g.lockcount += 1
+
+
+def unlock_os_thread() -> None:
+    """Undo one ``lock_os_thread``; a no-op if the goroutine is not locked."""
+    g = current_g()
+    if g.locked_m is None:
+        return
+    g.lockcount -= 1
+    if g.lockcount == 0:
+        g.locked_m.lockedg = None
+        g.locked_m = None
 
 
 def goroutine_id() -> int:

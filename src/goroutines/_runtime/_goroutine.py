@@ -120,6 +120,7 @@ class G:
         "elem",
         "entry",
         "id",
+        "lockcount",
         "locked_m",
         "m",
         "param",
@@ -146,7 +147,8 @@ class G:
         self.wait_reason = WaitReason.NONE
         self.wait_since = 0.0
         self.m: Any = None
-        self.locked_m: Any = None
+        self.locked_m: Any = None  # gr.lock_os_thread: the only M that may run this G
+        self.lockcount = 0
         # Sudog fields: the G is its own sudog for single-channel waits.
         self.elem: Any = None
         self.success = False

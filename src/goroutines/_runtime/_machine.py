@@ -57,6 +57,7 @@ class M:
     __slots__ = (
         "curg",
         "id",
+        "lockedg",
         "nextp",
         "note",
         "npark",
@@ -78,6 +79,7 @@ class M:
         self.p: P | None = None
         self.nextp = nextp
         self.curg: G | None = None
+        self.lockedg: G | None = None  # gr.lock_os_thread: the only G this M runs
         self.spinning = spinning
         self.parked = False
         self.polling = False  # parked in netpoll.poll rather than on note
@@ -123,7 +125,20 @@ class M:
                 return
             if self.spinning:
                 self.resetspinning()
+            lm = gp.locked_m
+            if lm is not None and lm is not self:
+                # gp may run only on its own M: give that M our P, and park.
+                self.startlockedm(gp)
+                if not self.stopm():
+                    return
+                continue
             self.execute(gp)
+            while self.lockedg is not None:
+                # Our locked G parked, yielded or lost the P in a syscall: wait
+                # until it is runnable again and we are handed a P, then run it.
+                if sched.stopping or not self.stoplockedm():
+                    return
+                self.execute(self.lockedg)
             if sched.stopping:
                 return
             if self.p is None and not self.stopm():  # lost our P in a syscall
@@ -184,6 +199,52 @@ class M:
                 )
                 continue
             return
+
+    def startlockedm(self, gp: G) -> None:
+        """``gp`` is locked to another M: hand that M our P and wake it to run
+        ``gp`` (Go's ``startlockedm``). We are left without a P."""
+        mp = gp.locked_m
+        assert mp is not None and mp.lockedg is gp
+        p = self.p
+        assert p is not None
+        sched = self.sched
+        with sched.lock:
+            self.p = None
+            p.m = None
+            gp.status = _RUNNABLE
+            mp.nextp = p
+            if mp.parked:
+                sched.nmlocked -= 1
+                sched.wake_m_locked(mp)
+            # else: mp has not parked yet; stoplockedm will find nextp set
+
+    def stoplockedm(self) -> bool:
+        """Our locked G cannot run now: hand off our P (if we still have one)
+        and sleep until an M that picked the G hands us a P (Go's
+        ``stoplockedm``). Returns True holding a P, False when stopping."""
+        sched = self.sched
+        m: M | None = None
+        park = False
+        with sched.lock:
+            p = self.p
+            if p is not None:
+                self.p = None
+                p.m = None
+                m = sched.handoffp_locked(p)
+            if self.nextp is None and not sched.stopping:
+                park = self.parked = True
+                sched.nmlocked += 1
+                sched.checkdead()
+        if m is not None:
+            m.thread.start()
+        if park:  # consume the one wake-up, even if it came already
+            self.note.acquire()
+        with sched.lock:
+            p, self.nextp = self.nextp, None
+            if p is None:
+                return False
+            self.acquirep(p)
+        return not sched.stopping
 
     def syscall(self, gp: G) -> bool:
         """Make the blocking call ``gp`` asked for (Go's entersyscall/exitsyscall).

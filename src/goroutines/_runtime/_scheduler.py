@@ -102,6 +102,9 @@ class Sched:
         #: Channels registered by ``signal_notify``: while > 0, Gs waiting for
         #: a signal can still be woken, so ``checkdead`` reports no deadlock.
         self.nsignotify = 0
+        #: Ms asleep in ``stoplockedm`` until their locked G can run: not
+        #: idle (nobody else may use them) but not running either.
+        self.nmlocked = 0
         self.result: Any = None
         self.panic: BaseException | None = None
         self.deadlock = False
@@ -271,7 +274,9 @@ class Sched:
         point would be a lost wake-up; start an M for it instead of
         reporting a false deadlock.)
         """
-        if len(self.midle) < self.mcount or self.nsignotify:
+        if len(self.midle) + self.nmlocked < self.mcount or self.nsignotify:
+            return False
+        if self.timers.nactive or self.netpoll.nwaiters:
             return False
         if self.runq or any(not p.runq_empty() for p in self.allp):
             p = self.pidleget()
@@ -311,6 +316,9 @@ class Sched:
         """``gp`` finished (returned ``value`` or raised ``exc``). On its M."""
         gp.status = GStatus.DEAD
         self.allgs.pop(gp.id, None)
+        if gp.locked_m is not None:
+            gp.locked_m.lockedg = None
+            gp.locked_m = None
         gp.ctx = _EMPTY_CTX
         if gp is self.main_g:
             with self.lock:
@@ -341,7 +349,7 @@ class Sched:
             self.mainq.put(None)
         self.stopping = True
         self.sysmon.wake()
-        for m in list(self.midle):
+        for m in list(self.allm):  # idle ones, and locked ones waiting for their G
             self.wake_m_locked(m)
         self.done.set()
 
