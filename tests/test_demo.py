@@ -53,7 +53,12 @@ def test_demo_runs_and_prints_its_results() -> None:
     assert "procs=1: " in out and "µs per round trip" in out
     # the counters after every run, and the summary
     npingpong = len({1, os.cpu_count() or 1})
-    assert out.count("Ms started: ") == 3 + npingpong
+    # 5. blocking calls
+    assert "another ticked " in out
+    line = next(ln for ln in out.splitlines() if ln.startswith("while one goroutine sat"))
+    assert int(line.split("ticked ")[1].split(" times")[0]) >= 5, line
+    assert "1000 goroutines each in gr.syscall(time.sleep, 0.01): all done in" in out
+    assert out.count("Ms started: ") == 4 + npingpong
     assert "demo finished in" in out
     assert r.stderr == ""
     assert elapsed < 45, f"the demo took {elapsed:.1f} s"

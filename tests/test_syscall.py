@@ -11,6 +11,7 @@ one P (hand-off with nobody else to run the queue) say so.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import os
 import subprocess
@@ -372,9 +373,11 @@ def test_syscall_rejects_other_async_callables(fn: Any) -> None:
 
 
 def test_syscall_outside_goroutine_is_runtime_error() -> None:
-    aw = gr.syscall(abs, -1)
+    async def in_asyncio() -> int:
+        return await gr.syscall(abs, -1)
+
     with pytest.raises(RuntimeError, match="not inside a goroutine"):
-        aw.__await__().send(None)  # type: ignore[attr-defined]
+        asyncio.run(in_asyncio())
 
 
 # ------------------------------------------------------------------ migration

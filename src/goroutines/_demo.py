@@ -1,11 +1,12 @@
 """``python -m goroutines demo``: the runtime at work on small real programs.
 
-Four sections, each its own ``gr.run()``:
+Five sections, each its own ``gr.run()``:
 
 1. Go's concurrent prime sieve (a chain of filter goroutines, one per prime);
 2. a worker pool with fan-out/fan-in, a WaitGroup and a context deadline;
 3. a deadlock, caught by the runtime and explained with a goroutine dump;
-4. a ping-pong over two unbuffered channels, timed at procs 1 and all cores.
+4. a ping-pong over two unbuffered channels, timed at procs 1 and all cores;
+5. blocking calls (``gr.syscall``) not stalling the other goroutines, at procs=1.
 
 After each run the scheduler's counters are printed (``Probe``). They are
 read from the runtime's internals (``Sched``, its Ps and Ms) after ``run()``
@@ -310,6 +311,53 @@ def demo_ping_pong(n: int = 100_000) -> None:
         print(f"  {probe.stats}")
 
 
+# -- 5. blocking calls --------------------------------------------------------
+
+
+async def blocking_calls(n: int) -> tuple[int, float, float]:
+    """A goroutine blocks its thread for 0.3 s in ``gr.syscall`` while another
+    keeps ticking; then ``n`` goroutines each block 10 ms at once.
+    Returns (ticks during the blocking call, its duration, the burst's duration)."""
+    ticks = 0
+    done: gr.Chan[None] = gr.Chan()
+
+    async def sleeper() -> None:
+        await gr.syscall(time.sleep, 0.3)  # a blocking call: its thread is stuck
+        done.close()
+
+    gr.go(sleeper)
+    t0 = time.perf_counter()
+    while (await gr.select(done.recv, gr.default))[0] == 1:
+        await gr.sleep(0.01)  # still running, on another thread
+        ticks += 1
+    blocked = time.perf_counter() - t0
+
+    wg = gr.WaitGroup()
+
+    async def blocker() -> None:
+        await gr.syscall(time.sleep, 0.01)
+        wg.done()
+
+    t0 = time.perf_counter()
+    for _ in range(n):
+        wg.add()
+        gr.go(blocker)
+    await wg.wait()
+    return ticks, blocked, time.perf_counter() - t0
+
+
+def demo_blocking_calls(n: int = 1000) -> None:
+    _header("5. Blocking calls do not stall other goroutines (procs=1)")
+    probe = Probe()
+    ticks, blocked, burst = probe.run(blocking_calls, n, procs=1)
+    print(
+        f"while one goroutine sat {blocked:.2f} s in gr.syscall(time.sleep, 0.3), "
+        f"another ticked {ticks} times"
+    )
+    print(f"{n} goroutines each in gr.syscall(time.sleep, 0.01): all done in {burst:.3f} s")
+    print(f"  {probe.stats}")
+
+
 def main() -> int:
     ncpu = os.cpu_count() or 1
     v = sys.version_info
@@ -319,5 +367,6 @@ def main() -> int:
     demo_pool()
     demo_deadlock()
     demo_ping_pong()
+    demo_blocking_calls()
     print(f"\ndemo finished in {time.perf_counter() - t0:.1f} s")
     return 0

@@ -13,7 +13,7 @@ import types
 from collections.abc import Awaitable, Callable, Generator
 from typing import Any, ParamSpec, TypeVar
 
-from ._runtime._goroutine import _CO_COROUTINE, _CO_ITERABLE_COROUTINE, SYSCALL
+from ._runtime._goroutine import SYSCALL, is_async_callable
 from ._runtime._scheduler import current_g
 
 __all__ = ["blocking", "syscall"]
@@ -25,8 +25,7 @@ P = ParamSpec("P")
 def _check(fn: Any, what: str) -> None:
     if not callable(fn):
         raise TypeError(f"{what} needs a callable, got {fn!r}")
-    code = getattr(fn, "__code__", None)
-    if code is not None and code.co_flags & (_CO_COROUTINE | _CO_ITERABLE_COROUTINE):
+    if is_async_callable(fn):
         raise TypeError(
             f"{what} runs a plain blocking function; {fn!r} is async: await it directly"
         )

@@ -46,6 +46,7 @@ __all__ = [
     "Sudog",
     "WaitReason",
     "gopark",
+    "is_async_callable",
     "make_coroutine",
     "noop",
 ]
@@ -223,7 +224,7 @@ def make_coroutine(
         if args or kwargs:
             raise TypeError(f"{what}: arguments given with a coroutine object {fn!r}")
         return fn
-    if not _is_async_callable(fn):
+    if not is_async_callable(fn):
         raise TypeError(
             f"{what} needs an async function or a coroutine object, got {fn!r}"
             + (" (a plain function: declare it 'async def')" if callable(fn) else "")
@@ -236,7 +237,8 @@ def make_coroutine(
     raise TypeError(f"{what}: {fn!r} returned {type(coro).__name__}, not a coroutine")
 
 
-def _is_async_callable(fn: Any) -> bool:
+def is_async_callable(fn: Any) -> bool:
+    """Whether calling ``fn`` gives a coroutine, judged without calling it."""
     code = getattr(fn, "__code__", None)
     if code is not None:  # functions and bound methods
         return bool(code.co_flags & (_CO_COROUTINE | _CO_ITERABLE_COROUTINE))

@@ -266,8 +266,11 @@ class M:
         self.nsyscall += 1
         gp.status = _SYSCALL
         p.syscalltick += 1
+        p.syscallwhen = time.monotonic()
         p.status = PStatus.SYSCALL
         self.p = None
+        if p.runq:
+            self.sched.sysmon.kick()
         try:
             gp.elem = fn(*args, **kwargs)
             gp.success = True

@@ -17,7 +17,7 @@ Guards:
   another M is a racy read, stale OK.
 - ``status``, ``m``: guarded by ``sched.lock`` while the P is idle; written
   by the owner M otherwise.
-- ``schedtick``, ``goidcache*``, ``syscalltick``: owner M only (sysmon reads
+- ``schedtick``, ``goidcache*``, ``syscalltick``, ``syscallwhen``: owner M only (sysmon reads
   ``syscalltick`` racily and re-checks it under ``sched.lock``).
 - RUNNING -> SYSCALL: the owner, without a lock (nobody else acts on a
   RUNNING P). SYSCALL -> anything: under ``sched.lock``, by the owner coming
@@ -60,6 +60,7 @@ class P:
         "schedtick",
         "status",
         "syscalltick",
+        "syscallwhen",
     )
 
     def __init__(self, pid: int) -> None:
@@ -70,6 +71,7 @@ class P:
         self.runq: deque[G] = deque()
         self.schedtick = 0
         self.syscalltick = 0  # bumped by the owner at each syscall; sysmon compares
+        self.syscallwhen = 0.0  # when the current syscall started (owner writes)
         self.goidcache = 0
         self.goidcacheend = 0
 

@@ -359,6 +359,7 @@ class Sched:
 
 
 _EMPTY_CTX = Context()
+_RUNNABLE = GStatus.RUNNABLE
 
 
 def _maxthreads() -> int:
@@ -382,8 +383,11 @@ def ready(gp: G) -> None:
     and only then is another M worth waking. From anywhere else it goes to
     the global queue.
     """
-    gp.status = GStatus.RUNNABLE
-    m: M | None = getattr(_tls, "m", None)
+    gp.status = _RUNNABLE
+    try:
+        m: M | None = _tls.m
+    except AttributeError:
+        m = None
     if m is not None:
         p = m.p
         if p is not None:
@@ -432,10 +436,13 @@ def require() -> Sched:
 
 def current_g() -> G:
     """The G running on this thread; RuntimeError outside a goroutine."""
-    m = current_m()
-    if m is None or m.curg is None:
+    try:
+        g = _tls.m.curg
+    except AttributeError:
+        g = None
+    if g is None:
         raise RuntimeError("not inside a goroutine: call this from code run by gr.run() or gr.go()")
-    return m.curg
+    return g  # type: ignore[no-any-return]
 
 
 def newproc(fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any], depth: int) -> G:

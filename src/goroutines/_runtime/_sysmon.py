@@ -2,11 +2,15 @@
 
 It wakes every 20 µs while it has lately had something to do, backing off
 (doubling) after 50 idle rounds up to 10 ms. Each round it retakes Ps from
-Ms stuck in a blocking call: a P still in the same syscall (same
-``syscalltick``) as one round ago is handed off (``Sched.handoffp_locked``),
-so the goroutines queued behind it run on another M. The threshold is
-therefore one sysmon round, 20 µs to 10 ms: a call that returns sooner
-never costs a thread switch. As in Go, a P with nothing queued behind it is
+Ms stuck in a blocking call: a P whose M has been in the same syscall
+(``syscalltick``) for SYSCALL_THRESHOLD (20 µs) is handed off
+(``Sched.handoffp_locked``), so the goroutines queued behind it run on
+another M; a call that returns sooner never costs a thread switch. While
+backed off, sysmon would see a call only up to 10 ms late, so an M entering
+a syscall with Gs queued behind it kicks sysmon awake (``kick``). (Go
+compares ``syscalltick`` across two rounds instead; with a 10 ms back-off
+that misses every call shorter than a round, e.g. a stream of 10 ms sleeps,
+which we measured serializing a burst of them.) As in Go, a P with nothing queued behind it is
 left alone for up to 10 ms if another M is spinning or a P is idle (those
 would pick up new work anyway), which spares a thread start for short calls.
 
@@ -20,7 +24,7 @@ It also polls the network if no M has for 10 ms (an M busy running
 goroutines does not look), and with ``GOROUTINES_DEBUG=slowgoroutine=MS``
 warns about a goroutine that has run MS ms without yielding.
 
-Guards: ``ticks`` and ``sched_ticks`` are sysmon's own. It reads Ps racily and re-checks under
+Guards: ``sched_ticks`` is sysmon's own. It reads Ps racily and re-checks under
 ``sched.lock`` before taking one.
 """
 
@@ -43,6 +47,9 @@ __all__ = ["Sysmon"]
 
 MIN_DELAY = 20e-6
 MAX_DELAY = 10e-3
+#: A P whose M has been in one syscall this long is handed off (Go: one
+#: sysmon round, at least 20 µs): shorter calls never cost a thread switch.
+SYSCALL_THRESHOLD = 20e-6
 #: A P in a syscall with nothing queued behind it is retaken only after this.
 IDLE_SYSCALL_RETAKE = 10e-3
 #: Poll the network if no M has for this long.
@@ -73,8 +80,8 @@ class Sysmon:
         self.note = threading.Lock()
         self.note.acquire()
         self.thread = threading.Thread(target=self.loop, name="goroutines-sysmon", daemon=True)
-        #: p.id -> (syscalltick seen, when first seen)
-        self.ticks: dict[int, tuple[int, float]] = {}
+        #: The current sleep between rounds (racy read by ``kick``).
+        self.delay = MIN_DELAY
         self.nretake = 0
         self.slow_limit = _slow_limit()
         #: p.id -> (schedtick seen, when first seen, warned already)
@@ -104,7 +111,9 @@ class Sysmon:
                 delay = MIN_DELAY
             elif idle > 50:
                 delay = min(delay * 2, MAX_DELAY)
-            self.note.acquire(True, delay)
+            self.delay = delay
+            if self.note.acquire(True, delay):
+                idle = 0  # kicked: a blocking call has work queued behind it
             if sched.stopping:
                 return
             now = time.monotonic()
@@ -151,23 +160,30 @@ class Sysmon:
                 stacklevel=1,
             )
 
+    def kick(self) -> None:
+        """A blocking call starts with Gs queued behind it while sysmon is
+        backed off: have it look now rather than in up to 10 ms. Any thread."""
+        if self.delay > MIN_DELAY:
+            self.delay = MIN_DELAY
+            self.wake()
+
     def retake(self, now: float) -> int:
-        """Hand off every P stuck in a syscall since the last round; return how many."""
+        """Hand off every P whose M has been in the same syscall for at least
+        SYSCALL_THRESHOLD; return how many."""
         sched = self.sched
         n = 0
         for p in sched.allp[: sched.gomaxprocs]:
             if p.status != PStatus.SYSCALL:
                 continue
             t = p.syscalltick
-            seen = self.ticks.get(p.id)
-            if seen is None or seen[0] != t:
-                self.ticks[p.id] = (t, now)
+            since = now - p.syscallwhen
+            if since < SYSCALL_THRESHOLD:
                 continue
             if (
                 p.runq_empty()
                 and not sched.runq
                 and sched.nmspinning + len(sched.pidle) > 0
-                and now - seen[1] < IDLE_SYSCALL_RETAKE
+                and since < IDLE_SYSCALL_RETAKE
             ):
                 continue
             m: M | None = None

@@ -1,0 +1,166 @@
+"""What every benchmark runner shares: its command line, the answer checks, RSS, output.
+
+A runner (``run_<runtime>.py``) measures one cell, one workload at one size
+in a fresh interpreter, and prints exactly one JSON line on stdout:
+
+    {"workload": "W1", "runtime": "asyncio", "size": 100000, "metrics": {"us_per_rt": 6.0}}
+
+or ``{"workload": ..., "na": "why"}`` when the pair makes no sense. A wrong
+answer raises (``check``), so the runner exits non-zero: the orchestrator
+(``goroutines._bench``) records an error for that cell, never a time.
+
+The workloads are described in README.md; each ``w*`` function of a runner
+returns its metrics dict. Figures are computed by the runner (per unit of
+work), so a runner that must run a smaller size (threads on W2) stays
+comparable, and reports the size it used.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import random
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "ECHO_CONNS",
+    "ECHO_MSG",
+    "HERE",
+    "NA",
+    "W9_HASHERS",
+    "check",
+    "echo_client",
+    "hash_buffer",
+    "main",
+    "rss_bytes",
+    "sieve_sum",
+    "sleep_delays",
+]
+
+HERE = Path(__file__).resolve().parent
+
+#: W8: connections and message size (fixed: the size option is the duration).
+ECHO_CONNS = 64
+ECHO_MSG = 64
+#: W9: goroutines (threads, ...) hashing at once.
+W9_HASHERS = 8
+
+Metrics = dict[str, float]
+
+
+class NA(Exception):
+    """This runtime cannot run this workload meaningfully: report N/A, not an error."""
+
+
+def check(ok: bool, what: str) -> None:
+    """A workload's self-check: a wrong answer is an error, not a time."""
+    if not ok:
+        raise AssertionError(f"wrong answer: {what}")
+
+
+def rss_bytes() -> int:
+    """The resident set size of this process, now (not the peak)."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except OSError:  # not Linux: the peak is the best there is (it only grows here)
+        import resource
+
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return peak if sys.platform == "darwin" else peak * 1024
+
+
+def sieve_sum(n: int) -> int:
+    """The sum of the first ``n`` primes, the W3 answer (computed plainly)."""
+    primes: list[int] = []
+    k = 2
+    while len(primes) < n:
+        if all(k % p for p in primes if p * p <= k):
+            primes.append(k)
+        k += 1
+    return sum(primes)
+
+
+def sleep_delays(n: int, seed: int) -> list[float]:
+    """W6: the seeded random sleeps, 0-100 ms, the same for every runtime."""
+    rng = random.Random(seed)
+    return [rng.random() * 0.1 for _ in range(n)]
+
+
+def hash_buffer(mib: int) -> tuple[bytes, str]:
+    """W9: the buffer every hasher hashes, and its sha256 (computed once, untimed)."""
+    buf = bytes(range(256)) * (mib * 4096)
+    return buf, hashlib.sha256(buf).hexdigest()
+
+
+def echo_client(port: int, seconds: float) -> Metrics:
+    """W8: run the load client (echo_client.py, the same for every server) to the end.
+
+    Blocking: a runner calls it through its runtime's way of offloading a
+    blocking call, so its server keeps serving meanwhile.
+    """
+    cmd = [
+        sys.executable,
+        str(HERE / "echo_client.py"),
+        "--port",
+        str(port),
+        "--conns",
+        str(ECHO_CONNS),
+        "--size",
+        str(ECHO_MSG),
+        "--seconds",
+        str(seconds),
+    ]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 60)
+    if proc.returncode != 0:
+        raise RuntimeError(f"echo client failed: {proc.stderr.strip()[-2000:]}")
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    check(out["errors"] == 0, f"echo client saw {out['errors']} bad echoes")
+    check(out["idle_conns"] == 0, f"{out['idle_conns']} connections made no round trip")
+    return {"rt_per_s": out["round_trips"] / out["elapsed"], "client_cpu": out["cpu"]}
+
+
+def set_nodelay(sock: socket.socket) -> None:
+    """As Go, asyncio, uvloop and trio do for every TCP connection."""
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
+def main(runtime: str, workloads: dict[str, Callable[[argparse.Namespace], Metrics]]) -> int:
+    """A runner's entry point: parse the cell, run it, print its one JSON line."""
+    ap = argparse.ArgumentParser(description=f"one benchmark cell for {runtime}")
+    ap.add_argument("--workload", required=True, help="W1 ... W9")
+    ap.add_argument("--size", type=int, required=True, help="the workload's size (see README)")
+    ap.add_argument("--procs", type=int, default=0, help="gomaxprocs / pool workers; 0 = default")
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--runtime", default=runtime, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    out: dict[str, Any] = {"workload": args.workload, "runtime": args.runtime, "size": args.size}
+    fn = workloads.get(args.workload)
+    try:
+        if fn is None:
+            raise NA(f"{args.workload} is not implemented for {args.runtime}")
+        metrics = fn(args)
+    except NA as e:
+        out["na"] = str(e)
+    else:
+        # A runner that had to shrink the size says so through "size".
+        out["size"] = int(metrics.pop("size", args.size))
+        out["metrics"] = metrics
+    sys.stdout.write(json.dumps(out) + "\n")
+    sys.stdout.flush()
+    return 0
+
+
+def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
+    """``(seconds, result)`` of ``fn()``."""
+    t0 = time.perf_counter()
+    r = fn()
+    return time.perf_counter() - t0, r

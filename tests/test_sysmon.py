@@ -1,0 +1,238 @@
+"""sysmon: the slow-goroutine warning, the network poll, and its idle cost.
+
+The P hand-off from Ms blocked in a syscall is tested through its effect in
+``test_syscall.py``; here, what sysmon does besides: warn (with
+``GOROUTINES_DEBUG=slowgoroutine=MS``) about a goroutine that holds its P
+too long, poll the network when no M does, and cost next to nothing while
+the program sleeps.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import goroutines as gr
+from goroutines._runtime import _scheduler
+from goroutines._runtime._goroutine import GStatus
+from goroutines._runtime._traceback import stack_dump as _dump_gs
+
+
+def grun(main: Any, *args: Any, procs: int | None = None, timeout: float = 10.0) -> Any:
+    """``gr.run(main, *args, procs=procs)``, failing the test if it runs over ``timeout``."""
+    fired: list[str] = []
+
+    def watchdog() -> None:
+        sched = _scheduler.current
+        if sched is None:
+            return
+        fired.append(_dump_gs(list(sched.allgs.copy().values())))
+        sched.stop()
+
+    t = threading.Timer(timeout, watchdog)
+    t.daemon = True
+    t.start()
+    try:
+        result = gr.run(main, *args, procs=procs)
+    except BaseException:
+        if not fired:
+            raise
+        result = None
+    finally:
+        t.cancel()
+        t.join()
+    if fired:
+        pytest.fail(f"gr.run() did not finish within {timeout}s; goroutines:\n{fired[0]}")
+    return result
+
+
+# ------------------------------------------------------------------ slow goroutine warning
+
+SLOW_SCRIPT = """
+import sys
+import time
+import goroutines as gr
+
+async def polite(done):
+    # 0.3 s of work in 1 ms slices: never holds the P for 50 ms
+    end = time.monotonic() + 0.3
+    while time.monotonic() < end:
+        t = time.monotonic() + 0.001
+        while time.monotonic() < t:
+            pass
+        await gr.gosched()
+    await done.send(None)
+
+async def busy(done):
+    print("busy", gr.goroutine_id(), flush=True)
+    end = time.monotonic() + 0.3
+    while time.monotonic() < end:  # BUSY LINE
+        pass
+    await done.send(None)
+
+async def main():
+    done = gr.Chan()
+    gr.go(polite, done)
+    await done.recv()
+    print("polite done", flush=True)
+    gr.go(busy, done)
+    await done.recv()
+
+gr.run(main, procs=PROCS)
+"""
+
+
+@pytest.mark.parametrize("procs", [1, 4], ids=lambda n: f"procs{n}")
+def test_slow_goroutine_warns_once(procs: int, tmp_path: Path) -> None:
+    script = tmp_path / "slow.py"
+    src = textwrap.dedent(SLOW_SCRIPT).replace("PROCS", str(procs))
+    script.write_text(src)
+    busy_line = src.splitlines().index(
+        next(ln for ln in src.splitlines() if "# BUSY LINE" in ln)
+    ) + 1
+    r = subprocess.run(
+        [sys.executable, "-W", "always::RuntimeWarning", str(script)],
+        capture_output=True,
+        text=True,
+        timeout=20,
+        env={**os.environ, "GOROUTINES_DEBUG": "slowgoroutine=50"},
+    )
+    assert r.returncode == 0, r.stderr
+    m = re.search(r"busy (\d+)", r.stdout)
+    assert m is not None, r.stdout
+    gid = m.group(1)
+    warnings = [ln for ln in r.stderr.splitlines() if "RuntimeWarning" in ln]
+    assert len(warnings) == 1, r.stderr
+    w = warnings[0]
+    assert f"goroutine {gid} " in w
+    assert "busy" in w
+    assert f"{script}:{busy_line}" in w
+    assert "without yielding" in w
+
+
+def test_no_slow_warning_by_default(tmp_path: Path) -> None:
+    script = tmp_path / "slow.py"
+    script.write_text(textwrap.dedent(SLOW_SCRIPT).replace("PROCS", "1"))
+    env = {k: v for k, v in os.environ.items() if k != "GOROUTINES_DEBUG"}
+    r = subprocess.run(
+        [sys.executable, "-W", "always::RuntimeWarning", str(script)],
+        capture_output=True,
+        text=True,
+        timeout=20,
+        env=env,
+    )
+    assert r.returncode == 0, r.stderr
+    assert "RuntimeWarning" not in r.stderr
+
+
+@pytest.mark.parametrize(
+    "value", ["slowgoroutine=abc", "slowgoroutine=0", "slowgoroutine=-5", "slowgoroutine"]
+)
+def test_bad_goroutines_debug(monkeypatch: pytest.MonkeyPatch, value: str) -> None:
+    async def main() -> None:
+        raise AssertionError("must not start")
+
+    monkeypatch.setenv("GOROUTINES_DEBUG", value)
+    with pytest.raises(ValueError, match="GOROUTINES_DEBUG: slowgoroutine"):
+        gr.run(main, procs=1)
+    assert _scheduler.current is None
+
+    async def ok() -> int:
+        return 1
+
+    monkeypatch.setenv("GOROUTINES_DEBUG", "slowgoroutine=1000")
+    assert grun(ok, procs=1) == 1
+
+
+# ------------------------------------------------------------------ network poll
+
+
+def test_sysmon_polls_network_while_the_only_p_is_busy() -> None:
+    """procs=1: main computes for 0.3 s without yielding. A goroutine waiting
+    on a socket that becomes readable is made runnable by sysmon (no M polls:
+    the only one is busy) well before main yields; it then reads the data."""
+
+    async def reader(sock: socket.socket, out: gr.Chan[bytes]) -> None:
+        pd = _scheduler.require().netpoll.open(sock.fileno())
+        try:
+            while True:
+                try:
+                    data = sock.recv(100)
+                    break
+                except BlockingIOError:
+                    await pd.wait(False)
+        finally:
+            pd.evict()
+        await out.send(data)
+
+    async def main() -> tuple[float | None, bytes | None]:
+        sched = _scheduler.require()
+        a, b = socket.socketpair()
+        a.setblocking(False)
+        try:
+            out: gr.Chan[bytes] = gr.Chan()
+            gr.go(reader, a, out)
+            # let the reader park in the poller
+            gid = 0
+            deadline = time.monotonic() + 5
+            while True:
+                await gr.gosched()
+                others = [g for g in sched.allgs.copy().values() if g.id != 1]
+                if others and others[0].status == GStatus.WAITING:
+                    gid = others[0].id
+                    break
+                assert time.monotonic() < deadline, gr.stack_dump()
+            g = sched.allgs[gid]
+            b.send(b"hello")
+            t0 = time.monotonic()
+            woken: float | None = None
+            while time.monotonic() - t0 < 0.3:  # busy, never yields
+                if woken is None and g.status != GStatus.WAITING:
+                    woken = time.monotonic() - t0
+            data = await out.recv()
+            return woken, data
+        finally:
+            a.close()
+            b.close()
+
+    woken, data = grun(main, procs=1)
+    print(f"sysmon made the reader runnable after {woken}s")
+    assert data == b"hello"
+    assert woken is not None, "the reader stayed WAITING until main yielded"
+    assert woken < 0.15
+
+
+# ------------------------------------------------------------------ idle cost
+
+
+@pytest.mark.parametrize("procs", [1, 4], ids=lambda n: f"procs{n}")
+def test_idle_runtime_uses_little_cpu(procs: int) -> None:
+    """Main asleep for 1 s (and another goroutine blocked on a channel):
+    sysmon backs off, the Ms park; the process uses < 0.1 s of CPU."""
+
+    async def blocked(c: gr.Chan[int]) -> None:
+        await c.recv()
+
+    async def main() -> float:
+        c: gr.Chan[int] = gr.Chan()
+        gr.go(blocked, c)
+        await gr.sleep(0.05)  # let the start-up settle
+        t0 = time.process_time()
+        await gr.sleep(1.0)
+        used = time.process_time() - t0
+        c.close()
+        return used
+
+    used = grun(main, procs=procs)
+    print(f"procs={procs}: {used:.4f}s CPU while asleep for 1 s")
+    assert used < 0.1
