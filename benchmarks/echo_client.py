@@ -100,37 +100,40 @@ def run_threads(port: int, conns: int, size: int, seconds: float) -> dict[str, A
 
 
 class _EchoCheck(asyncio.Protocol):
-    def __init__(self, i: int, size: int, deadline: float, done: asyncio.Future[None]) -> None:
+    """One connection: send, wait for the whole echo, check it, send the next."""
+
+    def __init__(self, i: int, size: int, done: asyncio.Future[None]) -> None:
         self.i = i
         self.size = size
-        self.deadline = deadline
+        self.pad = b"x" * (size - _HEAD.size)
         self.done = done
         self.seq = 0
         self.errors = 0
+        self.stopping = False  # set when the time is up: finish the round trip, then stop
         self.buf = b""
         self.msg = b""
-        self.transport: asyncio.Transport | None = None
+        self.transport: Any = None  # uvloop's transports are not asyncio.Transport
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
         self.transport = transport
 
     def go(self) -> None:
-        assert self.transport is not None
-        self.msg = _message(self.i, self.seq, self.size)
+        self.msg = _HEAD.pack(self.i, self.seq) + self.pad
         self.transport.write(self.msg)
 
     def data_received(self, data: bytes) -> None:
-        self.buf += data
-        if len(self.buf) < self.size:
+        if self.buf:
+            data = self.buf + data
+        if len(data) < self.size:
+            self.buf = data
             return
-        if self.buf != self.msg:
+        self.buf = b""
+        if data != self.msg:
             self.errors += 1
             self._finish()
             return
-        self.buf = b""
         self.seq += 1
-        if time.monotonic() >= self.deadline:
+        if self.stopping:
             self._finish()
             return
         self.go()
@@ -141,7 +144,6 @@ class _EchoCheck(asyncio.Protocol):
             self.done.set_result(None)
 
     def _finish(self) -> None:
-        assert self.transport is not None
         if not self.done.done():
             self.done.set_result(None)
         self.transport.close()
@@ -153,14 +155,18 @@ async def _run_async(port: int, conns: int, size: int, seconds: float) -> dict[s
     for i in range(conns):
         done: asyncio.Future[None] = loop.create_future()
         _, p = await loop.create_connection(
-            lambda i=i, done=done: _EchoCheck(i, size, 0.0, done), "127.0.0.1", port
+            lambda i=i, done=done: _EchoCheck(i, size, done), "127.0.0.1", port
         )
         protos.append(p)
-    deadline = time.monotonic() + seconds
+
+    def stop() -> None:
+        for p in protos:
+            p.stopping = True
+
     cpu0 = _cpu()
     t0 = time.perf_counter()
+    loop.call_later(seconds, stop)  # no clock read per round trip
     for p in protos:
-        p.deadline = deadline
         p.go()
     await asyncio.gather(*(p.done for p in protos))
     elapsed = time.perf_counter() - t0

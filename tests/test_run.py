@@ -330,6 +330,30 @@ def test_leftover_goroutines_closed_when_main_returns(procs: int) -> None:
     assert sorted(closed) == ["gosched", "recv", "select", "sleep"]
 
 
+def test_leftover_finally_still_runs_as_its_goroutine(procs: int) -> None:
+    """A leftover's finally block is goroutine code: goroutine_id() there is its own id."""
+    seen: list[object] = []
+
+    async def child(started: gr.Chan[int]) -> None:
+        me = gr.goroutine_id()
+        try:
+            await started.send(me)
+            await gr.Chan[int]().recv()
+        finally:
+            try:
+                seen.append(gr.goroutine_id() == me)
+            except RuntimeError as e:
+                seen.append(e)
+
+    async def main() -> None:
+        started: gr.Chan[int] = gr.Chan()
+        gr.go(child, started)
+        await started.recv()
+
+    grun(main, procs=procs)
+    assert seen == [True]
+
+
 # ------------------------------------------------------------------ introspection
 
 
@@ -668,21 +692,30 @@ def test_gomaxprocs_live_resize_under_load(procs: int) -> None:
 # ------------------------------------------------------------------ Ctrl-C
 
 
-def test_ctrl_c_raises_keyboard_interrupt() -> None:
-    script = textwrap.dedent(
-        """
-        import goroutines as gr
+_OTHERS = {
+    # keeps the runtime from being a deadlock
+    "sleeper": "async def other():\n    await gr.sleep(3600)\n",
+    # an M that never comes back to its schedule loop
+    "busy": "async def other():\n    while True:\n        pass\n",
+}
 
-        async def sleeper():
-            await gr.sleep(3600)  # keeps the runtime from being a deadlock
 
-        async def main():
-            gr.go(sleeper)
-            print("ready", flush=True)
-            await gr.Chan().recv()
+@pytest.mark.parametrize("other", sorted(_OTHERS))
+def test_ctrl_c_raises_keyboard_interrupt(procs: int, other: str) -> None:
+    """SIGINT reaches run() while main is blocked on a channel forever."""
+    script = (
+        "import goroutines as gr\n"
+        + _OTHERS[other]
+        + textwrap.dedent(
+            f"""
+            async def main():
+                gr.go(other)
+                print("ready", flush=True)
+                await gr.Chan().recv()
 
-        gr.run(main, procs=2)
-        """
+            gr.run(main, procs={procs})
+            """
+        )
     )
     proc = subprocess.Popen(
         [sys.executable, "-c", script],

@@ -119,6 +119,27 @@ def test_work_spreads_over_ms() -> None:
     assert nm >= 2
 
 
+def test_new_goroutine_starts_while_parent_computes() -> None:
+    """With a P idle, a goroutine started by a parent that then computes without
+    yielding runs on another M (Go: newproc calls wakep, and an idle P steals
+    even ``runnext`` from a P whose G keeps running)."""
+
+    async def child(started: list[float]) -> None:
+        started.append(time.monotonic())
+
+    async def main() -> float | None:
+        started: list[float] = []
+        t0 = time.monotonic()
+        gr.go(child, started)
+        while not started and time.monotonic() - t0 < 1.0:
+            pass  # CPU-bound, never yields
+        return started[0] - t0 if started else None
+
+    waited = grun(main, procs=2)
+    assert waited is not None, "the child did not start until its parent yielded"
+    assert waited < 0.5
+
+
 def test_g_migrates_between_ms() -> None:
     """A G is not bound to a thread: one that keeps yielding while others churn
     is resumed by more than one M.

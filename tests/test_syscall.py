@@ -71,7 +71,9 @@ async def wait_status(gid: int, status: GStatus, timeout: float = 5.0) -> None:
         await gr.gosched()
 
 
-def run_script(script: str, env: dict[str, str], timeout: float = 20.0) -> subprocess.CompletedProcess[str]:
+def run_script(
+    script: str, env: dict[str, str], timeout: float = 20.0
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-c", textwrap.dedent(script)],
         capture_output=True,

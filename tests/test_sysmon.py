@@ -97,9 +97,9 @@ def test_slow_goroutine_warns_once(procs: int, tmp_path: Path) -> None:
     script = tmp_path / "slow.py"
     src = textwrap.dedent(SLOW_SCRIPT).replace("PROCS", str(procs))
     script.write_text(src)
-    busy_line = src.splitlines().index(
-        next(ln for ln in src.splitlines() if "# BUSY LINE" in ln)
-    ) + 1
+    busy_line = (
+        src.splitlines().index(next(ln for ln in src.splitlines() if "# BUSY LINE" in ln)) + 1
+    )
     r = subprocess.run(
         [sys.executable, "-W", "always::RuntimeWarning", str(script)],
         capture_output=True,

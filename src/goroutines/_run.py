@@ -16,7 +16,7 @@ from typing import Any, TypeVar, overload
 from ._errors import Deadlock
 from ._runtime import _scheduler
 from ._runtime._goroutine import GOSCHED, GStatus
-from ._runtime._machine import current_m
+from ._runtime._machine import M, _tls, current_m
 from ._runtime._scheduler import Sched, current_g
 from ._runtime._traceback import stack_dump as _stack_dump
 
@@ -130,6 +130,20 @@ def _close_leftovers(sched: Sched) -> list[BaseException]:
     any that those ``finally`` blocks start. Main thread."""
     errors: list[BaseException] = []
     seen: set[int] = set()
+    # The closing thread acts as an M without a P, so that code in a
+    # ``finally`` runs as its goroutine (goroutine_id, channel ops that do not
+    # block) and anything it readies lands on the global queue.
+    closer = M(sched, -1, None, False)
+    _tls.m = closer
+    try:
+        _close_all(sched, closer, seen, errors)
+    finally:
+        del _tls.m
+    sched.allgs.clear()
+    return errors
+
+
+def _close_all(sched: Sched, closer: M, seen: set[int], errors: list[BaseException]) -> None:
     while not seen.issuperset(sched.allgs.keys()):
         for g in sorted(sched.allgs.copy().values(), key=lambda g: g.id):
             if g.id in seen:
@@ -143,14 +157,15 @@ def _close_leftovers(sched: Sched) -> list[BaseException]:
                     stacklevel=4,
                 )
                 continue
+            closer.curg = g
+            g.status = GStatus.RUNNING
             try:
                 g.ctx.run(g.coro.close)
             except BaseException as e:  # reported by run()
                 e.add_note(f"while closing goroutine {g.id} ({g.entry})")
                 errors.append(e)
+            closer.curg = None
             g.status = GStatus.DEAD
-    sched.allgs.clear()
-    return errors
 
 
 def go(fn: Callable[..., Awaitable[Any]] | Awaitable[Any], *args: Any, **kwargs: Any) -> None:

@@ -7,39 +7,45 @@ unnamed real-time signals), Go's ``select { case c <- sig: default: }``: a
 full channel, or an unbuffered one with no receiver waiting, drops the
 signal, so give the channel a buffer.
 
-Where things run. CPython runs signal handlers on the main thread only,
-between two bytecodes, and only the main thread may install them. While the
-runtime runs, that thread sits in ``run()`` serving ``sched.mainq``, an
-interruptible wait (a signal wakes it and the handler runs there; Linux
-delivers a process-directed signal to the main thread first). So the
-registry and the installed handlers are changed on the main thread, through
-``call_on_main``, and the handler (``_deliver``) runs there too.
+How a signal gets to a channel. Only the main thread may install handlers,
+so ``signal_notify``/``signal_stop`` do that on it through ``call_on_main``
+(while the runtime runs, the main thread sits in ``run()`` serving
+``sched.mainq``). The handler they install does nothing itself: its job is
+to make CPython's C-level handler run, which writes the signal number to
+the wakeup fd (``signal.set_wakeup_fd``). That fd is a pipe read by the
+*relay*, a thread of ours (Go's ``signal.loop`` goroutine, here a thread,
+blocked in ``os.read``), which makes the non-blocking sends.
 
-Rejected: a relay goroutine woken by the handler, as Go's ``signal.loop``
-(it would wake it with the same locks the direct send takes, plus a
-goroutine); ``signal.set_wakeup_fd`` read through netpoll (one fd per
-process, which asyncio and others also claim, and the Python handler would
-still run later and have to do nothing).
+Rejected: sending from the Python-level handler on the main thread. CPython
+runs that handler only when the main thread next checks for pending calls;
+the main thread is blocked in ``mainq.get()``, which a signal interrupts
+only if it arrives while the thread is inside the wait. One that arrives as
+the thread goes back to waiting (it just served a request, or ran the
+handler of the previous signal) is left pending until the next request,
+possibly for ever: a goroutine that sends itself a signal right after
+receiving one loses it about half the time. It also ran channel and
+scheduler code between two arbitrary bytecodes of the main thread.
+
+Rejected: a relay goroutine reading the pipe through netpoll. It would
+count in ``num_goroutine()`` and dumps, and a G parked on I/O turns off
+deadlock detection for as long as it exists.
 
 Invariants and guards:
 
-- The registry (``_reg``: which channels want which signals, the handlers we
-  replaced) is read and written only on the main thread: by the
-  ``call_on_main`` functions, ``reset`` and the handler. It needs no lock,
-  but the handler can interrupt an update between any two bytecodes, so the
-  one thing it reads, ``targets[sig]``, is a tuple replaced whole.
-- The handler takes only locks that the main thread cannot be holding when
-  it runs: a channel's lock (the main thread runs no goroutine code while
-  the runtime runs) and ``sched.lock`` (inside ``goready``; the main thread
-  takes it only in ``reset`` and the shutdown after it, when the registry is
-  already empty). So ``sched.nsignotify`` is updated by the caller of
-  ``signal_notify``/``signal_stop`` on its own thread, not on the main one.
-- ``sched.nsignotify`` (``sched.lock``) counts channels registered for at
-  least one signal; while it is > 0 ``checkdead`` reports no deadlock, since
-  a signal may still wake a goroutine.
-- When no channel wants a signal any more, the handler it replaced is put
-  back; ``reset`` (called by ``run()`` once the main thread stops serving)
-  puts every one back, so nothing installed here outlives the runtime.
+- ``_lock`` guards ``_reg`` and every field of the registry. Lock order:
+  ``_lock`` < a channel's ``lock`` < ``sched.lock``. The main thread holds
+  ``_lock`` only in the functions below; our Python-level handler takes no
+  lock, so it can interrupt them safely.
+- A channel gets a signal only while it is in ``targets`` (read under
+  ``_lock`` by the relay): when ``signal_stop(ch)`` returns, ``ch`` gets no
+  more, as Go promises.
+- The relay runs, and our pipe is the wakeup fd, while at least one channel
+  is registered; when the last one stops, the handlers we replaced and the
+  previous wakeup fd are put back and the relay exits. ``reset``, called by
+  ``run()`` as it shuts down, does the same for channels never stopped.
+- ``sched.nsignotify`` (``sched.lock``) is the number of registered
+  channels; while it is > 0 ``checkdead`` reports no deadlock, since a
+  signal may still wake a goroutine.
 """
 
 from __future__ import annotations
@@ -71,27 +77,30 @@ _UNCATCHABLE = frozenset({signal.SIGKILL, signal.SIGSTOP})
 #: instruction fault again, for ever. (Still accepted when named.)
 _SYNCHRONOUS = frozenset({signal.SIGSEGV, signal.SIGBUS, signal.SIGFPE, signal.SIGILL})
 
+_lock = threading.Lock()
+
 
 class _Registry:
-    """The signal state of one runtime. Main thread only (see the module docstring)."""
+    """The signal state of one runtime; every field guarded by ``_lock``."""
 
     def __init__(self, sched: Sched) -> None:
         self.sched_ref = weakref.ref(sched)
         #: channel -> the signals it wants (never empty)
         self.chans: dict[Chan[Any], frozenset[int]] = {}
-        #: signal -> the channels that want it, in registration order (read by the handler)
+        #: signal -> the channels that want it, in registration order
         self.targets: dict[int, tuple[Chan[Any], ...]] = {}
         #: signal -> the handler ours replaced
         self.saved: dict[int, _Handler] = {}
         #: set by ``reset``: the runtime is over, register nothing more
         self.closed = False
+        # the relay: running (and wfd the wakeup fd) while ``chans`` is not empty
+        self.relay: threading.Thread | None = None
+        self.wfd = -1
+        self.old_wakeup_fd = -1
 
 
-#: The registry of the running (or last) runtime. Main thread only.
+#: The registry of the running (or last) runtime.
 _reg: _Registry | None = None
-
-
-# -- the handler (main thread, between two bytecodes) ---------------------------
 
 
 def _as_signal(signum: int) -> int:
@@ -101,38 +110,108 @@ def _as_signal(signum: int) -> int:
         return signum
 
 
-def _deliver(signum: int, frame: FrameType | None) -> None:
-    """The handler installed by ``signal_notify``: a non-blocking send of the
-    signal to each channel that wants it."""
-    reg = _reg
-    if reg is None or reg.closed:
-        return
-    chans = reg.targets.get(signum, ())
+# -- the handler (main thread) and the relay (its own thread) ---------------------
+
+
+def _handler(signum: int, frame: FrameType | None) -> None:
+    """Installed for every relayed signal. Does nothing: CPython's C-level
+    handler, which runs because this one is installed, has already written
+    the signal number to the relay's pipe."""
+
+
+def _relay(reg: _Registry, rfd: int) -> None:
+    """The relay thread: read signal numbers from the wakeup pipe and send
+    each to the channels that want it. Exits when the write end is closed."""
+    try:
+        while True:
+            try:
+                data = os.read(rfd, 512)
+            except OSError:
+                return
+            if not data:
+                return
+            _dispatch(reg, data)
+    finally:
+        os.close(rfd)
+
+
+def _dispatch(reg: _Registry, data: bytes) -> None:
     sched = reg.sched_ref()
-    if not chans or sched is None or _scheduler.current is not sched:
+    if sched is None:
         return
-    sig = _as_signal(signum)
-    for ch in chans:
-        ch.lock.acquire()
-        if ch._closed:
-            ch.lock.release()
-            # Go panics here ("send on closed channel"): the program closed a
-            # channel that signals are still relayed to. Stop the runtime;
-            # run() raises it. (Raising from here would surface in whatever
-            # the main thread happens to be doing.)
-            exc = ChanClosed(
-                f"send on closed channel: {sig!r} relayed to {ch!r}, which was closed "
-                "without signal_stop(ch)"
-            )
-            with sched.lock:
-                if sched.panic is None:
-                    sched.panic = exc
-                sched.stop_locked()
+    woken: list[Any] = []
+    closed: list[tuple[int, Chan[Any]]] = []
+    with _lock:
+        if reg.closed:
             return
-        res = ch.try_send_locked(sig)
-        ch.lock.release()
-        if res is not True and res is not False:
-            res.wake()
+        for signum in data:
+            chans = reg.targets.get(signum)
+            if not chans:
+                continue  # stopped since, or another handler's signal
+            sig = _as_signal(signum)
+            for ch in chans:
+                with ch.lock:
+                    if ch._closed:
+                        closed.append((sig, ch))
+                        continue
+                    res = ch.try_send_locked(sig)
+                if res is not True and res is not False:
+                    woken.append(res)
+    if closed:
+        # Go panics here ("send on closed channel"): the program closed a
+        # channel that signals are still relayed to. Stop the runtime;
+        # run() raises it.
+        sig, ch = closed[0]
+        exc = ChanClosed(
+            f"send on closed channel: {sig!r} relayed to {ch!r}, which was closed "
+            "without signal_stop(ch)"
+        )
+        with sched.lock:
+            if sched.panic is None:
+                sched.panic = exc
+            sched.stop_locked()
+    if woken and _scheduler.current is sched:
+        for w in woken:
+            w.wake()
+
+
+def _relay_start_locked(reg: _Registry) -> None:
+    """Make a pipe the wakeup fd and start the relay on it. Main thread, ``_lock`` held."""
+    if reg.relay is not None:
+        return
+    rfd, wfd = os.pipe2(os.O_CLOEXEC)
+    try:
+        os.set_blocking(wfd, False)  # the C handler must never block
+        reg.old_wakeup_fd = signal.set_wakeup_fd(wfd, warn_on_full_buffer=False)
+    except BaseException:
+        os.close(rfd)
+        os.close(wfd)
+        raise
+    reg.wfd = wfd
+    reg.relay = threading.Thread(
+        target=_relay, args=(reg, rfd), name="goroutines-signal", daemon=True
+    )
+    reg.relay.start()
+
+
+def _relay_stop_locked(reg: _Registry) -> threading.Thread | None:
+    """Put the old wakeup fd back and tell the relay to exit; return it for
+    the caller to join once it has dropped ``_lock``. Main thread, ``_lock`` held."""
+    relay, reg.relay = reg.relay, None
+    if relay is None:
+        return None
+    prev = signal.set_wakeup_fd(reg.old_wakeup_fd)
+    if prev != reg.wfd:  # someone set their own since: leave theirs
+        signal.set_wakeup_fd(prev)
+    os.close(reg.wfd)  # the relay reads EOF and exits
+    reg.wfd = reg.old_wakeup_fd = -1
+    return relay
+
+
+def _join(threads: list[threading.Thread]) -> None:
+    for t in threads:
+        if t is not threading.current_thread():
+            t.join(1.0)
 
 
 # -- the public API (any goroutine) ----------------------------------------------
@@ -170,10 +249,7 @@ def signal_notify(ch: Chan[Any], *signals: int) -> None:
         raise TypeError(f"signal_notify() needs a Chan, got {type(ch).__name__}")
     sigs = _check_signals(signals, "signal_notify()") if signals else _all_signals()
     sched = _scheduler.require()
-    delta = call_on_main(lambda: _notify_on_main(sched, ch, sigs))
-    if delta:
-        with sched.lock:
-            sched.nsignotify += delta
+    call_on_main(lambda: _notify_on_main(sched, ch, sigs))
 
 
 def signal_stop(ch: Chan[Any]) -> None:
@@ -183,114 +259,123 @@ def signal_stop(ch: Chan[Any]) -> None:
     if not isinstance(ch, Chan):
         raise TypeError(f"signal_stop() needs a Chan, got {type(ch).__name__}")
     sched = _scheduler.require()
-    delta = call_on_main(lambda: _stop_on_main(sched, ch))
-    if delta:
-        with sched.lock:
-            sched.nsignotify += delta
+    call_on_main(lambda: _stop_on_main(sched, ch))
 
 
 # -- registry changes (main thread, through call_on_main) ----------------------------
 
 
-def _registry(sched: Sched) -> _Registry:
-    """The registry of ``sched``, created on first use. Main thread."""
-    global _reg
-    reg = _reg
-    if reg is not None and reg.sched_ref() is not sched:
-        # Left over from a runtime whose run() did not call reset(): put its
-        # handlers back before starting afresh.
-        _restore_all(reg)
-        reg = None
-    if reg is None:
-        reg = _reg = _Registry(sched)
-    return reg
-
-
-def _set_targets(reg: _Registry) -> None:
-    """Recompute ``targets`` from ``chans``, one tuple per signal. Main thread."""
+def _set_targets_locked(reg: _Registry) -> None:
     targets: dict[int, list[Chan[Any]]] = {}
     for ch, sigs in reg.chans.items():
         for s in sigs:
             targets.setdefault(s, []).append(ch)
-    for s in list(reg.targets):
-        if s not in targets:
-            del reg.targets[s]
-    for s, chans in targets.items():
-        reg.targets[s] = tuple(chans)  # replaced whole: the handler may be reading
+    reg.targets = {s: tuple(chans) for s, chans in targets.items()}
 
 
-def _notify_on_main(sched: Sched, ch: Chan[Any], sigs: frozenset[int]) -> int:
-    """Register ``ch`` for ``sigs`` and install our handler where needed; return the
-    change in the number of registered channels. Main thread."""
+def _set_count_locked(reg: _Registry, sched: Sched) -> None:
+    with sched.lock:
+        sched.nsignotify = len(reg.chans)
+
+
+def _notify_on_main(sched: Sched, ch: Chan[Any], sigs: frozenset[int]) -> None:
+    """Register ``ch`` for ``sigs``: start the relay, install our handler where
+    needed. Main thread."""
+    global _reg
     if threading.current_thread() is not threading.main_thread():
         raise RuntimeError(
             "signal_notify() needs gr.run() to run on the main thread: "
             "only the main thread can install signal handlers"
         )
-    reg = _registry(sched)
-    if reg.closed or sched.stopping:
-        raise RuntimeError("signal_notify(): the goroutines runtime is stopping")
-    # Install first, register after: if installing fails half-way, what was
-    # installed is put back and nothing is registered.
-    installed: list[int] = []
+    joins: list[threading.Thread] = []
     try:
-        for s in sorted(sigs):
-            if s in reg.saved:
-                continue
-            prev = signal.signal(s, _deliver)
-            reg.saved[s] = prev
-            installed.append(s)
-    except BaseException:
-        for s in installed:
-            _restore(reg, s)
-        raise
-    old = reg.chans.get(ch)
-    reg.chans[ch] = sigs if old is None else old | sigs
-    _set_targets(reg)
-    return 1 if old is None else 0
+        with _lock:
+            reg = _reg
+            if reg is not None and reg.sched_ref() is not sched:
+                # Left over from a runtime whose run() did not call reset().
+                joins += _close_locked(reg)
+                reg = None
+            if reg is None:
+                reg = _reg = _Registry(sched)
+            if reg.closed or sched.stopping:
+                raise RuntimeError("signal_notify(): the goroutines runtime is stopping")
+            _relay_start_locked(reg)
+            # Install first, register after: if installing fails half-way,
+            # what was installed is put back and nothing is registered.
+            installed: list[int] = []
+            try:
+                for s in sorted(sigs):
+                    if s not in reg.saved:
+                        reg.saved[s] = signal.signal(s, _handler)
+                        installed.append(s)
+            except BaseException:
+                for s in installed:
+                    _restore_locked(reg, s)
+                if not reg.chans:
+                    r = _relay_stop_locked(reg)
+                    joins += [r] if r is not None else []
+                raise
+            reg.chans[ch] = reg.chans.get(ch, frozenset()) | sigs
+            _set_targets_locked(reg)
+            _set_count_locked(reg, sched)
+    finally:
+        _join(joins)
 
 
-def _stop_on_main(sched: Sched, ch: Chan[Any]) -> int:
-    """Unregister ``ch``; put back the handlers of signals nobody wants now. Main thread."""
-    reg = _reg
-    if reg is None or reg.sched_ref() is not sched or reg.closed:
-        return 0
-    if reg.chans.pop(ch, None) is None:
-        return 0
-    _set_targets(reg)
-    for s in [s for s in reg.saved if s not in reg.targets]:
-        _restore(reg, s)
-    return -1
+def _stop_on_main(sched: Sched, ch: Chan[Any]) -> None:
+    """Unregister ``ch``; put back the handlers of the signals nobody wants now,
+    and stop the relay if nobody wants any. Main thread."""
+    relay: threading.Thread | None = None
+    with _lock:
+        reg = _reg
+        if reg is None or reg.sched_ref() is not sched or reg.closed:
+            return
+        if reg.chans.pop(ch, None) is None:
+            return
+        _set_targets_locked(reg)
+        for s in [s for s in reg.saved if s not in reg.targets]:
+            _restore_locked(reg, s)
+        if not reg.chans:
+            relay = _relay_stop_locked(reg)
+        _set_count_locked(reg, sched)
+    if relay is not None:
+        _join([relay])
 
 
-def _restore(reg: _Registry, s: int) -> None:
-    """Put back the handler ours replaced for ``s``. Main thread."""
+def _restore_locked(reg: _Registry, s: int) -> None:
+    """Put back the handler ours replaced for ``s``. Main thread, ``_lock`` held."""
     prev = reg.saved.pop(s)
-    if signal.getsignal(s) is not _deliver:
+    if signal.getsignal(s) is not _handler:
         return  # someone replaced ours since: leave theirs
     # None: the previous handler was not installed from Python; the best we
     # can do is the default.
     signal.signal(s, signal.SIG_DFL if prev is None else prev)
 
 
-def _restore_all(reg: _Registry) -> None:
+def _close_locked(reg: _Registry) -> list[threading.Thread]:
+    """Forget everything, put every handler back, stop the relay. Main thread,
+    ``_lock`` held; returns the relay to join."""
     reg.closed = True
     reg.chans.clear()
-    reg.targets.clear()
+    reg.targets = {}
     for s in list(reg.saved):
-        _restore(reg, s)
+        _restore_locked(reg, s)
+    relay = _relay_stop_locked(reg)
+    return [relay] if relay is not None else []
 
 
 def reset(sched: Sched) -> None:
-    """Forget every ``signal_notify`` of ``sched`` and put back the handlers it
-    replaced. Called by ``run()`` on the main thread once it stops serving
-    ``mainq``, before the shutdown closes leftover goroutines."""
-    global _reg
-    reg = _reg
-    if reg is not None and reg.sched_ref() in (sched, None):
-        _restore_all(reg)  # before taking sched.lock: see the module docstring
-    with sched.lock:
-        sched.nsignotify = 0
+    """Forget every ``signal_notify`` of ``sched``, put back the handlers it
+    replaced and stop the relay. Called by ``run()`` on the main thread as
+    it shuts down, before it closes leftover goroutines."""
+    joins: list[threading.Thread] = []
+    with _lock:
+        reg = _reg
+        if reg is not None and reg.sched_ref() in (sched, None):
+            joins = _close_locked(reg)
+        with sched.lock:
+            sched.nsignotify = 0
+    _join(joins)
 
 
 # -- SIGQUIT (main thread) ------------------------------------------------------------
@@ -319,7 +404,7 @@ def _sigquit(signum: int, frame: FrameType | None) -> None:
 def install_sigquit() -> None:
     """Make SIGQUIT dump the goroutines and exit with status 2, as Go does.
 
-    Called by ``run()`` on the main thread before it serves ``mainq``. Does
+    Called by ``run()`` on the main thread once the runtime has started. Does
     nothing off the main thread, or if the program has its own SIGQUIT
     handler (only the default is replaced).
     """
@@ -334,7 +419,7 @@ def install_sigquit() -> None:
 
 
 def restore_sigquit() -> None:
-    """Undo ``install_sigquit``. Main thread, after ``reset``."""
+    """Undo ``install_sigquit``. Main thread, at the very end of ``run()``."""
     global _sigquit_prev
     prev, _sigquit_prev = _sigquit_prev, None
     if prev is None or threading.current_thread() is not threading.main_thread():

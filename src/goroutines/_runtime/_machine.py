@@ -106,6 +106,9 @@ class M:
                 self.schedule()
             elif self.stopm():
                 self.schedule()
+        except BaseException as e:  # a runtime bug: stop, and let run() raise it
+            e.add_note(f"in the goroutines scheduler, on M{self.id}")
+            self.sched.fatal(e)
         finally:
             self.sched.mexit(self)
 
@@ -341,10 +344,12 @@ class M:
                     except IndexError:
                         pass
 
-            gp = p.runnext
-            if gp is not None:
-                p.runnext = None
-                return gp
+            rn = p.runnext
+            if rn:
+                try:
+                    return rn.pop()
+                except IndexError:  # a stealer took it
+                    pass
             if p.runq:
                 try:
                     return p.runq.popleft()
@@ -389,7 +394,7 @@ class M:
             start = random.randrange(n)
             for i in range(n):
                 victim = allp[(start + i) % n]
-                if victim is p or not victim.runq:
+                if victim is p or (not victim.runq and victim.stuck != victim.schedtick):
                     continue
                 gp = victim.runq_steal(p)
                 if gp is not None:
@@ -454,9 +459,9 @@ class M:
         p = self.p
         assert p is not None
         sched = self.sched
-        if p.runnext is not None:
-            sched.runq.append(p.runnext)
-            p.runnext = None
+        gp = p.runnext_get()
+        if gp is not None:
+            sched.runq.append(gp)
         while p.runq:
             try:
                 sched.runq.append(p.runq.popleft())

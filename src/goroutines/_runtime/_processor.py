@@ -7,9 +7,15 @@ with it.
 
 Guards:
 
-- ``runnext``: owner M only (the M holding this P). Stealers never touch it.
-  A G readied by the running G goes here so that a ping-pong between two
-  goroutines stays on one M and never wakes another one.
+- ``runnext``: a one-slot list. A G readied by the running G goes here so
+  that a ping-pong between two goroutines stays on one M and never wakes
+  another one. Only the owner appends, and it pops the slot first, so it
+  never holds two; the owner and stealers take with ``pop()``, atomic on
+  lists, so each G is taken once. Stealers take it only from a P that
+  sysmon found ``stuck``: its G kept running for a while with a G waiting
+  in ``runnext`` (Go lets a stealer take it after 3 µs; under the GIL a
+  stealer cannot tell a busy P from one that is waiting for the GIL, so
+  sysmon, which watches ``schedtick``, decides).
 - ``runq``: a ``collections.deque``. Only the owner appends (``ready``,
   ``go``, refills from the global queue or a steal); the owner and stealers
   ``popleft``, which is atomic on deques (documented thread-safe, with or
@@ -59,6 +65,7 @@ class P:
         "runq",
         "schedtick",
         "status",
+        "stuck",
         "syscalltick",
         "syscallwhen",
     )
@@ -67,7 +74,9 @@ class P:
         self.id = pid
         self.status = PStatus.IDLE
         self.m: Any = None
-        self.runnext: G | None = None
+        self.runnext: list[G] = []
+        #: The ``schedtick`` at which sysmon found this P stuck (see above).
+        self.stuck = -1
         self.runq: deque[G] = deque()
         self.schedtick = 0
         self.syscalltick = 0  # bumped by the owner at each syscall; sysmon compares
@@ -77,7 +86,29 @@ class P:
 
     def runq_empty(self) -> bool:
         """Racy: may be stale by the time the caller acts on it."""
-        return not self.runq and self.runnext is None
+        return not self.runq and not self.runnext
+
+    def runnext_put(self, gp: G) -> G | None:
+        """Put ``gp`` in ``runnext``; return the G it displaced. Owner M only."""
+        rn = self.runnext
+        old = None
+        if rn:
+            try:
+                old = rn.pop()
+            except IndexError:  # stolen meanwhile
+                pass
+        rn.append(gp)
+        return old
+
+    def runnext_get(self) -> G | None:
+        """Take the G in ``runnext``, if any. Owner, or a stealer of a stuck P."""
+        rn = self.runnext
+        if rn:
+            try:
+                return rn.pop()
+            except IndexError:
+                pass
+        return None
 
     def runq_steal(self, into: P) -> G | None:
         """Move half of this P's runq to ``into`` (owned by the caller) and return one G.
@@ -88,6 +119,8 @@ class P:
         victim = self.runq
         n = (len(victim) + 1) // 2
         if n == 0:
+            if self.stuck == self.schedtick and self.status == PStatus.RUNNING:
+                return self.runnext_get()
             return None
         stolen: G | None = None
         dst = into.runq

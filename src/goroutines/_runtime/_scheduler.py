@@ -139,9 +139,9 @@ class Sched:
                 for p in [p for p in self.pidle if p.id >= n]:
                     self.pidle.remove(p)
                     p.status = PStatus.DEAD
-                    if p.runnext is not None:
-                        self.runq.append(p.runnext)
-                        p.runnext = None
+                    gp = p.runnext_get()
+                    if gp is not None:
+                        self.runq.append(gp)
                     self.runq.extend(p.runq)
                     p.runq.clear()
             self.allp = allp
@@ -177,7 +177,7 @@ class Sched:
         with self.lock:
             if self.nmspinning or not self.pidle or self.stopping:
                 return
-            if not self.runq and not any(p.runq for p in self.allp[: self.gomaxprocs]):
+            if not self.runq and all(p.runq_empty() for p in self.allp[: self.gomaxprocs]):
                 return
             p = self.pidle.pop()
             self.nmspinning += 1
@@ -343,6 +343,13 @@ class Sched:
                 self.panic.add_note(f"also, {type(exc).__name__}: {exc} ({note})")
             self.stop_locked()
 
+    def fatal(self, exc: BaseException) -> None:
+        """The scheduler itself failed (Go's ``throw``): stop; ``run()`` raises ``exc``."""
+        with self.lock:
+            if self.panic is None:
+                self.panic = exc
+            self.stop_locked()
+
     def stop_locked(self) -> None:
         """Stop the runtime: every M leaves its loop at its next step. ``lock`` held."""
         if not self.stopping:
@@ -391,8 +398,14 @@ def ready(gp: G) -> None:
     if m is not None:
         p = m.p
         if p is not None:
-            old = p.runnext
-            p.runnext = gp
+            rn = p.runnext
+            old = None
+            if rn:
+                try:
+                    old = rn.pop()
+                except IndexError:  # stolen meanwhile
+                    pass
+            rn.append(gp)
             if old is None:
                 return
             p.runq.append(old)
@@ -457,12 +470,10 @@ def newproc(fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any], depth: int) 
     gp = sched.newg(coro, copy_context(), caller_site(depth + 1))
     m = current_m()
     if m is not None and m.p is not None:
-        p = m.p
-        old = p.runnext
-        p.runnext = gp
+        old = m.p.runnext_put(gp)
         if old is None:
             return gp
-        p.runq.append(old)
+        m.p.runq.append(old)
     else:
         sched.runq.append(gp)
     sched.wakep()

@@ -52,6 +52,9 @@ MAX_DELAY = 10e-3
 SYSCALL_THRESHOLD = 20e-6
 #: A P in a syscall with nothing queued behind it is retaken only after this.
 IDLE_SYSCALL_RETAKE = 10e-3
+#: A P whose G has run this long with another G waiting in its ``runnext``
+#: lets that G be stolen (see ``P.runnext``).
+RUNNEXT_STUCK = 1e-3
 #: Poll the network if no M has for this long.
 NETPOLL_STALE = 10e-3
 
@@ -124,18 +127,25 @@ class Sysmon:
                 for g in ready:
                     g.wake()  # no P here: to the global queue, and an M is woken
                 busy += len(ready)
-            if self.slow_limit:
-                self.check_slow(now)
+            self.check_running(now)
             if busy:
                 idle = 0
             else:
                 idle += 1
 
-    def check_slow(self, now: float) -> None:
-        """Warn once per episode about a goroutine that has held its P for
-        longer than ``slow_limit`` without yielding (Go would preempt it;
-        we cannot, so we say where it is)."""
-        for p in self.sched.allp[: self.sched.gomaxprocs]:
+    def check_running(self, now: float) -> None:
+        """Watch Ps whose G keeps running without yielding (same ``schedtick``).
+
+        After RUNNEXT_STUCK with a G waiting in ``runnext``, mark the P
+        ``stuck`` so that a stealer may take that G, and wake an M for it:
+        otherwise a G started or readied by a goroutine that then computes
+        would wait for it although Ps are idle. With
+        ``GOROUTINES_DEBUG=slowgoroutine=MS``, also warn once per episode
+        about a G that has run that long (Go would preempt it; we cannot, so
+        we say where it is).
+        """
+        sched = self.sched
+        for p in sched.allp[: sched.gomaxprocs]:
             m = p.m
             g = m.curg if m is not None else None
             if p.status != PStatus.RUNNING or g is None:
@@ -146,15 +156,19 @@ class Sysmon:
             if seen is None or seen[0] != t:
                 self.sched_ticks[p.id] = (t, now, False)
                 continue
-            if seen[2] or now - seen[1] < self.slow_limit:
+            ran = now - seen[1]
+            if p.runnext and ran >= RUNNEXT_STUCK and p.stuck != t:
+                p.stuck = t
+                sched.wakep()
+            if not self.slow_limit or seen[2] or ran < self.slow_limit:
                 continue
             self.sched_ticks[p.id] = (t, seen[1], True)
             where = ""
-            frame = sys._current_frames().get(m.thread.ident or 0)
+            frame = sys._current_frames().get(m.thread.ident or 0) if m is not None else None
             if frame is not None:
                 where = f" at {frame.f_code.co_filename}:{frame.f_lineno} in {frame.f_code.co_name}"
             warnings.warn(
-                f"goroutine {g.id} ({g.entry}) has run for {(now - seen[1]) * 1000:.0f} ms "
+                f"goroutine {g.id} ({g.entry}) has run for {ran * 1000:.0f} ms "
                 f"without yielding its processor{where}",
                 RuntimeWarning,
                 stacklevel=1,

@@ -9,6 +9,7 @@ under us.
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from collections.abc import Iterator
@@ -19,6 +20,9 @@ from ._goroutine import G, GStatus
 from ._machine import current_m
 
 __all__ = ["format_g", "stack_dump"]
+
+#: Frames of this package at the top of the caller's stack belong to the dump.
+_PKG = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
 
 
 def _await_frames(coro: Any) -> Iterator[FrameType]:
@@ -32,7 +36,9 @@ def _await_frames(coro: Any) -> Iterator[FrameType]:
 def _running_frames() -> list[FrameType]:
     """The calling goroutine's own frames, innermost last, up to its M's loop."""
     frames: list[FrameType] = []
-    f: FrameType | None = sys._getframe(2)
+    f: FrameType | None = sys._getframe(1)
+    while f is not None and f.f_code.co_filename.startswith(_PKG):  # the dump itself
+        f = f.f_back
     while f is not None and not f.f_code.co_filename.endswith("_machine.py"):
         frames.append(f)
         f = f.f_back

@@ -1,0 +1,662 @@
+"""``python -m goroutines bench``: the benchmark suite, goroutines against its peers.
+
+This module is the orchestrator; the measuring is done by the runners in the
+source tree's ``benchmarks/`` directory (one script per runtime, see
+``benchmarks/README.md``). Each *cell* (one workload, one runtime, one
+repetition) is a fresh ``python benchmarks/run_<runtime>.py --workload W1
+--size N`` process that prints one JSON line: its metrics, or ``na`` (the
+pair makes no sense). A runner that exits non-zero (a wrong answer, a crash,
+a timeout) is an error for that cell, never a time, and the cell is not
+repeated.
+
+The order is round-robin: for each workload, every repetition runs each
+runtime once, the order rotated by one each time, so that a drift of the
+machine (another process, thermal state) is spread over all runtimes. A
+figure is the median over the repetitions.
+
+Ratios are oriented so that > 1 always means goroutines is better: the
+peer's figure over goroutines' where lower is better (times, memory), and
+goroutines' over the peer's where higher is better (round trips per
+second, speed-up). W9 runs goroutines at procs 1 and P (threads: a pool of
+1 and P) and derives the speed-up from the two medians.
+
+Outputs (``--out``, by default ``benchmarks/results/``): ``bench.json``
+(every sample and the medians), ``bench.md`` (the table) and ``bench.png``
+(a bar chart, log scale, one group per figure; skipped without matplotlib).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import importlib.metadata
+import importlib.util
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final, final
+
+__all__ = ["RUNTIMES", "WORKLOADS", "main"]
+
+#: src/goroutines/_bench.py -> the checkout's root holds benchmarks/.
+_SRC: Final = Path(__file__).resolve().parents[1]
+_DEFAULT_BENCH_DIR: Final = _SRC.parent / "benchmarks"
+
+
+@final
+@dataclass(frozen=True)
+class Metric:
+    """One figure a workload reports: the runner's JSON key, its unit, its direction."""
+
+    key: str
+    unit: str
+    lower_is_better: bool = True
+
+
+@final
+@dataclass(frozen=True)
+class Workload:
+    id: str
+    title: str
+    size: int  # the issue's size
+    quick: int  # --quick's size
+    size_unit: str
+    metrics: tuple[Metric, ...]
+    extra: tuple[str, ...] = ()  # metrics kept in the JSON, not in the table
+
+
+WORKLOADS: Final[dict[str, Workload]] = {
+    w.id: w
+    for w in (
+        Workload("W1", "ping-pong over two unbuffered channels", 100_000, 2_000, "round trips",
+                 (Metric("us_per_rt", "µs/round trip"),)),
+        Workload("W2", "spawn, each sends its index to one buffered channel", 100_000, 2_000,
+                 "goroutines", (Metric("us_per_g", "µs/goroutine"),)),
+        Workload("W3", "concurrent prime sieve", 1_000, 100, "primes", (Metric("s", "s"),)),
+        Workload("W4", "worker pool: 8 workers, channels of cap 100", 200_000, 4_000, "jobs",
+                 (Metric("us_per_job", "µs/job"),)),
+        Workload("W5", "parked on one channel, then close and join", 100_000, 2_000,
+                 "goroutines",
+                 (Metric("kib_per_g", "KiB RSS/parked"), Metric("wake_ms", "ms wake+join"))),
+        Workload("W6", "sleep a seeded random 0-100 ms, then signal", 100_000, 2_000,
+                 "goroutines", (Metric("s", "s (ideal 0.1)"),)),
+        Workload("W7", "blocking time.sleep(0.01) offloaded", 1_000, 100, "calls",
+                 (Metric("s", "s (ideal 0.01)"),)),
+        Workload("W8", "TCP echo, 64 connections, 64-byte round trips", 5, 1, "seconds",
+                 (Metric("rt_per_s", "round trips/s", lower_is_better=False),),
+                 extra=("server_cpu", "client_cpu")),
+        Workload("W9", "8 x sha256 of a buffer, offloaded, procs 1 vs P", 32, 1,
+                 "MiB per hasher", (Metric("s", "s"),)),
+    )
+}
+
+
+@final
+@dataclass(frozen=True)
+class Runtime:
+    name: str
+    script: str  # in benchmarks/
+    needs: str | None = None  # the module that must be importable
+    args: tuple[str, ...] = ()
+
+
+RUNTIMES: Final[dict[str, Runtime]] = {
+    r.name: r
+    for r in (
+        Runtime("goroutines", "run_goroutines.py"),
+        Runtime("asyncio", "run_asyncio.py", None, ("--runtime", "asyncio")),
+        Runtime("uvloop", "run_asyncio.py", "uvloop", ("--runtime", "uvloop")),
+        Runtime("trio", "run_trio.py", "trio"),
+        Runtime("gevent", "run_gevent.py", "gevent"),
+        Runtime("threads", "run_threads.py"),
+    )
+}
+
+#: Pairs not run at all (a runner would only say N/A, so do not pay its start-up).
+_NA: Final[dict[tuple[str, str], str]] = {
+    **{
+        ("W9", rt): "W9 compares goroutines and threads at procs 1 and P"
+        for rt in ("asyncio", "uvloop", "trio", "gevent")
+    },
+    ("W5", "threads"): "an OS thread per parked goroutine: not what threads are for",
+    ("W6", "threads"): "an OS thread per sleeping goroutine: not what threads are for",
+}
+
+
+@final
+@dataclass(frozen=True)
+class Cell:
+    """One (workload, runtime, procs) combination, run ``repeat`` times."""
+
+    workload: str
+    runtime: str
+    procs: int  # 0 = the runtime's default
+
+    @property
+    def key(self) -> str:
+        """How the cell is named in the JSON and the progress lines."""
+        p = f"@procs={self.procs}" if self.workload == "W9" else ""
+        return f"{self.workload}/{self.runtime}{p}"
+
+
+@final
+@dataclass
+class CellResult:
+    samples: list[dict[str, float]] = field(default_factory=list)
+    size: int = 0
+    error: str | None = None
+    na: str | None = None
+
+
+@final
+@dataclass
+class Row:
+    """One line of the table: one figure of one workload, for every runtime."""
+
+    id: str
+    figure: str
+    lower_is_better: bool
+    values: dict[str, float]
+    status: dict[str, str]  # runtime -> "N/A: why" or "error: why" (no value)
+
+    def ratio(self, runtime: str) -> float | None:
+        """How many times better goroutines is than ``runtime`` on this row (> 1: better)."""
+        g = self.values.get("goroutines")
+        v = self.values.get(runtime)
+        if g is None or v is None or g <= 0 or v <= 0:
+            return None
+        return v / g if self.lower_is_better else g / v
+
+
+# -- running the cells -------------------------------------------------------------
+
+
+def _plan(workloads: list[str], runtimes: list[str], procs: int) -> list[list[Cell]]:
+    """Per workload, the cells to run (W9: procs 1 and P for goroutines and threads)."""
+    p9 = procs if procs > 1 else 2
+    plan = []
+    for w in workloads:
+        if w == "W9":
+            cells = [Cell(w, rt, p) for rt in runtimes for p in (1, p9)]
+        else:
+            cells = [Cell(w, rt, procs) for rt in runtimes]
+        plan.append(cells)
+    return plan
+
+
+def _run_cell(
+    cell: Cell, size: int, bench_dir: Path, seed: int, timeout: float
+) -> tuple[dict[str, Any] | None, str | None]:
+    """Run one cell in a fresh interpreter: ``(its JSON line, None)`` or ``(None, error)``."""
+    rt = RUNTIMES[cell.runtime]
+    cmd = [sys.executable, str(bench_dir / rt.script), *rt.args]
+    cmd += ["--workload", cell.workload, "--size", str(size), "--seed", str(seed)]
+    if cell.procs:
+        cmd += ["--procs", str(cell.procs)]
+    env = dict(os.environ)
+    # The runners must import this very goroutines, installed or not.
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(_SRC), env.get("PYTHONPATH")]))
+    try:
+        proc = subprocess.run(
+            cmd, capture_output=True, text=True, timeout=timeout, env=env, cwd=bench_dir
+        )
+    except subprocess.TimeoutExpired:
+        return None, f"timed out after {timeout:g} s"
+    if proc.returncode != 0:
+        lines = [ln for ln in proc.stderr.strip().splitlines() if ln.strip()]
+        why = lines[-1].strip() if lines else f"exit status {proc.returncode}"
+        return None, why
+    try:
+        out: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
+    except (IndexError, ValueError):
+        return None, f"no JSON line on stdout: {proc.stdout[-200:]!r}"
+    return out, None
+
+
+def _format_metric(v: float) -> str:
+    if v >= 100:
+        return f"{v:,.0f}"
+    if v >= 10:
+        return f"{v:.1f}"
+    if v >= 1:
+        return f"{v:.2f}"
+    return f"{v:.3f}"
+
+
+def _format_ratio(r: float) -> str:
+    return f"{r:.1f}x" if r >= 10 else f"{r:.2f}x"
+
+
+def _progress_summary(wl: Workload, out: dict[str, Any]) -> str:
+    if "na" in out:
+        return f"N/A ({out['na']})"
+    metrics: dict[str, float] = out["metrics"]
+    return ", ".join(
+        f"{_format_metric(metrics[m.key])} {m.unit}" for m in wl.metrics if m.key in metrics
+    )
+
+
+def run_suite(
+    plan: list[list[Cell]],
+    sizes: dict[str, int],
+    repeat: int,
+    bench_dir: Path,
+    seed: int,
+    timeout: float,
+) -> dict[Cell, CellResult]:
+    """Run every cell ``repeat`` times, round-robin, printing a line per run."""
+    results: dict[Cell, CellResult] = {}
+    total = sum(len(cells) for cells in plan) * repeat
+    done = 0
+    t_start = time.perf_counter()
+    for cells in plan:
+        wl = WORKLOADS[cells[0].workload]
+        for rep in range(repeat):
+            k = rep % len(cells)
+            for cell in cells[k:] + cells[:k]:
+                done += 1
+                res = results.setdefault(cell, CellResult())
+                if res.error is not None or res.na is not None:
+                    continue  # neither is repeated
+                t0 = time.perf_counter()
+                out, err = _run_cell(cell, sizes[cell.workload], bench_dir, seed, timeout)
+                dt = time.perf_counter() - t0
+                if out is None:
+                    res.error = err
+                    summary = f"ERROR: {err}"
+                elif "na" in out:
+                    res.na = str(out["na"])
+                    summary = _progress_summary(wl, out)
+                else:
+                    res.samples.append({k2: float(v) for k2, v in out["metrics"].items()})
+                    res.size = int(out.get("size", sizes[cell.workload]))
+                    summary = _progress_summary(wl, out)
+                elapsed = time.perf_counter() - t_start
+                print(
+                    f"[{done:3d}/{total}] {cell.key:<24} rep {rep + 1}/{repeat}  "
+                    f"{summary}  ({dt:.1f} s; {elapsed / 60:.1f} min so far)",
+                    flush=True,
+                )
+    return results
+
+
+# -- the table -------------------------------------------------------------------
+
+
+def _median(samples: list[dict[str, float]], key: str) -> float | None:
+    vals = [s[key] for s in samples if key in s]
+    return statistics.median(vals) if vals else None
+
+
+def build_rows(
+    workloads: list[str],
+    runtimes: list[str],
+    results: dict[Cell, CellResult],
+    skipped: dict[tuple[str, str], str],
+    procs: int,
+) -> list[Row]:
+    rows: list[Row] = []
+    p9 = procs if procs > 1 else 2
+    for w in workloads:
+        wl = WORKLOADS[w]
+        variants: list[tuple[str, int]] = [("", procs)]
+        if w == "W9":
+            variants = [(" procs=1", 1), (f" procs={p9}", p9)]
+        for m in wl.metrics:
+            for suffix, p in variants:
+                row = Row(w, m.unit + suffix, m.lower_is_better, {}, {})
+                for rt in runtimes:
+                    if (w, rt) in skipped:
+                        row.status[rt] = "N/A: " + skipped[w, rt]
+                        continue
+                    res = results.get(Cell(w, rt, p))
+                    if res is None:
+                        continue
+                    v = _median(res.samples, m.key)
+                    if res.error is not None:
+                        row.status[rt] = "error: " + res.error
+                    elif res.na is not None:
+                        row.status[rt] = "N/A: " + res.na
+                    elif v is not None:
+                        row.values[rt] = v
+                rows.append(row)
+        if w == "W9" and len(rows) >= 2:
+            t1, tp = rows[-2], rows[-1]
+            speed = Row(w, f"speed-up procs 1->{p9}", False, {}, {})
+            for rt in runtimes:
+                a, b = t1.values.get(rt), tp.values.get(rt)
+                if a is not None and b is not None and b > 0:
+                    speed.values[rt] = a / b
+                elif rt in t1.status or rt in tp.status:
+                    speed.status[rt] = t1.status.get(rt) or tp.status.get(rt, "")
+            rows.append(speed)
+    return rows
+
+
+def _cell_text(row: Row, rt: str) -> str:
+    if rt in row.values:
+        text = _format_metric(row.values[rt])
+        r = row.ratio(rt)
+        if rt != "goroutines" and r is not None:
+            text += f" ({_format_ratio(r)})"
+        return text
+    status = row.status.get(rt, "")
+    if status.startswith("error"):
+        return "ERROR"
+    return "N/A" if status else "-"
+
+
+def table_lines(rows: list[Row], runtimes: list[str], markdown: bool) -> list[str]:
+    header = ["", "figure", *runtimes]
+    body = [[r.id, r.figure, *(_cell_text(r, rt) for rt in runtimes)] for r in rows]
+    if markdown:
+        lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        lines += ["| " + " | ".join(b) + " |" for b in body]
+        return lines
+    widths = [max(len(x[i]) for x in [header, *body]) for i in range(len(header))]
+    fmt = "  ".join(f"{{:{'<' if i < 2 else '>'}{w}}}" for i, w in enumerate(widths))
+    lines = [fmt.format(*header), fmt.format(*("-" * w for w in widths))]
+    lines += [fmt.format(*b) for b in body]
+    return lines
+
+
+LEGEND: Final = (
+    "(Nx) after a peer's figure: how many times better goroutines is than that peer "
+    "on that figure, i.e. peer / goroutines where lower is better (µs, s, KiB, ms) and "
+    "goroutines / peer where higher is better (round trips/s, speed-up). "
+    "> 1x: goroutines wins; < 1x: the peer wins. Medians of the repetitions."
+)
+
+
+def _notes(
+    rows: list[Row], runtimes: list[str], results: dict[Cell, CellResult], sizes: dict[str, int]
+) -> list[str]:
+    notes: list[str] = []
+    seen: set[str] = set()
+    for row in rows:
+        for rt in runtimes:
+            s = row.status.get(rt)
+            if s and f"{row.id}/{rt}" not in seen:
+                seen.add(f"{row.id}/{rt}")
+                notes.append(f"{row.id} {rt}: {s}")
+    for cell, res in results.items():
+        if res.samples and res.size and res.size != sizes[cell.workload]:
+            notes.append(
+                f"{cell.workload} {cell.runtime}: ran at size {res.size:,} "
+                f"(not {sizes[cell.workload]:,}); its figure is per unit, so comparable"
+            )
+        if cell.workload == "W8" and res.samples:
+            sc = _median(res.samples, "server_cpu")
+            cc = _median(res.samples, "client_cpu")
+            if sc is not None and cc is not None:
+                notes.append(
+                    f"W8 {cell.runtime}: server used {sc:.2f} cores, load client {cc:.2f} cores"
+                )
+    return notes
+
+
+# -- the outputs -----------------------------------------------------------------
+
+
+def _meta(args: argparse.Namespace, sizes: dict[str, int], runtimes: list[str]) -> dict[str, Any]:
+    versions: dict[str, str] = {}
+    for name in ("goroutines", "trio", "gevent", "uvloop"):
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            pass
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            capture_output=True, text=True, cwd=_SRC.parent, timeout=10,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        commit = ""
+    return {
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "python": platform.python_version(),
+        "implementation": platform.python_implementation(),
+        "platform": platform.platform(),
+        "cpu_count": os.cpu_count(),
+        "loadavg_at_start": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
+        "commit": commit,
+        "versions": versions,
+        "repeat": args.repeat,
+        "procs": args.procs or None,
+        "quick": args.quick,
+        "sizes": sizes,
+        "runtimes": runtimes,
+    }
+
+
+def write_outputs(
+    out_dir: Path,
+    meta: dict[str, Any],
+    rows: list[Row],
+    runtimes: list[str],
+    results: dict[Cell, CellResult],
+    notes: list[str],
+) -> list[Path]:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written: list[Path] = []
+    doc = {
+        "meta": meta,
+        "legend": LEGEND,
+        "rows": [
+            {
+                "workload": r.id,
+                "title": WORKLOADS[r.id].title,
+                "figure": r.figure,
+                "lower_is_better": r.lower_is_better,
+                "values": r.values,
+                "ratios": {rt: r.ratio(rt) for rt in runtimes if rt != "goroutines"},
+                "status": r.status,
+            }
+            for r in rows
+        ],
+        "cells": [
+            {
+                "workload": c.workload,
+                "runtime": c.runtime,
+                "procs": c.procs or None,
+                "size": res.size or None,
+                "samples": res.samples,
+                "medians": {
+                    k: _median(res.samples, k) for k in (res.samples[0] if res.samples else {})
+                },
+                "error": res.error,
+                "na": res.na,
+            }
+            for c, res in results.items()
+        ],
+        "notes": notes,
+    }
+    path = out_dir / "bench.json"
+    path.write_text(json.dumps(doc, indent=2, ensure_ascii=False) + "\n")
+    written.append(path)
+
+    md = [
+        "# goroutines benchmark results",
+        "",
+        f"{meta['date']}, CPython {meta['python']}, {meta['cpu_count']} CPUs, "
+        f"commit {meta['commit'] or '?'}, {meta['repeat']} repetitions, "
+        f"procs={meta['procs'] or 'default'}{', --quick' if meta['quick'] else ''}; "
+        f"load average at start: {meta['loadavg_at_start']}.",
+        "",
+        *table_lines(rows, runtimes, markdown=True),
+        "",
+        LEGEND,
+        "",
+        "Workloads: " + "; ".join(
+            f"{w.id} {w.title} ({meta['sizes'][w.id]:,} {w.size_unit})"
+            for w in WORKLOADS.values() if w.id in meta["sizes"]
+        ) + ".",
+        "",
+    ]
+    if notes:
+        md += ["Notes:", "", *(f"- {n}" for n in notes), ""]
+    path = out_dir / "bench.md"
+    path.write_text("\n".join(md))
+    written.append(path)
+
+    png = _chart(out_dir / "bench.png", rows, runtimes, meta)
+    if png is not None:
+        written.append(png)
+    return written
+
+
+def _chart(path: Path, rows: list[Row], runtimes: list[str], meta: dict[str, Any]) -> Path | None:
+    """A bar chart: per row, each runtime's cost relative to goroutines (log scale)."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("matplotlib is not installed: no chart (pip install -e '.[bench]')")
+        return None
+    groups = [r for r in rows if "goroutines" in r.values]
+    if not groups:
+        return None
+    peers = [rt for rt in runtimes if rt != "goroutines"]
+    if not peers:
+        return None
+    fig, ax = plt.subplots(figsize=(max(8.0, 1.0 * len(groups) + 3), 5.5))
+    width = 0.8 / len(peers)
+    all_ys = [1.0]
+    for i, rt in enumerate(peers):
+        xs, ys = [], []
+        for j, row in enumerate(groups):
+            r = row.ratio(rt)
+            if r is not None:
+                xs.append(j + (i - (len(peers) - 1) / 2) * width)
+                ys.append(r)
+        all_ys += ys
+        # Bars grow from goroutines' line at 1: up where goroutines wins, down where it loses.
+        ax.bar(xs, [y - 1 for y in ys], width, bottom=1.0, label=rt, color=f"C{i + 1}")
+        for x, y in zip(xs, ys, strict=True):
+            ax.annotate(_format_ratio(y), (x, y), ha="center", va="bottom" if y >= 1 else "top",
+                        fontsize=6, rotation=90, xytext=(0, 2 if y >= 1 else -2),
+                        textcoords="offset points")
+    ax.set_yscale("log")
+    ax.set_ylim(min(all_ys) / 1.8, max(all_ys) * 2.2)  # room for the labels
+    ax.axhline(1.0, color="C0", linewidth=1.5, label="goroutines (= 1)")
+    ax.set_xticks(range(len(groups)))
+    ax.set_xticklabels([f"{r.id}\n{r.figure}" for r in groups], fontsize=7)
+    ax.set_ylabel("peer's cost relative to goroutines (log)\n> 1: goroutines better")
+    ax.set_title(
+        f"goroutines vs peers (CPython {meta['python']}, {meta['cpu_count']} CPUs, "
+        f"medians of {meta['repeat']}; goroutines = 1)",
+        fontsize=10,
+    )
+    ax.legend(fontsize=8, ncols=len(runtimes), loc="upper center", bbox_to_anchor=(0.5, -0.12))
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+# -- the command line ------------------------------------------------------------
+
+
+def _split(value: str, known: dict[str, Any], what: str) -> list[str]:
+    names = [x.strip() for x in value.split(",") if x.strip()]
+    unknown = [x for x in names if x not in known]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(
+            f"unknown {what} {', '.join(unknown) or '(none given)'}; "
+            f"choose from {','.join(known)}"
+        )
+    return [k for k in known if k in names]  # the suite's order
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m goroutines bench [options]``; returns the exit status."""
+    ap = argparse.ArgumentParser(
+        prog="python -m goroutines bench",
+        description="Run the benchmark suite (issue 'Performance'): goroutines against "
+        "asyncio, uvloop, trio, gevent and threads, each cell in a fresh process.",
+    )
+    ap.add_argument("--workloads", default=",".join(WORKLOADS),
+                    type=lambda v: _split(v, WORKLOADS, "workload"),
+                    help="comma-separated, e.g. W1,W4 (default: all)")
+    ap.add_argument("--runtimes", default=",".join(RUNTIMES),
+                    type=lambda v: _split(v, RUNTIMES, "runtime"),
+                    help="comma-separated (default: every one installed)")
+    ap.add_argument("--repeat", type=int, default=5, help="repetitions per cell (default 5)")
+    ap.add_argument("--procs", type=int, default=0,
+                    help="goroutines' procs (default: os.cpu_count()); W9 compares 1 and "
+                    "this (at least 2)")
+    ap.add_argument("--quick", action="store_true", help="small sizes (a smoke test)")
+    ap.add_argument("--out", type=Path, default=_DEFAULT_BENCH_DIR / "results",
+                    help="where bench.json, bench.md and bench.png go")
+    ap.add_argument("--bench-dir", type=Path, default=_DEFAULT_BENCH_DIR,
+                    help="the benchmarks/ directory with the runners")
+    ap.add_argument("--seed", type=int, default=1, help="W6's random sleeps")
+    ap.add_argument("--timeout", type=float, default=300.0, help="per cell, seconds")
+    args = ap.parse_args(argv)
+    if args.repeat < 1:
+        ap.error(f"--repeat must be >= 1, got {args.repeat}")
+    if args.procs < 0:
+        ap.error(f"--procs must be >= 1, got {args.procs}")
+    bench_dir: Path = args.bench_dir
+    if not (bench_dir / "run_goroutines.py").is_file():
+        print(
+            f"error: the benchmark runners are not in {bench_dir}: the suite runs from a "
+            "source checkout (pip install -e .), or pass --bench-dir",
+            file=sys.stderr,
+        )
+        return 2
+
+    workloads: list[str] = args.workloads
+    runtimes: list[str] = []
+    for rt in args.runtimes:
+        need = RUNTIMES[rt].needs
+        if need is not None and importlib.util.find_spec(need) is None:
+            print(f"skipping {rt}: {need} is not installed (pip install -e '.[bench]')")
+        else:
+            runtimes.append(rt)
+    sizes = {w: (WORKLOADS[w].quick if args.quick else WORKLOADS[w].size) for w in workloads}
+    skipped = {(w, rt): why for (w, rt), why in _NA.items() if w in workloads and rt in runtimes}
+    plan = [
+        [c for c in cells if (c.workload, c.runtime) not in skipped]
+        for cells in _plan(workloads, runtimes, args.procs)
+    ]
+    plan = [cells for cells in plan if cells]
+    ncells = sum(len(cells) for cells in plan)
+    print(
+        f"benchmarks: {', '.join(workloads)} x {', '.join(runtimes)}; "
+        f"{ncells} cells x {args.repeat} repetitions, each a fresh process"
+    )
+    meta = _meta(args, sizes, runtimes)
+    t0 = time.perf_counter()
+    results = run_suite(plan, sizes, args.repeat, bench_dir, args.seed, args.timeout)
+    meta["seconds"] = round(time.perf_counter() - t0, 1)
+    meta["loadavg_at_end"] = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
+
+    rows = build_rows(workloads, runtimes, results, skipped, args.procs)
+    notes = _notes(rows, runtimes, results, sizes)
+    print()
+    for line in table_lines(rows, runtimes, markdown=False):
+        print(line)
+    print()
+    print(LEGEND)
+    for n in notes:
+        print("  " + n)
+    written = write_outputs(args.out, meta, rows, runtimes, results, notes)
+    print(f"\nwritten: {', '.join(str(p) for p in written)} ({meta['seconds']:.0f} s)")
+    errors = [c.key for c, r in results.items() if r.error is not None]
+    if errors:
+        print(f"{len(errors)} cell(s) failed: {', '.join(errors)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
