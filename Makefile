@@ -92,8 +92,10 @@ test313:
 pytest313: $(VENV313)/.stamp-dev
 	$(VENV313)/bin/python -m pytest $(PYTEST_ARGS)
 
+# The whole suite takes about 6 minutes on 2 cores; pass options with e.g.
+# `make bench BENCH_ARGS="--workloads W1,W4 --repeat 5"` (see benchmarks/README.md).
 bench: $(VENV)/.stamp-bench
-	$(VENV)/bin/python -m goroutines bench
+	$(VENV)/bin/python -m goroutines bench $(BENCH_ARGS)
 
 info:
 	@echo "PYENV_ROOT = $(PYENV_ROOT)"

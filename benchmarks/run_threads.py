@@ -217,20 +217,29 @@ def _sha256(buf: bytes) -> str:
 
 
 def w9(args: argparse.Namespace) -> Metrics:
-    buf, want = c.hash_buffer(args.size)
+    buf, want, serial = c.hash_buffer(args.size)
     with ThreadPoolExecutor(max_workers=args.procs or None) as pool:
         t0 = time.perf_counter()
         got: list[Any] = list(pool.map(_sha256, [buf] * c.W9_HASHERS))
         dt = time.perf_counter() - t0
     c.check(all(h == want for h in got), "a sha256 digest differs")
-    return {"s": dt}
+    return {"s": dt, "serial_s": serial}
 
 
 if __name__ == "__main__":
     sys.exit(
         c.main(
             "threads",
-            {"W1": w1, "W2": w2, "W3": w3, "W4": w4, "W5": w5, "W6": w6, "W7": w7, "W8": w8,
-             "W9": w9},
+            {
+                "W1": w1,
+                "W2": w2,
+                "W3": w3,
+                "W4": w4,
+                "W5": w5,
+                "W6": w6,
+                "W7": w7,
+                "W8": w8,
+                "W9": w9,
+            },
         )
     )

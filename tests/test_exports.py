@@ -65,7 +65,7 @@ SPEC_NAMES = frozenset(
 
 #: SPEC names not wired into ``goroutines/__init__.py`` yet. Remove a name
 #: when it lands (its test then XPASSes, which strict xfail reports as a failure).
-PENDING = frozenset({"net"})
+PENDING: frozenset[str] = frozenset()
 
 #: Public names beyond SPEC §2, each a deliberate addition (Go's names, or the
 #: types of SPEC values). A new public name must be added here on purpose;

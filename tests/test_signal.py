@@ -453,8 +453,11 @@ from goroutines._runtime._scheduler import call_on_main
 async def parked_forever(c):
     await c.recv()
 
+async def sleeper():
+    await gr.sleep(3600)  # keeps the runtime from being a deadlock
+
 async def announce(c):
-    # "ready" once main and parked_forever are parked, so the dump shows them so
+    # "ready" once every other goroutine is parked, so the dump shows where
     sched = _scheduler.require()
     me = gr.goroutine_id()
     while not all(g.status == GStatus.WAITING for g in sched.allgs.copy().values() if g.id != me):
@@ -466,6 +469,7 @@ async def main():
     # run() is meant to do this itself; doing it again is harmless
     call_on_main(_signal.install_sigquit)
     c = gr.Chan()
+    gr.go(sleeper)
     gr.go(parked_forever, c)
     NOTIFY
     gr.go(announce, c)
@@ -548,3 +552,43 @@ def test_install_sigquit_keeps_a_program_handler() -> None:
     )
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "ok"
+
+
+# ------------------------------------------------------------------ the main thread's wait
+
+
+def test_python_handler_runs_while_run_waits(stray: Stray) -> None:
+    """A signal whose Python-level handler is not ours (Ctrl-C's
+    KeyboardInterrupt, the SIGQUIT dump, any handler the program set) runs
+    on the main thread, which is blocked in run(). CPython runs the handler
+    only when that thread wakes up; a signal that arrives as it goes back to
+    waiting (it just served a ``call_on_main`` request, under GIL contention)
+    interrupts nothing and is left pending. run() must still get to it
+    promptly (e.g. by waiting with a timeout)."""
+
+    async def spinner(stop: list[int]) -> None:
+        while not stop:
+            await gr.gosched()
+
+    async def main() -> list[float]:
+        stop: list[int] = []
+        gr.go(spinner, stop)
+        lat: list[float] = []
+        try:
+            for i in range(100):
+                n = len(stray.got)
+                call_on_main(lambda: None)  # main serves, then goes back to waiting
+                kill(USR1)
+                t = time.monotonic()
+                while len(stray.got) == n:
+                    if time.monotonic() - t > 0.3:
+                        call_on_main(lambda: None)  # wake main so the test can end
+                        raise AssertionError(f"signal {i}: handler still pending after 0.3 s")
+                    await gr.sleep(0.001)
+                lat.append(time.monotonic() - t)
+        finally:
+            stop.append(1)
+        return lat
+
+    lat = grun(main, procs=2)
+    assert max(lat) < 0.3

@@ -6,6 +6,7 @@ re-exported here, one name at a time; the implementation lives in private
 modules named after the parts of Go's model (see ``_runtime``).
 """
 
+from . import net as net
 from ._chan import Chan as Chan
 from ._context import CancelFunc as CancelFunc
 from ._context import Context as Context

@@ -74,25 +74,73 @@ class Workload:
 WORKLOADS: Final[dict[str, Workload]] = {
     w.id: w
     for w in (
-        Workload("W1", "ping-pong over two unbuffered channels", 100_000, 2_000, "round trips",
-                 (Metric("us_per_rt", "µs/round trip"),)),
-        Workload("W2", "spawn, each sends its index to one buffered channel", 100_000, 2_000,
-                 "goroutines", (Metric("us_per_g", "µs/goroutine"),)),
+        Workload(
+            "W1",
+            "ping-pong over two unbuffered channels",
+            100_000,
+            2_000,
+            "round trips",
+            (Metric("us_per_rt", "µs/round trip"),),
+        ),
+        Workload(
+            "W2",
+            "spawn, each sends its index to one buffered channel",
+            100_000,
+            2_000,
+            "goroutines",
+            (Metric("us_per_g", "µs/goroutine"),),
+        ),
         Workload("W3", "concurrent prime sieve", 1_000, 100, "primes", (Metric("s", "s"),)),
-        Workload("W4", "worker pool: 8 workers, channels of cap 100", 200_000, 4_000, "jobs",
-                 (Metric("us_per_job", "µs/job"),)),
-        Workload("W5", "parked on one channel, then close and join", 100_000, 2_000,
-                 "goroutines",
-                 (Metric("kib_per_g", "KiB RSS/parked"), Metric("wake_ms", "ms wake+join"))),
-        Workload("W6", "sleep a seeded random 0-100 ms, then signal", 100_000, 2_000,
-                 "goroutines", (Metric("s", "s (ideal 0.1)"),)),
-        Workload("W7", "blocking time.sleep(0.01) offloaded", 1_000, 100, "calls",
-                 (Metric("s", "s (ideal 0.01)"),)),
-        Workload("W8", "TCP echo, 64 connections, 64-byte round trips", 5, 1, "seconds",
-                 (Metric("rt_per_s", "round trips/s", lower_is_better=False),),
-                 extra=("server_cpu", "client_cpu")),
-        Workload("W9", "8 x sha256 of a buffer, offloaded, procs 1 vs P", 32, 1,
-                 "MiB per hasher", (Metric("s", "s"),)),
+        Workload(
+            "W4",
+            "worker pool: 8 workers, channels of cap 100",
+            200_000,
+            4_000,
+            "jobs",
+            (Metric("us_per_job", "µs/job"),),
+        ),
+        Workload(
+            "W5",
+            "parked on one channel, then close and join",
+            100_000,
+            2_000,
+            "goroutines",
+            (Metric("kib_per_g", "KiB RSS/parked"), Metric("wake_ms", "ms wake+join")),
+        ),
+        Workload(
+            "W6",
+            "sleep a seeded random 0-100 ms, then signal",
+            100_000,
+            2_000,
+            "goroutines",
+            (Metric("s", "s (ideal 0.1)"),),
+        ),
+        Workload(
+            "W7",
+            "blocking time.sleep(0.01) offloaded",
+            1_000,
+            100,
+            "calls",
+            (Metric("s", "s (ideal 0.01)"),),
+        ),
+        Workload(
+            "W8",
+            "TCP echo, 64 connections, 64-byte round trips",
+            5,
+            1,
+            "seconds",
+            (Metric("rt_per_s", "round trips/s", lower_is_better=False),),
+            extra=("server_cpu", "client_cpu"),
+        ),
+        Workload(
+            "W9",
+            "8 x sha256 of a buffer, offloaded, procs 1 vs P",
+            32,
+            1,
+            "MiB per hasher",
+            (Metric("s", "s"),),
+            extra=("serial_s",),
+        ),
     )
 }
 
@@ -391,6 +439,14 @@ def _notes(
                 f"{cell.workload} {cell.runtime}: ran at size {res.size:,} "
                 f"(not {sizes[cell.workload]:,}); its figure is per unit, so comparable"
             )
+        if cell.workload == "W9" and res.samples:
+            t = _median(res.samples, "s")
+            serial = _median(res.samples, "serial_s")
+            if t and serial:
+                notes.append(
+                    f"W9 {cell.runtime} procs={cell.procs}: {serial / t:.2f}x as fast as "
+                    f"the same hashes one after the other on one thread ({serial:.3f} s)"
+                )
         if cell.workload == "W8" and res.samples:
             sc = _median(res.samples, "server_cpu")
             cc = _median(res.samples, "client_cpu")
@@ -414,7 +470,10 @@ def _meta(args: argparse.Namespace, sizes: dict[str, int], runtimes: list[str]) 
     try:
         commit = subprocess.run(
             ["git", "rev-parse", "--short", "HEAD"],
-            capture_output=True, text=True, cwd=_SRC.parent, timeout=10,
+            capture_output=True,
+            text=True,
+            cwd=_SRC.parent,
+            timeout=10,
         ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         commit = ""
@@ -493,10 +552,13 @@ def write_outputs(
         "",
         LEGEND,
         "",
-        "Workloads: " + "; ".join(
+        "Workloads: "
+        + "; ".join(
             f"{w.id} {w.title} ({meta['sizes'][w.id]:,} {w.size_unit})"
-            for w in WORKLOADS.values() if w.id in meta["sizes"]
-        ) + ".",
+            for w in WORKLOADS.values()
+            if w.id in meta["sizes"]
+        )
+        + ".",
         "",
     ]
     if notes:
@@ -541,9 +603,16 @@ def _chart(path: Path, rows: list[Row], runtimes: list[str], meta: dict[str, Any
         # Bars grow from goroutines' line at 1: up where goroutines wins, down where it loses.
         ax.bar(xs, [y - 1 for y in ys], width, bottom=1.0, label=rt, color=f"C{i + 1}")
         for x, y in zip(xs, ys, strict=True):
-            ax.annotate(_format_ratio(y), (x, y), ha="center", va="bottom" if y >= 1 else "top",
-                        fontsize=6, rotation=90, xytext=(0, 2 if y >= 1 else -2),
-                        textcoords="offset points")
+            ax.annotate(
+                _format_ratio(y),
+                (x, y),
+                ha="center",
+                va="bottom" if y >= 1 else "top",
+                fontsize=6,
+                rotation=90,
+                xytext=(0, 2 if y >= 1 else -2),
+                textcoords="offset points",
+            )
     ax.set_yscale("log")
     ax.set_ylim(min(all_ys) / 1.8, max(all_ys) * 2.2)  # room for the labels
     ax.axhline(1.0, color="C0", linewidth=1.5, label="goroutines (= 1)")
@@ -570,8 +639,7 @@ def _split(value: str, known: dict[str, Any], what: str) -> list[str]:
     unknown = [x for x in names if x not in known]
     if unknown or not names:
         raise argparse.ArgumentTypeError(
-            f"unknown {what} {', '.join(unknown) or '(none given)'}; "
-            f"choose from {','.join(known)}"
+            f"unknown {what} {', '.join(unknown) or '(none given)'}; choose from {','.join(known)}"
         )
     return [k for k in known if k in names]  # the suite's order
 
@@ -583,21 +651,39 @@ def main(argv: list[str] | None = None) -> int:
         description="Run the benchmark suite (issue 'Performance'): goroutines against "
         "asyncio, uvloop, trio, gevent and threads, each cell in a fresh process.",
     )
-    ap.add_argument("--workloads", default=",".join(WORKLOADS),
-                    type=lambda v: _split(v, WORKLOADS, "workload"),
-                    help="comma-separated, e.g. W1,W4 (default: all)")
-    ap.add_argument("--runtimes", default=",".join(RUNTIMES),
-                    type=lambda v: _split(v, RUNTIMES, "runtime"),
-                    help="comma-separated (default: every one installed)")
-    ap.add_argument("--repeat", type=int, default=5, help="repetitions per cell (default 5)")
-    ap.add_argument("--procs", type=int, default=0,
-                    help="goroutines' procs (default: os.cpu_count()); W9 compares 1 and "
-                    "this (at least 2)")
+    ap.add_argument(
+        "--workloads",
+        default=",".join(WORKLOADS),
+        type=lambda v: _split(v, WORKLOADS, "workload"),
+        help="comma-separated, e.g. W1,W4 (default: all)",
+    )
+    ap.add_argument(
+        "--runtimes",
+        default=",".join(RUNTIMES),
+        type=lambda v: _split(v, RUNTIMES, "runtime"),
+        help="comma-separated (default: every one installed)",
+    )
+    # 3, not more: the whole suite then takes about 6 minutes on 2 cores.
+    ap.add_argument("--repeat", type=int, default=3, help="repetitions per cell (default 3)")
+    ap.add_argument(
+        "--procs",
+        type=int,
+        default=0,
+        help="goroutines' procs (default: os.cpu_count()); W9 compares 1 and this (at least 2)",
+    )
     ap.add_argument("--quick", action="store_true", help="small sizes (a smoke test)")
-    ap.add_argument("--out", type=Path, default=_DEFAULT_BENCH_DIR / "results",
-                    help="where bench.json, bench.md and bench.png go")
-    ap.add_argument("--bench-dir", type=Path, default=_DEFAULT_BENCH_DIR,
-                    help="the benchmarks/ directory with the runners")
+    ap.add_argument(
+        "--out",
+        type=Path,
+        default=_DEFAULT_BENCH_DIR / "results",
+        help="where bench.json, bench.md and bench.png go",
+    )
+    ap.add_argument(
+        "--bench-dir",
+        type=Path,
+        default=_DEFAULT_BENCH_DIR,
+        help="the benchmarks/ directory with the runners",
+    )
     ap.add_argument("--seed", type=int, default=1, help="W6's random sleeps")
     ap.add_argument("--timeout", type=float, default=300.0, help="per cell, seconds")
     args = ap.parse_args(argv)

@@ -83,7 +83,7 @@ __all__ = [
 
 #: A socket address: ``(host, port)`` for TCP and UDP, the path for Unix
 #: sockets (``"@name"`` for Linux's abstract namespace, ``""`` if unnamed).
-Addr: TypeAlias = "tuple[str, int] | str"
+Addr: TypeAlias = tuple[str, int] | str
 
 _CLOSED: Final = "use of closed network connection"
 _TIMEOUT: Final = "i/o timeout"
@@ -594,8 +594,13 @@ class PacketConn:
             hostport = addr
         else:
             raise TypeError(f"write_to: want (host, port) or 'host:port', got {addr!r}")
-        want = _AF_INET6 if fam == _AF_INET6 else _AF_INET
+        want = _AF_UNSPEC if fam == _AF_INET6 else _AF_INET
         addrs = await _resolve("write to", self._network, want, _DGRAM, hostport, passive=False)
+        if fam == _AF_INET6:
+            # An IPv6 socket (a dual-stack one, unless "udp6") reaches IPv4
+            # peers through v4-mapped addresses, as Go maps them.
+            af, a = addrs[0]
+            return a if af == _AF_INET6 else ("::ffff:" + a[0], a[1], 0, 0)
         return addrs[0][1]
 
     def close(self) -> None:

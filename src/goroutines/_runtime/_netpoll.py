@@ -20,7 +20,10 @@ Who polls (Go's ``findRunnable`` and ``sysmon``):
 
 - the M that parks as ``sched.poll_m`` blocks in ``epoll.poll`` until the
   next timer (or for ever), instead of on its note; waking it means writing
-  a byte to the wake-up pipe (``wakeup``);
+  a byte to the wake-up pipe (``wakeup``), which only a blocking poll drains
+  (a non-blocking one would swallow the wake-up meant for the blocked M);
+  ``poll_m`` stays set until that M is out of ``poll``, so no second M
+  blocks there and takes the byte meant for the first;
 - an M that runs out of work polls without blocking before it steals;
 - sysmon polls without blocking if nobody has for 10 ms.
 
@@ -276,8 +279,8 @@ class Netpoll:
                 self.ep.register(self.rfd, _EPOLLIN)
                 first = True
             pd = PollDesc(self, fd)
-            self.pds[fd] = pd
             self.ep.register(fd, _EPOLLIN | _EPOLLOUT | _EPOLLRDHUP | _EPOLLET)
+            self.pds[fd] = pd  # only once registered: a failed open changes nothing
         if first:
             self.on_init()
         return pd
@@ -316,6 +319,10 @@ class Netpoll:
         pds = self.pds
         for fd, ev in events:
             if fd == self.rfd:
+                if timeout == 0:
+                    # The wake-up is for the M blocked in poll, not for us;
+                    # the pipe is level-triggered, so it will still see it.
+                    continue
                 try:
                     while os.read(self.rfd, 64):
                         pass

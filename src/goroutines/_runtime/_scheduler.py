@@ -236,8 +236,8 @@ class Sched:
         m.parked = False
         if m in self.midle:
             self.midle.remove(m)
-        if self.poll_m is m:
-            self.poll_m = None
+        # poll_m stays set: the M clears it once it is out of its wait, so
+        # that no second M starts waiting in the poller meanwhile.
         if m.polling:
             self.netpoll.wakeup()
         else:
