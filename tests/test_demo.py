@@ -77,9 +77,11 @@ def test_cli_help(flag: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert capsys.readouterr().out.startswith("usage: python -m goroutines <command>")
 
 
-def test_cli_bench_is_not_implemented_yet(capsys: pytest.CaptureFixture[str]) -> None:
-    assert cli(["bench"]) == 2
-    assert capsys.readouterr().out == "not implemented yet: see issue 'Performance'\n"
+def test_cli_bench_rejects_a_bad_option(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as e:
+        cli(["bench", "--no-such-option"])
+    assert e.value.code == 2
+    assert "--no-such-option" in capsys.readouterr().err
 
 
 def test_cli_unknown_command(capsys: pytest.CaptureFixture[str]) -> None:
@@ -98,8 +100,9 @@ def test_module_entry_point() -> None:
     assert r.returncode == 2
     assert r.stdout == ""
     assert r.stderr.startswith("usage: python -m goroutines")
-    r = run_module("bench")
-    assert (r.returncode, r.stdout) == (2, "not implemented yet: see issue 'Performance'\n")
+    r = run_module("bench", "--help")
+    assert r.returncode == 0
+    assert "--workloads" in r.stdout
 
 
 @pytest.mark.parametrize("procs", [1, 4])

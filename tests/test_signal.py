@@ -201,14 +201,17 @@ def test_realtime_signal_delivered_as_int(stray: Stray) -> None:
 
 
 def test_notify_without_signals_means_all(procs: int, stray: Stray) -> None:
-    before = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGSEGV)}
+    before = {
+        s: signal.getsignal(s)
+        for s in (signal.SIGINT, signal.SIGTERM, signal.SIGSEGV, signal.SIGABRT)
+    }
 
     async def main() -> list[Any]:
         ch: gr.Chan[int] = gr.Chan(1)
         signal_notify(ch)
         ours = signal.getsignal(USR2)
         replaced = [signal.getsignal(s) is ours for s in (signal.SIGINT, signal.SIGTERM)]
-        untouched = signal.getsignal(signal.SIGSEGV) == before[signal.SIGSEGV]
+        untouched = all(signal.getsignal(s) == before[s] for s in (signal.SIGSEGV, signal.SIGABRT))
         kill(USR2)
         v = await ch.recv()
         signal_stop(ch)

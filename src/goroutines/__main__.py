@@ -15,8 +15,10 @@ usage: python -m goroutines <command>
 
 commands:
   demo    run the demo: a prime sieve, a worker pool with a deadline,
-          a caught deadlock and a ping-pong timing, with scheduler counters
-  bench   run the benchmark suite (not implemented yet)
+          a caught deadlock, a ping-pong timing and blocking calls,
+          with scheduler counters
+  bench   run the benchmark suite against asyncio, uvloop, trio, gevent and
+          threads (python -m goroutines bench --help for its options)
 """
 
 
@@ -29,6 +31,10 @@ def main(argv: list[str] | None = None) -> int:
     if cmd in ("-h", "--help", "help"):
         sys.stdout.write(USAGE)
         return 0
+    if cmd == "bench":
+        from ._bench import main as bench
+
+        return bench(args[1:])
     if len(args) > 1:
         sys.stderr.write(f"{cmd}: unexpected arguments: {' '.join(args[1:])}\n\n{USAGE}")
         return 2
@@ -36,9 +42,6 @@ def main(argv: list[str] | None = None) -> int:
         from ._demo import main as demo
 
         return demo()
-    if cmd == "bench":
-        print("not implemented yet: see issue 'Performance'")
-        return 2
     sys.stderr.write(f"unknown command {cmd!r}\n\n{USAGE}")
     return 2
 

@@ -72,10 +72,14 @@ _Handler = Callable[[int, FrameType | None], Any] | int | signal.Handlers | None
 
 #: Signals no handler can catch.
 _UNCATCHABLE = frozenset({signal.SIGKILL, signal.SIGSTOP})
-#: Left out of ``signal_notify(ch)`` with no signals: raised synchronously by
-#: a faulting instruction, where a Python-level handler that returns makes the
-#: instruction fault again, for ever. (Still accepted when named.)
-_SYNCHRONOUS = frozenset({signal.SIGSEGV, signal.SIGBUS, signal.SIGFPE, signal.SIGILL})
+#: Left out of ``signal_notify(ch)`` with no signals (still accepted when
+#: named): raised synchronously, by a faulting instruction (a Python-level
+#: handler that returns makes it fault again, for ever) or by ``abort()``
+#: (which kills the process anyway); ``faulthandler`` also catches these at
+#: the C level, and replacing its handler from Python could not put it back.
+_SYNCHRONOUS = frozenset(
+    {signal.SIGSEGV, signal.SIGBUS, signal.SIGFPE, signal.SIGILL, signal.SIGABRT}
+)
 
 _lock = threading.Lock()
 
@@ -239,7 +243,7 @@ def signal_notify(ch: Chan[Any], *signals: int) -> None:
     """Relay the OS signals ``signals`` to ``ch`` (Go's ``signal.Notify``).
 
     With no signals, every signal that can be caught (except the synchronous
-    SIGSEGV, SIGBUS, SIGFPE and SIGILL). Each delivery is a non-blocking send
+    SIGSEGV, SIGBUS, SIGFPE, SIGILL and SIGABRT). Each delivery is a non-blocking send
     of the ``signal.Signals`` member: if ``ch`` has no room (or, unbuffered,
     no receiver waiting) the signal is dropped, so give it a buffer. Calling
     it again for the same channel adds signals. While a channel is
