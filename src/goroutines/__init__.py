@@ -32,6 +32,8 @@ from ._run import stack_dump as stack_dump
 from ._run import unlock_os_thread as unlock_os_thread
 from ._select import default as default
 from ._select import select as select
+from ._signal import signal_notify as signal_notify
+from ._signal import signal_stop as signal_stop
 from ._sync import Cond as Cond
 from ._sync import Locker as Locker
 from ._sync import Mutex as Mutex

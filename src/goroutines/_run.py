@@ -8,11 +8,13 @@ stop the Ms, close what is left).
 from __future__ import annotations
 
 import os
+import queue
 import types
 import warnings
 from collections.abc import Awaitable, Callable, Coroutine, Generator
 from typing import Any, TypeVar, overload
 
+from . import _signal
 from ._errors import Deadlock
 from ._runtime import _scheduler
 from ._runtime._goroutine import GOSCHED, GStatus
@@ -70,6 +72,7 @@ def run(main: Any, *args: Any, procs: int | None = None) -> Any:
         raise RuntimeError("gr.run() called while a goroutines runtime is already running")
     sched = Sched(n)
     _scheduler.start(sched, main, args)
+    _signal.install_sigquit()
     try:
         _serve_main(sched)
     except BaseException:  # Ctrl-C: stop everything, then let it through
@@ -94,7 +97,14 @@ def _serve_main(sched: Sched) -> None:
     """The main thread's job while the runtime runs: wait for the end, doing
     what only the main thread may (``call_on_main``) in the meantime."""
     while True:
-        item = sched.mainq.get()
+        try:
+            # A timeout, because a signal that lands just as this thread
+            # goes back to sleep does not interrupt the wait: its Python
+            # handler (Ctrl-C's KeyboardInterrupt, SIGQUIT's dump) would
+            # wait for the next request. 20 wake-ups a second cost nothing.
+            item = sched.mainq.get(timeout=0.05)
+        except queue.Empty:
+            continue
         if item is None:
             return
         fn, box, ev = item
@@ -112,6 +122,7 @@ def _shutdown(sched: Sched) -> tuple[str, list[BaseException]]:
     block that wakes another goroutine (closing a channel, unlocking a
     Mutex) just queues it, and that one is closed in turn.
     """
+    _signal.reset(sched)  # no signal is relayed while goroutines are closed
     _scheduler.stopms(sched)
     while not sched.mainq.empty():  # requests that came too late to be served
         item = sched.mainq.get()
@@ -123,6 +134,7 @@ def _shutdown(sched: Sched) -> tuple[str, list[BaseException]]:
         return dump, _close_leftovers(sched)
     finally:
         _scheduler.uninstall(sched)
+        _signal.restore_sigquit()
 
 
 def _close_leftovers(sched: Sched) -> list[BaseException]:

@@ -48,8 +48,9 @@ _RUNNABLE = GStatus.RUNNABLE
 _WAITING = GStatus.WAITING
 _SYSCALL = GStatus.SYSCALL
 
-#: An idle M beyond ``gomaxprocs`` idle ones exits after this long unused
-#: (bursts of blocking calls start many Ms; they should not stay forever).
+#: An idle M exits after this long unused if more than ``gomaxprocs`` Ms are
+#: idle (bursts of blocking calls start many Ms; they should not stay
+#: forever, but a few idle ones make the next burst cheap).
 IDLE_M_RETIRE = 10.0
 
 
@@ -505,7 +506,7 @@ class M:
                         self.polling = netpoll.inited
                 elif sched.checkdead():
                     return False
-                if sched.poll_m is not self and len(sched.midle) > sched.gomaxprocs:
+                if sched.poll_m is not self:
                     timeout = IDLE_M_RETIRE
                     retire = True
             self.npark += 1
@@ -518,9 +519,12 @@ class M:
             with sched.lock:
                 if self.parked:  # timed out, or I/O: nobody took us off midle
                     self.parked = False
+                    idle = len(sched.midle)
                     sched.midle.remove(self)
                     if retire:
-                        return False
+                        if idle > sched.gomaxprocs:
+                            return False  # more idle Ms than Ps could use: exit
+                        continue  # still worth keeping: park again
                 elif not woken:  # woken just as we timed out: consume the wake
                     self.note.acquire(False)
                 self.polling = False
