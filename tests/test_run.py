@@ -24,38 +24,9 @@ import pytest
 
 import goroutines as gr
 from goroutines import _run
-from goroutines._runtime import _scheduler
-from goroutines._runtime._traceback import stack_dump as _dump_gs
+from helpers import grun
 
 Blocked = Callable[..., Awaitable[None]]
-
-
-def grun(main: Any, *args: Any, procs: int | None = None, timeout: float = 10.0) -> Any:
-    """``gr.run(main, *args, procs=procs)``, failing the test if it runs over ``timeout``."""
-    fired: list[str] = []
-
-    def watchdog() -> None:
-        sched = _scheduler.current
-        if sched is None:
-            return
-        fired.append(_dump_gs(list(sched.allgs.copy().values())))
-        sched.stop()
-
-    t = threading.Timer(timeout, watchdog)
-    t.daemon = True
-    t.start()
-    try:
-        result = gr.run(main, *args, procs=procs)
-    except BaseException:
-        if not fired:
-            raise
-        result = None
-    finally:
-        t.cancel()
-        t.join()
-    if fired:
-        pytest.fail(f"gr.run() did not finish within {timeout}s; goroutines:\n{fired[0]}")
-    return result
 
 
 def notes(e: BaseException) -> str:

@@ -11,7 +11,6 @@ that no value is lost or duplicated and that every goroutine ends
 from __future__ import annotations
 
 import sys
-import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -20,38 +19,13 @@ from typing import Any
 import pytest
 
 import goroutines as gr
-from goroutines._runtime import _scheduler
-from goroutines._runtime._traceback import stack_dump as _dump_gs
+import helpers
 
 PROCS = [1, 2, 4, 8]
 
 
 def grun(main: Any, *args: Any, procs: int | None = None, timeout: float = 30.0) -> Any:
-    """``gr.run(main, *args, procs=procs)``, failing the test if it runs over ``timeout``."""
-    fired: list[str] = []
-
-    def watchdog() -> None:
-        sched = _scheduler.current
-        if sched is None:
-            return
-        fired.append(_dump_gs(list(sched.allgs.copy().values()))[:20000])
-        sched.stop()
-
-    t = threading.Timer(timeout, watchdog)
-    t.daemon = True
-    t.start()
-    try:
-        result = gr.run(main, *args, procs=procs)
-    except BaseException:
-        if not fired:
-            raise
-        result = None
-    finally:
-        t.cancel()
-        t.join()
-    if fired:
-        pytest.fail(f"gr.run() did not finish within {timeout}s; goroutines:\n{fired[0]}")
-    return result
+    return helpers.grun(main, *args, procs=procs, timeout=timeout)
 
 
 @pytest.fixture(autouse=True)
