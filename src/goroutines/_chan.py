@@ -51,18 +51,22 @@ _CHAN_RECEIVE = WaitReason.CHAN_RECEIVE
 RECV_BLOCK, RECV_OK, RECV_CLOSED = 0, 1, 2
 
 
+def _claim(sg: Any) -> bool:
+    """Claim a select's waiter: True if its select had not fired yet. Lock held."""
+    try:
+        sg.sel.pop()  # atomic: exactly one case of a select wins
+    except IndexError:
+        return False
+    return True
+
+
 def dequeue(q: deque[Any]) -> Any:
     """Pop the first live waiter of ``q``, claiming it if it is a select's. Lock held."""
     while q:
         sg = q.popleft()
-        sel = sg.sel
-        if sel is None:
+        if sg.sel is None or _claim(sg):
             return sg
-        try:
-            sel.pop()  # atomic: exactly one case of a select wins
-        except IndexError:
-            continue  # that select already fired on another case
-        return sg
+        # else: that select already fired on another case
     return None
 
 
@@ -109,8 +113,11 @@ class Chan(Generic[T]):
         if self._closed:
             lock.release()
             raise ChanClosed("send on closed channel")
-        if self._recvq:
-            sg = dequeue(self._recvq)
+        recvq = self._recvq
+        if recvq:
+            sg = recvq.popleft()
+            if sg.sel is not None and not _claim(sg):
+                sg = dequeue(recvq)
             if sg is not None:
                 sg.elem = v
                 sg.success = True

@@ -39,7 +39,8 @@ Invariants (``_lock`` held):
 Lock order: ``Cond._lock`` < the ``_lock`` of its ``L`` (``Cond.wait``
 unlocks ``L`` while holding its own lock so that no signal is lost between
 the unlock and the park). No other primitive holds two locks. Gs are woken
-(``G.wake``, Go's ``goready``) only after ``_lock`` is released.
+(``G.wake``, Go's ``goready``) only after ``_lock`` is released
+(``_WaitQ.wake_one``/``wake_all`` release it, then wake).
 
 Guards: every mutable field is guarded by its object's ``_lock``. The G's
 ``elem`` field carries a Semaphore waiter's weight (written by the G before
@@ -116,10 +117,20 @@ class _WaitQ:
     def pop(self) -> G:
         return self._q.popleft()
 
-    def pop_all(self) -> list[G]:
+    def wake_one(self, lock: threading.Lock) -> None:
+        """Dequeue the head, release ``lock`` (held on entry), then wake it:
+        a G is readied only after the lock is released. The queue must not be
+        empty."""
+        g = self._q.popleft()
+        lock.release()
+        g.wake()
+
+    def wake_all(self, lock: threading.Lock) -> None:
+        """Dequeue every G, release ``lock`` (held on entry), then wake them in order."""
         gs = list(self._q)
         self._q.clear()
-        return gs
+        lock.release()
+        _wake_all(gs)
 
 
 def _wake_all(gs: list[G]) -> None:
@@ -135,11 +146,32 @@ class Locker(Protocol):
     def unlock(self) -> None: ...
 
 
+class _AsyncWith:
+    """``async with``: ``lock`` on entry, ``unlock`` on exit (Mutex, and
+    RWMutex's write lock)."""
+
+    __slots__ = ()
+
+    lock: Callable[[], Awaitable[None]]
+    unlock: Callable[[], None]
+
+    def __aenter__(self) -> Awaitable[None]:
+        return self.lock()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.unlock()
+
+
 # -- Mutex ----------------------------------------------------------------------
 
 
 @final
-class Mutex:
+class Mutex(_AsyncWith):
     """A mutual exclusion lock (Go's ``sync.Mutex``).
 
     Unlocked -> locked by ``lock``/``try_lock``. ``unlock`` of a mutex with
@@ -190,30 +222,17 @@ class Mutex:
             lk.release()
             raise RuntimeError("sync: unlock of unlocked mutex")
         if self._waitq:
-            g = self._waitq.pop()
-            lk.release()
-            g.wake()
+            self._waitq.wake_one(lk)  # it stays locked, now the head's
             return
         self._locked = False
         lk.release()
-
-    def __aenter__(self) -> Awaitable[None]:
-        return self.lock()
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.unlock()
 
 
 # -- RWMutex --------------------------------------------------------------------
 
 
 @final
-class RWMutex:
+class RWMutex(_AsyncWith):
     """A reader/writer lock (Go's ``sync.RWMutex``).
 
     Any number of readers or one writer. A waiting writer blocks new
@@ -271,9 +290,7 @@ class RWMutex:
         self._readers -= 1
         if self._readers == 0 and self._wwaitq:
             self._writer = True
-            g = self._wwaitq.pop()
-            lk.release()
-            g.wake()
+            self._wwaitq.wake_one(lk)
             return
         lk.release()
 
@@ -309,29 +326,14 @@ class RWMutex:
             raise RuntimeError("sync: Unlock of unlocked RWMutex")
         if self._rwaitq:
             self._writer = False
-            gs = self._rwaitq.pop_all()
-            self._readers += len(gs)
-            lk.release()
-            _wake_all(gs)
+            self._readers += len(self._rwaitq)
+            self._rwaitq.wake_all(lk)
             return
         if self._wwaitq:
-            g = self._wwaitq.pop()  # _writer stays True: handed over
-            lk.release()
-            g.wake()
+            self._wwaitq.wake_one(lk)  # _writer stays True: handed over
             return
         self._writer = False
         lk.release()
-
-    def __aenter__(self) -> Awaitable[None]:
-        return self.lock()
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.unlock()
 
 
 # -- WaitGroup ------------------------------------------------------------------
@@ -371,9 +373,7 @@ class WaitGroup:
             raise RuntimeError("sync: negative WaitGroup counter")
         self._n = v
         if v == 0 and self._waitq:
-            gs = self._waitq.pop_all()
-            lk.release()
-            _wake_all(gs)
+            self._waitq.wake_all(lk)
             return
         lk.release()
 
@@ -435,11 +435,10 @@ class Once:
             if isawaitable(r):
                 await r
         finally:
-            with lk:
-                self._done = True
-                self._running = False
-                gs = self._waitq.pop_all()
-            _wake_all(gs)
+            lk.acquire()
+            self._done = True
+            self._running = False
+            self._waitq.wake_all(lk)
 
 
 # -- Cond -----------------------------------------------------------------------
@@ -499,18 +498,15 @@ class Cond:
         """Wake the goroutine that has waited longest, if any."""
         lk = self._lock
         lk.acquire()
-        if not self._waitq:
+        if self._waitq:
+            self._waitq.wake_one(lk)
+        else:
             lk.release()
-            return
-        g = self._waitq.pop()
-        lk.release()
-        g.wake()
 
     def broadcast(self) -> None:
         """Wake every waiting goroutine."""
-        with self._lock:
-            gs = self._waitq.pop_all()
-        _wake_all(gs)
+        self._lock.acquire()
+        self._waitq.wake_all(self._lock)
 
 
 # -- Semaphore ------------------------------------------------------------------

@@ -59,8 +59,9 @@ import socket
 import struct
 import threading
 import time
+from collections.abc import Callable
 from types import TracebackType
-from typing import Any, Final, TypeAlias, final
+from typing import Any, Final, Self, TypeAlias, TypeVar, final
 
 from ._runtime._netpoll import ErrClosed, PollDesc
 from ._runtime._scheduler import require
@@ -111,6 +112,8 @@ _NETWORKS: Final[dict[str, tuple[int, int]]] = {
     "udp6": (_AF_INET6, _DGRAM),
     "unixgram": (_AF_UNIX, _DGRAM),
 }
+
+_T = TypeVar("_T")
 
 _CONNECTING: Final = frozenset({errno.EINPROGRESS, errno.EALREADY, errno.EINTR})
 _CONNECTED: Final = frozenset({0, errno.EISCONN})
@@ -173,6 +176,22 @@ class _FD:
         (self.wmu if write else self.rmu).unlock()
         self.decref()
 
+    async def io(self, write: bool, op: Callable[..., _T], *args: Any) -> _T:
+        """``op(*args)`` under the direction's Mutex, after the deadline check,
+        waiting for readiness and trying again on EAGAIN (Go's ``fd.Read`` loop)."""
+        await self.lock_dir(write)
+        try:
+            pd = self.pd
+            _prepare(pd.wd if write else pd.rd)
+            while True:
+                try:
+                    return op(*args)
+                except (BlockingIOError, InterruptedError):
+                    pass
+                await pd.wait(write)
+        finally:
+            self.unlock_dir(write)
+
     def close(self) -> bool:
         """Evict from the poller (waking waiters with ErrClosed), then close the
         socket once no operation holds a reference. False if already closed."""
@@ -214,6 +233,20 @@ def _check_deadline(d: Any) -> float | None:
     return float(d)
 
 
+def _empty(n: int) -> bytes:
+    """``read(0)``'s operation: no bytes, without touching the socket."""
+    return b""
+
+
+def _accept(sock: socket.socket) -> tuple[socket.socket, Any]:
+    """``sock.accept()``, skipping connections aborted before we took them."""
+    while True:
+        try:
+            return sock.accept()
+        except ConnectionAbortedError:
+            continue  # the client gave up before we took it: next one (Go)
+
+
 def _check_size(n: Any, what: str) -> int:
     if isinstance(n, bool) or not isinstance(n, int):
         raise TypeError(f"{what}: n must be an int, got {type(n).__name__}")
@@ -247,11 +280,60 @@ def _addr(family: int, a: Any) -> Addr:
     return (host, int(a[1]))
 
 
+# -- what Conn, Listener and PacketConn share -----------------------------------
+
+
+class _Socket:
+    """What Conn, Listener and PacketConn share: the FD, the network name, the
+    local address, closing and ``async with``."""
+
+    __slots__ = ("_fd", "_laddr", "_network", "_unlink")
+
+    def __init__(self, fd: _FD, network: str, laddr: Addr, unlink: str | None) -> None:
+        self._fd = fd
+        self._network = network
+        self._laddr = laddr
+        self._unlink = unlink  # the socket file that close removes
+
+    def __repr__(self) -> str:
+        state = " closed" if self._fd.closing else ""
+        return f"<{type(self).__name__} {self._network} {self._where()}{state}>"
+
+    def _where(self) -> str:
+        return repr(self._laddr)
+
+    @property
+    def network(self) -> str:
+        """``"tcp"``, ``"udp"``, ``"unix"`` or ``"unixgram"``."""
+        return self._network
+
+    def close(self) -> None:
+        """Close it; goroutines blocked on it get ErrClosed, and the socket file
+        of a Unix Listener or PacketConn bound by ``listen``/``listen_packet``
+        is removed. Idempotent."""
+        if self._fd.close() and self._unlink:
+            try:
+                os.unlink(self._unlink)
+            except OSError:
+                pass
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
 # -- Conn -----------------------------------------------------------------------
 
 
 @final
-class Conn:
+class Conn(_Socket):
     """A connection (Go's ``net.Conn``): TCP or Unix stream, or a connected datagram socket.
 
     Made by ``dial``, ``Listener.accept`` and ``wrap``. Any number of
@@ -261,23 +343,15 @@ class Conn:
     closes it. A Conn belongs to the ``gr.run()`` it was made in.
     """
 
-    __slots__ = ("_dgram", "_fd", "_laddr", "_network", "_raddr")
+    __slots__ = ("_dgram", "_raddr")
 
     def __init__(self, fd: _FD, network: str, laddr: Addr, raddr: Addr) -> None:
-        self._fd = fd
-        self._network = network
-        self._laddr = laddr
+        super().__init__(fd, network, laddr, None)
         self._raddr = raddr
         self._dgram = fd.sock.type == _DGRAM
 
-    def __repr__(self) -> str:
-        state = " closed" if self._fd.closing else ""
-        return f"<Conn {self._network} {self._laddr!r}->{self._raddr!r}{state}>"
-
-    @property
-    def network(self) -> str:
-        """``"tcp"``, ``"udp"``, ``"unix"`` or ``"unixgram"``."""
-        return self._network
+    def _where(self) -> str:
+        return f"{self._laddr!r}->{self._raddr!r}"
 
     @property
     def local_addr(self) -> Addr:
@@ -296,21 +370,8 @@ class Conn:
         """
         _check_size(n, "read")
         fd = self._fd
-        await fd.lock_dir(False)
-        try:
-            pd = fd.pd
-            _prepare(pd.rd)
-            if n == 0:
-                return b""
-            recv = fd.sock.recv
-            while True:
-                try:
-                    return recv(n)
-                except (BlockingIOError, InterruptedError):
-                    pass
-                await pd.wait(False)
-        finally:
-            fd.unlock_dir(False)
+        # n == 0 still checks for closing and the deadline, as a read does.
+        return await fd.io(False, _empty if n == 0 else fd.sock.recv, n)
 
     async def write(self, data: bytes | bytearray | memoryview) -> None:
         """Write all of ``data`` (a datagram socket sends it as one datagram).
@@ -339,10 +400,6 @@ class Conn:
                     await pd.wait(True)
             finally:
                 fd.unlock_dir(True)
-
-    def close(self) -> None:
-        """Close the connection; goroutines blocked on it get ErrClosed. Idempotent."""
-        self._fd.close()
 
     def close_read(self) -> None:
         """Shut down the reading side (Go's ``CloseRead``)."""
@@ -398,17 +455,6 @@ class Conn:
         finally:
             fd.decref()
 
-    async def __aenter__(self) -> Conn:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
 
 def _new_conn(sock: socket.socket, network: str, peer: Any = None) -> Conn:
     """Adopt a connected socket as a Conn; closes ``sock`` on error."""
@@ -429,7 +475,7 @@ def _new_conn(sock: socket.socket, network: str, peer: Any = None) -> Conn:
 
 
 @final
-class Listener:
+class Listener(_Socket):
     """A listening stream socket (Go's ``net.Listener``), made by ``listen`` or ``wrap``.
 
     Any number of goroutines may call ``accept`` at once. ``close`` wakes
@@ -437,26 +483,15 @@ class Listener:
     that ``listen`` created); ``async with ln:`` closes it.
     """
 
-    __slots__ = ("_addr", "_fd", "_network", "_unlink")
+    __slots__ = ()
 
     def __init__(self, fd: _FD, network: str, unlink: str | None) -> None:
-        self._fd = fd
-        self._network = network
-        self._addr = _addr(fd.sock.family, fd.sock.getsockname())
-        self._unlink = unlink
-
-    def __repr__(self) -> str:
-        state = " closed" if self._fd.closing else ""
-        return f"<Listener {self._network} {self._addr!r}{state}>"
-
-    @property
-    def network(self) -> str:
-        return self._network
+        super().__init__(fd, network, _addr(fd.sock.family, fd.sock.getsockname()), unlink)
 
     @property
     def addr(self) -> Addr:
         """The address it listens on: ``(host, port)``, or the path of a Unix socket."""
-        return self._addr
+        return self._laddr
 
     async def accept(self) -> Conn:
         """Wait for the next connection and return it.
@@ -465,74 +500,29 @@ class Listener:
         deadline, and the socket's errors (such as running out of fds).
         """
         fd = self._fd
-        await fd.lock_dir(False)
-        try:
-            pd = fd.pd
-            _prepare(pd.rd)
-            accept = fd.sock.accept
-            while True:
-                try:
-                    sock, peer = accept()
-                    break
-                except (BlockingIOError, InterruptedError):
-                    pass
-                except ConnectionAbortedError:
-                    continue  # the client gave up before we took it: next one (Go)
-                await pd.wait(False)
-        finally:
-            fd.unlock_dir(False)
+        sock, peer = await fd.io(False, _accept, fd.sock)
         return _new_conn(sock, self._network, peer)
-
-    def close(self) -> None:
-        """Stop listening; goroutines blocked in ``accept`` get ErrClosed. Idempotent."""
-        if self._fd.close() and self._unlink:
-            try:
-                os.unlink(self._unlink)
-            except OSError:
-                pass
 
     def set_deadline(self, deadline: float | None) -> None:
         """Set the deadline of ``accept`` (a ``time.monotonic()`` value; None: none)."""
         self._fd.set_deadline(deadline, "r")
-
-    async def __aenter__(self) -> Listener:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
 
 # -- PacketConn -----------------------------------------------------------------
 
 
 @final
-class PacketConn:
+class PacketConn(_Socket):
     """A datagram socket (Go's ``net.PacketConn``), made by ``listen_packet`` or ``wrap``.
 
     ``read_from`` and ``write_to`` may be called by any number of goroutines
     at once (each direction queues). ``close`` wakes them with ErrClosed.
     """
 
-    __slots__ = ("_fd", "_laddr", "_network", "_unlink")
+    __slots__ = ()
 
     def __init__(self, fd: _FD, network: str, unlink: str | None) -> None:
-        self._fd = fd
-        self._network = network
-        self._laddr = _addr(fd.sock.family, fd.sock.getsockname())
-        self._unlink = unlink
-
-    def __repr__(self) -> str:
-        state = " closed" if self._fd.closing else ""
-        return f"<PacketConn {self._network} {self._laddr!r}{state}>"
-
-    @property
-    def network(self) -> str:
-        return self._network
+        super().__init__(fd, network, _addr(fd.sock.family, fd.sock.getsockname()), unlink)
 
     @property
     def local_addr(self) -> Addr:
@@ -542,20 +532,7 @@ class PacketConn:
         """Wait for a datagram; return (its first ``n`` bytes, the sender's address)."""
         _check_size(n, "read_from")
         fd = self._fd
-        await fd.lock_dir(False)
-        try:
-            pd = fd.pd
-            _prepare(pd.rd)
-            recvfrom = fd.sock.recvfrom
-            while True:
-                try:
-                    data, a = recvfrom(n)
-                    break
-                except (BlockingIOError, InterruptedError):
-                    pass
-                await pd.wait(False)
-        finally:
-            fd.unlock_dir(False)
+        data, a = await fd.io(False, fd.sock.recvfrom, n)
         return data, _addr(fd.sock.family, a)
 
     async def write_to(self, data: bytes | bytearray | memoryview, addr: Addr) -> None:
@@ -564,20 +541,7 @@ class PacketConn:
         ``unixgram``."""
         fd = self._fd
         sockaddr = await self._sockaddr(addr)
-        await fd.lock_dir(True)
-        try:
-            pd = fd.pd
-            _prepare(pd.wd)
-            sendto = fd.sock.sendto
-            while True:
-                try:
-                    sendto(data, sockaddr)
-                    return
-                except (BlockingIOError, InterruptedError):
-                    pass
-                await pd.wait(True)
-        finally:
-            fd.unlock_dir(True)
+        await fd.io(True, fd.sock.sendto, data, sockaddr)
 
     async def _sockaddr(self, addr: Any) -> Any:
         fam = self._fd.sock.family
@@ -603,14 +567,6 @@ class PacketConn:
             return a if af == _AF_INET6 else ("::ffff:" + a[0], a[1], 0, 0)
         return addrs[0][1]
 
-    def close(self) -> None:
-        """Close the socket; goroutines blocked on it get ErrClosed. Idempotent."""
-        if self._fd.close() and self._unlink:
-            try:
-                os.unlink(self._unlink)
-            except OSError:
-                pass
-
     def set_deadline(self, deadline: float | None) -> None:
         """Set the read and write deadlines; see ``Conn.set_deadline``."""
         self._fd.set_deadline(deadline, "rw")
@@ -620,17 +576,6 @@ class PacketConn:
 
     def set_write_deadline(self, deadline: float | None) -> None:
         self._fd.set_deadline(deadline, "w")
-
-    async def __aenter__(self) -> PacketConn:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
 
 # -- addresses ------------------------------------------------------------------

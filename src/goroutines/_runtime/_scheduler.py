@@ -399,15 +399,15 @@ def ready(gp: G) -> None:
         p = m.p
         if p is not None:
             rn = p.runnext
-            old = None
-            if rn:
-                try:
-                    old = rn.pop()
-                except IndexError:  # stolen meanwhile
-                    pass
-            rn.append(gp)
-            if old is None:
+            if not rn:
+                rn.append(gp)
                 return
+            try:
+                old = rn.pop()
+            except IndexError:  # stolen meanwhile
+                rn.append(gp)
+                return
+            rn.append(gp)
             p.runq.append(old)
             m.sched.wakep()
             return
@@ -418,7 +418,9 @@ def ready(gp: G) -> None:
     sched.wakep()
 
 
-# Channels and sync primitives wake Gs through G.wake, which calls this.
+# Waiters are woken through ``wake()``; for a G that is ``ready`` itself (one
+# call, not two: it is on every channel hand-off).
+G.wake = ready  # type: ignore[method-assign,assignment]
 _goroutine.goready = ready
 
 
