@@ -39,6 +39,7 @@ from typing import Any, Generic, TypeVar, final
 
 from ._errors import ChanClosed
 from ._runtime._goroutine import WaitReason
+from ._runtime._machine import _tls
 from ._runtime._scheduler import current_g
 
 __all__ = ["Chan"]
@@ -128,7 +129,13 @@ class Chan(Generic[T]):
             self._buf.append(v)
             lock.release()
             return
-        g = current_g()
+        try:
+            g = _tls.m.curg  # current_g(), inlined: this is the hot path
+        except AttributeError:
+            g = None
+        if g is None:
+            lock.release()
+            current_g()  # raises the error that says why
         g.elem = v
         g.success = False
         self._sendq.append(g)
@@ -205,17 +212,36 @@ class Chan(Generic[T]):
         lock = self.lock
         lock.acquire()
         buf = self._buf
-        if buf and not self._sendq:  # the common buffered case, inline
-            v = buf.popleft()
-            lock.release()
-            return v
-        state, v, sg = self.try_recv_locked()
-        if state:
-            lock.release()
-            if sg is not None:
+        sendq = self._sendq
+        # The two common cases inline: a buffered value, or (unbuffered) a
+        # parked sender to take the value from.
+        if buf:
+            if not sendq:
+                v = buf.popleft()
+                lock.release()
+                return v
+        elif sendq:
+            sg = sendq.popleft()
+            if sg.sel is None or _claim(sg):
+                v = sg.elem
+                sg.success = True
+                lock.release()
                 sg.wake()
-            return v
-        g = current_g()
+                return v
+        if buf or sendq or self._closed:
+            state, v, sg = self.try_recv_locked()
+            if state:
+                lock.release()
+                if sg is not None:
+                    sg.wake()
+                return v
+        try:
+            g = _tls.m.curg  # current_g(), inlined: this is the hot path
+        except AttributeError:
+            g = None
+        if g is None:
+            lock.release()
+            current_g()  # raises the error that says why
         g.elem = None
         g.success = False
         self._recvq.append(g)

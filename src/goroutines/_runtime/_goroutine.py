@@ -24,8 +24,8 @@ Ownership of a G's fields:
   single-channel waits. Written by the G before it parks (under the lock of
   what it waits on) and by the one waker that dequeued it (under the same
   lock); read by the G after it is resumed.
-- ``m``: the M currently running the G (racy read, stale OK: used only for
-  diagnostics and thread affinity).
+- ``locked_m``/``lockcount``: the G itself (``gr.lock_os_thread``), read
+  by the M that picks the G up.
 """
 
 from __future__ import annotations
@@ -123,7 +123,6 @@ class G:
         "id",
         "lockcount",
         "locked_m",
-        "m",
         "param",
         "sel",
         "status",
@@ -147,7 +146,6 @@ class G:
         self.status = GStatus.RUNNABLE
         self.wait_reason = WaitReason.NONE
         self.wait_since = 0.0
-        self.m: Any = None
         self.locked_m: Any = None  # gr.lock_os_thread: the only M that may run this G
         self.lockcount = 0
         # Sudog fields: the G is its own sudog for single-channel waits.

@@ -121,32 +121,69 @@ class M:
     # -- the schedule loop ---------------------------------------------------
 
     def schedule(self) -> None:
-        """Run goroutines until the runtime stops. Holds a P on entry."""
+        """Run goroutines until the runtime stops. Holds a P on entry.
+
+        One pass: pick a G, run it until it parks, repeat. The common case of
+        a hand-off (the G just readied into our ``runnext``, no timer due, no
+        61st tick, nothing unusual about this M) is taken inline; every
+        other case goes through ``find_runnable``, which gives the full order.
+        """
         sched = self.sched
+        timers = sched.timers
+        monotonic = time.monotonic
         while True:
-            gp = self.find_runnable()
+            p = self.p
+            assert p is not None
+            rn = p.runnext
+            gp: G | None = None
+            if (
+                rn
+                and (p.schedtick + 1) % 61
+                and not sched.stopping
+                and p.id < sched.gomaxprocs
+                and (timers.next_when == INF or timers.next_when > monotonic())
+            ):
+                try:
+                    gp = rn.pop()
+                    p.schedtick += 1
+                except IndexError:  # a stealer took it
+                    pass
             if gp is None:
-                return
-            if self.spinning:
-                self.resetspinning()
-            lm = gp.locked_m
-            if lm is not None and lm is not self:
-                # gp may run only on its own M: give that M our P, and park.
+                gp = self.find_runnable()
+                if gp is None:
+                    return
+                if self.spinning:
+                    self.resetspinning()
+                lm = gp.locked_m
+                if lm is not None and lm is not self:
+                    # gp may run only on its own M: give that M our P, and park.
+                    self.startlockedm(gp)
+                    if not self.stopm():
+                        return
+                    continue
+            elif gp.locked_m is not None and gp.locked_m is not self:
                 self.startlockedm(gp)
                 if not self.stopm():
                     return
                 continue
             self.execute(gp)
-            while self.lockedg is not None:
-                # Our locked G parked, yielded or lost the P in a syscall: wait
-                # until it is runnable again and we are handed a P, then run it.
-                if sched.stopping or not self.stoplockedm():
-                    return
-                self.execute(self.lockedg)
-            if sched.stopping:
+            if (
+                self.lockedg is not None or self.p is None or sched.stopping
+            ) and not self.after_execute():
                 return
-            if self.p is None and not self.stopm():  # lost our P in a syscall
-                return
+
+    def after_execute(self) -> bool:
+        """The unusual ends of a step; False when this M should exit."""
+        sched = self.sched
+        while self.lockedg is not None:
+            # Our locked G parked, yielded or lost the P in a syscall: wait
+            # until it is runnable again and we are handed a P, then run it.
+            if sched.stopping or not self.stoplockedm():
+                return False
+            self.execute(self.lockedg)
+        if sched.stopping:
+            return False
+        return self.p is not None or self.stopm()  # we lost our P in a syscall
 
     def execute(self, gp: G) -> None:
         """Step ``gp`` until it parks, yields or ends.
@@ -157,12 +194,51 @@ class M:
         so this M must not touch ``gp`` again.
         """
         gp.status = _RUNNING
-        gp.m = self
         self.curg = gp
         self.nsched += 1
-        send: Any = gp.coro.send
-        arg: Any = None
+        try:
+            req = gp.ctx.run(gp.coro.send, None)
+        except StopIteration as e:
+            self.curg = None
+            self.sched.goexit(gp, e.value, None)
+            return
+        except BaseException as e:
+            self.curg = None
+            self.sched.goexit(gp, None, e)
+            return
+        if req.__class__ is str:  # GOSCHED or SYSCALL: not a park
+            self.execute_request(gp, req)
+            return
+        self.curg = None
+        gp.status = _WAITING
+        gp.wait_since = time.monotonic()
+        try:
+            req()
+        except TypeError:
+            if callable(req):
+                raise
+            self.curg = gp
+            gp.status = _RUNNING
+            self.execute_request(gp, req)
+
+    def execute_request(self, gp: G, req: Any) -> None:
+        """``gp`` yielded something other than an unlock function (rare)."""
         while True:
+            if req is GOSCHED:
+                self.curg = None
+                gp.status = _RUNNABLE
+                self.sched.runq.append(gp)
+                return
+            if req is SYSCALL:
+                if not self.syscall(gp):
+                    return
+                send, arg = gp.coro.send, None
+            else:  # not one of ours: an asyncio future, a trio trap...
+                send, arg = gp.coro.throw, TypeError(
+                    f"goroutine {gp.id} awaited {req!r}, which only works inside its own "
+                    "event loop; inside a goroutine await goroutines' own operations "
+                    "(channels, select, sleep, sync, syscall)"
+                )
             try:
                 req = gp.ctx.run(send, arg)
             except StopIteration as e:
@@ -173,36 +249,18 @@ class M:
                 self.curg = None
                 self.sched.goexit(gp, None, e)
                 return
-            if req is GOSCHED:
+            if req.__class__ is not str:
                 self.curg = None
-                gp.status = _RUNNABLE
-                self.sched.runq.append(gp)
-                return
-            if req is SYSCALL:
-                if not self.syscall(gp):
+                gp.status = _WAITING
+                gp.wait_since = time.monotonic()
+                try:
+                    req()
                     return
-                send = gp.coro.send
-                arg = None
-                continue
-            self.curg = None
-            gp.status = _WAITING
-            gp.wait_since = time.monotonic()
-            try:
-                req()
-            except TypeError:
-                if callable(req):
-                    raise
-                # Not one of ours: an asyncio future, a trio trap...
-                self.curg = gp
-                gp.status = _RUNNING
-                send = gp.coro.throw
-                arg = TypeError(
-                    f"goroutine {gp.id} awaited {req!r}, which only works inside its own "
-                    "event loop; inside a goroutine await goroutines' own operations "
-                    "(channels, select, sleep, sync, syscall)"
-                )
-                continue
-            return
+                except TypeError:
+                    if callable(req):
+                        raise
+                    self.curg = gp
+                    gp.status = _RUNNING
 
     def startlockedm(self, gp: G) -> None:
         """``gp`` is locked to another M: hand that M our P and wake it to run
