@@ -34,7 +34,7 @@ from __future__ import annotations
 import threading
 import types
 from collections import deque
-from collections.abc import AsyncIterator, Generator
+from collections.abc import Awaitable, Generator
 from typing import Any, Generic, TypeVar, final
 
 from ._errors import ChanClosed
@@ -185,30 +185,17 @@ class Chan(Generic[T]):
                 return RECV_OK, sg.elem, sg
         return (RECV_CLOSED if self._closed else RECV_BLOCK), None, None
 
-    @types.coroutine
-    def recv_ok(self) -> Generator[Any, None, tuple[T | None, bool]]:
+    def recv(self) -> Awaitable[T | None]:
+        """Receive a value; None once the channel is closed and drained."""
+        return self._recv(False)
+
+    def recv_ok(self) -> Awaitable[tuple[T | None, bool]]:
         """Receive a value: ``(v, True)``, or ``(None, False)`` once closed and drained."""
-        lock = self.lock
-        lock.acquire()
-        state, v, sg = self.try_recv_locked()
-        if state:
-            lock.release()
-            if sg is not None:
-                sg.wake()
-            return v, state == RECV_OK
-        g = current_g()
-        g.elem = None
-        g.success = False
-        self._recvq.append(g)
-        g.wait_reason = _CHAN_RECEIVE
-        yield lock.release  # gopark, inlined: this is the hot path
-        v = g.elem
-        g.elem = None
-        return v, g.success
+        return self._recv(True)
 
     @types.coroutine
-    def recv(self) -> Generator[Any, None, T | None]:
-        """Receive a value; None once the channel is closed and drained."""
+    def _recv(self, with_ok: bool) -> Generator[Any, None, Any]:
+        """Receive; return the value, or ``(value, ok)`` if ``with_ok``."""
         lock = self.lock
         lock.acquire()
         buf = self._buf
@@ -219,7 +206,7 @@ class Chan(Generic[T]):
             if not sendq:
                 v = buf.popleft()
                 lock.release()
-                return v
+                return (v, True) if with_ok else v
         elif sendq:
             sg = sendq.popleft()
             if sg.sel is None or _claim(sg):
@@ -227,14 +214,14 @@ class Chan(Generic[T]):
                 sg.success = True
                 lock.release()
                 sg.wake()
-                return v
+                return (v, True) if with_ok else v
         if buf or sendq or self._closed:
             state, v, sg = self.try_recv_locked()
             if state:
                 lock.release()
                 if sg is not None:
                     sg.wake()
-                return v
+                return (v, state == RECV_OK) if with_ok else v
         try:
             g = _tls.m.curg  # current_g(), inlined: this is the hot path
         except AttributeError:
@@ -249,7 +236,7 @@ class Chan(Generic[T]):
         yield lock.release  # gopark, inlined: this is the hot path
         v = g.elem
         g.elem = None
-        return v
+        return (v, g.success) if with_ok else v
 
     # -- close -----------------------------------------------------------------
 
@@ -278,15 +265,15 @@ class Chan(Generic[T]):
 
     # -- iteration -------------------------------------------------------------
 
-    def __aiter__(self) -> AsyncIterator[T]:
-        return self._iter()
+    def __aiter__(self) -> Chan[T]:
+        return self
 
-    async def _iter(self) -> AsyncIterator[T]:
-        while True:
-            v, ok = await self.recv_ok()
-            if not ok:
-                return
-            yield v  # type: ignore[misc]
+    @types.coroutine
+    def __anext__(self) -> Generator[Any, None, T]:
+        v, ok = yield from self._recv(True)
+        if not ok:
+            raise StopAsyncIteration
+        return v  # type: ignore[no-any-return]
 
     # -- select support (lock held) ----------------------------------------------
 
