@@ -38,7 +38,7 @@ from collections.abc import Awaitable, Generator
 from typing import Any, Generic, TypeVar, final
 
 from ._errors import ChanClosed
-from ._runtime._goroutine import WaitReason
+from ._runtime._goroutine import WaitReason, returns_awaitable
 from ._runtime._machine import _tls
 from ._runtime._scheduler import current_g
 
@@ -185,10 +185,12 @@ class Chan(Generic[T]):
                 return RECV_OK, sg.elem, sg
         return (RECV_CLOSED if self._closed else RECV_BLOCK), None, None
 
+    @returns_awaitable
     def recv(self) -> Awaitable[T | None]:
         """Receive a value; None once the channel is closed and drained."""
         return self._recv(False)
 
+    @returns_awaitable
     def recv_ok(self) -> Awaitable[tuple[T | None, bool]]:
         """Receive a value: ``(v, True)``, or ``(None, False)`` once closed and drained."""
         return self._recv(True)

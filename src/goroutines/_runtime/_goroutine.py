@@ -36,7 +36,7 @@ import time
 import types
 from collections.abc import Callable, Coroutine, Generator
 from contextvars import Context
-from typing import Any
+from typing import Any, TypeVar
 
 __all__ = [
     "GOSCHED",
@@ -49,6 +49,7 @@ __all__ = [
     "is_async_callable",
     "make_coroutine",
     "noop",
+    "returns_awaitable",
 ]
 
 
@@ -235,8 +236,21 @@ def make_coroutine(
     raise TypeError(f"{what}: {fn!r} returned {type(coro).__name__}, not a coroutine")
 
 
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def returns_awaitable(fn: F) -> F:
+    """Mark a plain function that returns one of our awaitables (a
+    ``types.coroutine`` generator), so that ``go(fn)`` accepts it like an
+    async function (``gr.go(ch.recv)``)."""
+    fn.__goroutines_awaitable__ = True  # type: ignore[attr-defined]
+    return fn
+
+
 def is_async_callable(fn: Any) -> bool:
     """Whether calling ``fn`` gives a coroutine, judged without calling it."""
+    if getattr(getattr(fn, "__func__", fn), "__goroutines_awaitable__", False):
+        return True
     code = getattr(fn, "__code__", None)
     if code is not None:  # functions and bound methods
         return bool(code.co_flags & (_CO_COROUTINE | _CO_ITERABLE_COROUTINE))
