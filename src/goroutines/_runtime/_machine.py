@@ -1,19 +1,26 @@
 """M: an OS thread that runs goroutines while it holds a P.
 
 Each M is a ``threading.Thread`` running ``schedule``: find a runnable G,
-step its coroutine until it parks, yields or ends, repeat. ``execute`` is the
-one place where goroutine code actually runs.
+step its coroutine until it parks, yields or ends, repeat. ``execute`` (and
+``execute_request`` for its rare cases) is the one place where goroutine
+code actually runs.
 
 An M with nothing to do gives its P back and parks on its own ``note`` (a
 lock it holds while awake; whoever wakes it releases it once). At most one
 idle M, ``sched.poll_m``, parks with a timeout: until the earliest timer.
-All others sleep until ``startm`` hands them a P. ``poll_m`` sleeps in
-``netpoll.poll`` once the poller exists (waking it writes to a pipe),
-otherwise on its note.
+All others sleep until ``startm`` hands them a P (or retire after
+``IDLE_M_RETIRE``). ``poll_m`` sleeps in ``netpoll.poll`` once the poller
+exists (waking it writes to a pipe), otherwise on its note.
+
+An M in a blocking call (``syscall``) keeps a pointer to its P but not the
+P itself; sysmon may hand the P to another M meanwhile. An M whose G called
+``gr.lock_os_thread`` runs only that G (``lockedg``): when the G cannot run
+it hands its P off and sleeps (``stoplockedm``) until an M that picks the G
+up hands it a P (``startlockedm``).
 
 Guards:
 
-- ``p``, ``curg``, ``spinning``, counters: the M itself (its own thread);
+- ``p``, ``curg``, ``lockedg``, ``spinning``, counters: the M itself (its own thread);
   ``spinning`` changes only together with ``sched.nmspinning`` under
   ``sched.lock``.
 - ``parked``, ``nextp``, ``polling``: ``sched.lock``.
