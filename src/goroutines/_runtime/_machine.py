@@ -54,6 +54,7 @@ _RUNNING = GStatus.RUNNING
 _RUNNABLE = GStatus.RUNNABLE
 _WAITING = GStatus.WAITING
 _SYSCALL = GStatus.SYSCALL
+_PRUNNING = PStatus.RUNNING
 
 #: An idle M exits after this long unused if more than ``gomaxprocs`` Ms are
 #: idle (bursts of blocking calls start many Ms; they should not stay
@@ -235,6 +236,8 @@ class M:
                 self.curg = None
                 gp.status = _RUNNABLE
                 self.sched.runq.append(gp)
+                # The global queue is work any M may take (unlike our runq).
+                self.sched.wakep()
                 return
             if req is SYSCALL:
                 if not self.syscall(gp):
@@ -460,8 +463,12 @@ class M:
             start = random.randrange(n)
             for i in range(n):
                 victim = allp[(start + i) % n]
-                if victim is p or (not victim.runq and victim.stuck != victim.schedtick):
+                if victim is p:
                     continue
+                if victim.stuck != victim.schedtick and (
+                    not victim.runq or victim.status == _PRUNNING
+                ):
+                    continue  # nothing queued, or its M will get to it (P.stealable)
                 gp = victim.runq_steal(p)
                 if gp is not None:
                     self.nsteal += 1 + len(p.runq)
@@ -470,15 +477,16 @@ class M:
 
     def resetspinning(self) -> None:
         """We were spinning and found work: stop spinning, and if we were the
-        last spinner and more work is queued, wake another M for it (Go's
-        ``resetspinning``; we skip the wake when no queue has work, because
-        under the GIL an M woken for nothing only slows the others)."""
+        last spinner and more work is waiting for an M, wake another M for it
+        (Go's ``resetspinning``). ``wakep`` skips the wake when no queue has
+        work another M may take (our own runq is not such work: we are
+        running), because under the GIL an M woken for nothing only slows
+        the others."""
         sched = self.sched
         with sched.lock:
             self.spinning = False
             sched.nmspinning -= 1
-        p = self.p
-        if p is not None and (p.runq or sched.runq):
+        if sched.runq or sched.pidle:
             sched.wakep()
 
     def park_idle(self) -> bool:
@@ -510,7 +518,7 @@ class M:
                 self.spinning = False
                 sched.nmspinning -= 1
 
-        if sched.runq or any(pp.runq for pp in sched.allp[: sched.gomaxprocs]):
+        if sched.stealable_work():
             with sched.lock:
                 pp = sched.pidleget()
                 if pp is not None:
@@ -565,7 +573,14 @@ class M:
                 retire = False
                 self.polling = False
                 if timers.nactive or netpoll.nwaiters:
-                    if sched.poll_m is None:
+                    # Wait for timers and I/O only if no other M is running:
+                    # a running M fires due timers and polls when it runs out
+                    # of work, and under the GIL a second M woken for each
+                    # timer only takes the GIL and the timers' lock from it
+                    # (sysmon covers a running M that stops scheduling).
+                    if sched.poll_m is None and not any(
+                        pp.status == _PRUNNING for pp in sched.allp[: sched.gomaxprocs]
+                    ):
                         sched.poll_m = self
                         timeout = timers.until_next()
                         self.polling = netpoll.inited

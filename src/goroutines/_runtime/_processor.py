@@ -20,7 +20,11 @@ Guards:
   ``go``, refills from the global queue or a steal); the owner and stealers
   ``popleft``, which is atomic on deques (documented thread-safe, with or
   without the GIL), so each G is taken by exactly one M. ``len(runq)`` from
-  another M is a racy read, stale OK.
+  another M is a racy read, stale OK. Stealers take from the runq of a
+  RUNNING P only once sysmon found it ``stuck`` too (``stealable``): a P
+  whose M keeps scheduling will get to its own queue, and under the GIL a
+  second M running that work adds no throughput, only GIL hand-offs and
+  lock convoys (see ``_scheduler``'s docstring).
 - ``status``, ``m``: guarded by ``sched.lock`` while the P is idle; written
   by the owner M otherwise.
 - ``schedtick``, ``goidcache*``, ``syscalltick``, ``syscallwhen``: owner M only (sysmon reads
@@ -40,6 +44,10 @@ if TYPE_CHECKING:
     from ._goroutine import G
 
 __all__ = ["P", "PStatus"]
+
+
+#: Most Gs stolen at once from the runq of a P whose G keeps running.
+STUCK_STEAL = 32
 
 
 class PStatus(enum.IntEnum):
@@ -84,6 +92,12 @@ class P:
         self.goidcache = 0
         self.goidcacheend = 0
 
+    def stealable(self) -> bool:
+        """Whether another M should take work from this P (racy read): it has
+        queued Gs and its M is not going to get to them soon, because it
+        is in a blocking call, or its G has kept running (``stuck``)."""
+        return bool(self.runq) and (self.status != PStatus.RUNNING or self.stuck == self.schedtick)
+
     def runq_empty(self) -> bool:
         """Racy: may be stale by the time the caller acts on it."""
         return not self.runq and not self.runnext
@@ -118,6 +132,16 @@ class P:
         """
         victim = self.runq
         n = (len(victim) + 1) // 2
+        if self.status == PStatus.RUNNING:
+            if self.stuck != self.schedtick:
+                return None  # its M keeps scheduling: it will run them itself
+            # Its G keeps running: take a small batch (we come back for
+            # more while it stays stuck), not half (Go). Under the GIL a big
+            # batch taken now would be run by two Ms at once once that G
+            # yields, and two Ms running Python on the same channels and
+            # timers convoy on their locks; one at a time would make each
+            # steal take ``sched.lock`` (spinning) per G.
+            n = min(n, STUCK_STEAL)
         if n == 0:
             if self.stuck == self.schedtick and self.status == PStatus.RUNNING:
                 return self.runnext_get()

@@ -6,9 +6,20 @@ runtime per process at a time: ``run`` is not re-entrant).
 Waking Ms (Go's "worker thread parking/unparking", ``proc.go`` header). We
 want enough running Ms to use the Ps, but under the GIL every M woken for
 nothing costs the running ones, so we wake an M only when work is put where
-another M could take it: a P's ``runq`` or the global queue, never
-``runnext`` (a G readied by a running G runs next on the same M, which is
-what keeps a ping-pong on one thread). Rejected alternatives, as in Go:
+another M should take it: the global queue, or the queue of a P whose M is
+not getting to it (in a blocking call, or ``stuck``: sysmon saw its G keep
+running). Work a running G readies or starts goes to its own P (``runnext``,
+the G it displaces to the ``runq``) and wakes nobody: that P's M runs it
+next. Go wakes an M for the displaced G and lets it steal half the queue;
+under the GIL the second M adds no throughput, and two Ms running Python on
+the same channels, timers and ``sched.lock`` convoy: a thread blocked on one
+of these locks gets it while waiting for the GIL, so every later acquire by
+the other M hands the GIL over (measured on W6 at procs=2: ~30 000 contended
+timer-lock acquires and ~70 000 context switches a run, 1.5x slower than
+procs=1). Real parallelism is kept where it exists: a blocking call's P is
+handed off by sysmon, a G that computes (or releases the GIL in C code)
+without yielding is seen by sysmon as stuck and an M steals from its P,
+a small batch at a time (``P.runq_steal``). Rejected alternatives, as in Go:
 waking an M on every ready (thrashes threads), keeping Ms spinning (burns a
 core, and under the GIL slows the M doing the work), and handing work to a
 specific M (needs to know which Ps are about to go idle). Chosen protocol:
@@ -177,13 +188,24 @@ class Sched:
         with self.lock:
             if self.nmspinning or not self.pidle or self.stopping:
                 return
-            if not self.runq and all(p.runq_empty() for p in self.allp[: self.gomaxprocs]):
+            if not self.stealable_work():
                 return
             p = self.pidle.pop()
             self.nmspinning += 1
             m = self.startm_locked(p, spinning=True)
         if m is not None:
             m.thread.start()
+
+    def stealable_work(self) -> bool:
+        """Whether some queue holds work that an idle M would take (racy):
+        the global queue, or the queue of a P whose own M is not going to get
+        to it soon (``P.stealable``, or a ``stuck`` P's ``runnext``)."""
+        if self.runq:
+            return True
+        for p in self.allp[: self.gomaxprocs]:
+            if p.stealable() or (p.runnext and p.stuck == p.schedtick):
+                return True
+        return False
 
     def startm_locked(self, p: P, spinning: bool) -> M | None:
         """Give ``p`` to an idle M (woken) or to a new one, returned for the
@@ -248,8 +270,15 @@ class Sched:
         earliest; if no M is waiting for timers, start one on an idle P (Go's
         ``wakeNetPoller``), or a goroutine computing on the only busy M would
         keep the timer from firing until it yields."""
-        if self.poll_m is None and (not self.pidle or self.nmspinning):
-            return
+        if self.poll_m is None:
+            if not self.pidle or self.nmspinning:
+                return
+            cm = current_m()
+            if cm is not None and cm.p is not None:
+                # A running M fires due timers at each schedule step; if its
+                # G keeps running instead, sysmon sees the timer late and
+                # calls us from its own thread.
+                return
         m: M | None = None
         with self.lock:
             if self.poll_m is not None:
@@ -408,8 +437,7 @@ def ready(gp: G) -> None:
                 rn.append(gp)
                 return
             rn.append(gp)
-            p.runq.append(old)
-            m.sched.wakep()
+            p.runq.append(old)  # no wakep: see "Waking Ms" above
             return
         sched = m.sched
     else:
@@ -475,9 +503,9 @@ def newproc(fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any], depth: int) 
         old = m.p.runnext_put(gp)
         if old is None:
             return gp
-        m.p.runq.append(old)
-    else:
-        sched.runq.append(gp)
+        m.p.runq.append(old)  # no wakep: see "Waking Ms" above
+        return gp
+    sched.runq.append(gp)
     sched.wakep()
     return gp
 

@@ -55,6 +55,8 @@ IDLE_SYSCALL_RETAKE = 10e-3
 #: A P whose G has run this long with another G waiting in its ``runnext``
 #: lets that G be stolen (see ``P.runnext``).
 RUNNEXT_STUCK = 1e-3
+#: A timer this late means no running M is getting to it: start one that will.
+TIMER_LATE = 1e-3
 #: Poll the network if no M has for this long.
 NETPOLL_STALE = 10e-3
 
@@ -128,6 +130,11 @@ class Sysmon:
                     g.wake()  # no P here: to the global queue, and an M is woken
                 busy += len(ready)
             self.check_running(now)
+            if sched.timers.next_when < now - TIMER_LATE and sched.poll_m is None:
+                # No M fired a due timer: the running ones are stuck in
+                # goroutines that do not yield (or in blocking calls), and no
+                # idle M waits for timers. Start one (Go's sysmon does too).
+                sched.wake_poll_m()
             if busy:
                 idle = 0
             else:
@@ -157,7 +164,7 @@ class Sysmon:
                 self.sched_ticks[p.id] = (t, now, False)
                 continue
             ran = now - seen[1]
-            if p.runnext and ran >= RUNNEXT_STUCK and p.stuck != t:
+            if (p.runnext or p.runq) and ran >= RUNNEXT_STUCK and p.stuck != t:
                 p.stuck = t
                 sched.wakep()
             if not self.slow_limit or seen[2] or ran < self.slow_limit:
