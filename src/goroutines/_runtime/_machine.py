@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._goroutine import GOSCHED, SYSCALL, G, GStatus
 from ._processor import P, PStatus
-from ._timers import INF
+from ._timers import INF, TIMER_LATE
 
 if TYPE_CHECKING:
     from ._scheduler import Sched
@@ -398,8 +398,15 @@ class M:
                 continue
 
             nw = timers.next_when
-            if nw != INF and nw <= time.monotonic():
-                timers.run_due()
+            if nw != INF:
+                now = time.monotonic()
+                if nw <= now and (nw <= now - TIMER_LATE or not sched.lower_running(p)):
+                    # Of the running Ms, the one on the lowest P fires due
+                    # timers (at each step); the others only once a timer is
+                    # TIMER_LATE (that M's G keeps running). Under the GIL
+                    # two Ms firing timers convoy on the timers' lock, and
+                    # each keeps itself busy running the Gs it readied.
+                    timers.run_due()
 
             p.schedtick += 1
             if p.schedtick % 61 == 0:
@@ -578,9 +585,7 @@ class M:
                     # of work, and under the GIL a second M woken for each
                     # timer only takes the GIL and the timers' lock from it
                     # (sysmon covers a running M that stops scheduling).
-                    if sched.poll_m is None and not any(
-                        pp.status == _PRUNNING for pp in sched.allp[: sched.gomaxprocs]
-                    ):
+                    if sched.poll_m is None and not sched.other_running(None):
                         sched.poll_m = self
                         timeout = timers.until_next()
                         self.polling = netpoll.inited

@@ -207,6 +207,17 @@ class Sched:
                 return True
         return False
 
+    def other_running(self, p: P | None) -> bool:
+        """Whether a P other than ``p`` is held by a running M (racy)."""
+        for pp in self.allp[: self.gomaxprocs]:
+            if pp.status == PStatus.RUNNING and pp is not p:
+                return True
+        return False
+
+    def lower_running(self, p: P) -> bool:
+        """Whether a P with a lower id than ``p`` is held by a running M (racy)."""
+        return any(pp.status == PStatus.RUNNING for pp in self.allp[: p.id])
+
     def startm_locked(self, p: P, spinning: bool) -> M | None:
         """Give ``p`` to an idle M (woken) or to a new one, returned for the
         caller to start once it has dropped ``lock``. ``lock`` held."""

@@ -38,6 +38,7 @@ import warnings
 from typing import TYPE_CHECKING
 
 from ._processor import PStatus
+from ._timers import TIMER_LATE
 
 if TYPE_CHECKING:
     from ._machine import M
@@ -52,11 +53,13 @@ MAX_DELAY = 10e-3
 SYSCALL_THRESHOLD = 20e-6
 #: A P in a syscall with nothing queued behind it is retaken only after this.
 IDLE_SYSCALL_RETAKE = 10e-3
-#: A P whose G has run this long with another G waiting in its ``runnext``
-#: lets that G be stolen (see ``P.runnext``).
-RUNNEXT_STUCK = 1e-3
-#: A timer this late means no running M is getting to it: start one that will.
-TIMER_LATE = 1e-3
+#: A P whose G has run this long with other Gs waiting in its ``runnext``
+#: or ``runq`` lets them be stolen (see ``P.runnext``). Two GIL switch
+#: intervals: an M merely waiting for the GIL while another M runs Python
+#: also shows no progress for up to one interval, and taking its work then
+#: would only keep two Ms busy with the same Python work (Go's figure, the
+#: preemption time slice, is 10 ms too).
+RUNNEXT_STUCK = max(1e-3, 2 * sys.getswitchinterval())
 #: Poll the network if no M has for this long.
 NETPOLL_STALE = 10e-3
 
@@ -143,7 +146,7 @@ class Sysmon:
     def check_running(self, now: float) -> None:
         """Watch Ps whose G keeps running without yielding (same ``schedtick``).
 
-        After RUNNEXT_STUCK with a G waiting in ``runnext``, mark the P
+        After RUNNEXT_STUCK with Gs waiting in ``runnext`` or ``runq``, mark the P
         ``stuck`` so that a stealer may take that G, and wake an M for it:
         otherwise a G started or readied by a goroutine that then computes
         would wait for it although Ps are idle. With

@@ -30,6 +30,10 @@ from typing import Any
 __all__ = ["INF", "Timer", "Timers"]
 
 INF = float("inf")
+#: A due timer this late means the running Ms are not getting to it (their
+#: goroutines keep running): any M that sees it fires it, and sysmon starts
+#: an M for it if none is idle-waiting for timers.
+TIMER_LATE = 1e-3
 
 
 class Timer:
