@@ -180,9 +180,8 @@ def _close_all(sched: Sched, closer: M, seen: set[int], errors: list[BaseExcepti
             g.status = GStatus.DEAD
 
 
-def go(fn: Callable[..., Awaitable[Any]] | Awaitable[Any], *args: Any, **kwargs: Any) -> None:
-    """Start ``fn(*args, **kwargs)`` (an async function, or a coroutine object) as a goroutine."""
-    _scheduler.newproc(fn, args, kwargs, 1)
+#: ``gr.go``: the spawn path is one function, with no wrapper (see ``_scheduler.go``).
+go = _scheduler.go
 
 
 def gomaxprocs(n: int | None = None) -> int:
@@ -221,22 +220,24 @@ def lock_os_thread() -> None:
     (sqlite3 connections, thread-locals, GUI toolkits).
     """
     g = current_g()
-    if g.locked_m is None:
+    m = g.locked_m
+    if m is None:
         m = current_m()
         assert m is not None
         g.locked_m = m
         m.lockedg = g
-    g.lockcount += 1
+    m.lockedcount += 1
 
 
 def unlock_os_thread() -> None:
     """Undo one ``lock_os_thread``; a no-op if the goroutine is not locked."""
     g = current_g()
-    if g.locked_m is None:
+    m = g.locked_m
+    if m is None:
         return
-    g.lockcount -= 1
-    if g.lockcount == 0:
-        g.locked_m.lockedg = None
+    m.lockedcount -= 1
+    if m.lockedcount == 0:
+        m.lockedg = None
         g.locked_m = None
 
 

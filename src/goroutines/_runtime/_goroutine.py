@@ -24,8 +24,18 @@ Ownership of a G's fields:
   single-channel waits. Written by the G before it parks (under the lock of
   what it waits on) and by the one waker that dequeued it (under the same
   lock); read by the G after it is resumed.
-- ``locked_m``/``lockcount``: the G itself (``gr.lock_os_thread``), read
-  by the M that picks the G up.
+- ``locked_m``: the G itself (``gr.lock_os_thread``), read by the M that
+  picks the G up. The nesting count lives on that M (``lockedcount``, Go's
+  ``m.lockedExt``): only a locked G has one.
+- ``site``: written once, at creation.
+
+Memory: with 100 000 parked goroutines every byte of a G counts, so a G
+keeps only what cannot be derived: ``entry`` is read off the coroutine, and
+where it was created is a ``Site`` (code object, bytecode offset) shared by
+every G created by the same ``go`` call (``Sites``); the line number is
+worked out only when a dump or a panic note asks (``created_by``). A G is
+not weak-referenceable (nothing needs it). 12 slots: 128 bytes with the GC
+header, one pymalloc size class below 13 or 14.
 """
 
 from __future__ import annotations
@@ -36,13 +46,16 @@ import time
 import types
 from collections.abc import Callable, Coroutine, Generator
 from contextvars import Context
-from typing import Any, TypeVar
+from types import CodeType
+from typing import Any, TypeAlias, TypeVar
 
 __all__ = [
     "GOSCHED",
     "SYSCALL",
     "G",
     "GStatus",
+    "Site",
+    "Sites",
     "Sudog",
     "WaitReason",
     "gopark",
@@ -111,49 +124,66 @@ def noop() -> None:
     """The unlock function of a park that holds no lock."""
 
 
+#: Where a G was created: the code object and bytecode offset (``f_lasti``)
+#: of the ``go`` call. The line is computed from them only when needed.
+Site: TypeAlias = tuple[CodeType, int]
+
+
 class G:
     """A goroutine. See the module docstring for who owns which field."""
 
     __slots__ = (
-        "__weakref__",
         "coro",
-        "created_by",
         "ctx",
         "elem",
-        "entry",
         "id",
-        "lockcount",
         "locked_m",
         "param",
         "sel",
+        "site",
         "status",
         "success",
         "wait_reason",
         "wait_since",
     )
 
+    # ``_scheduler.go`` builds Gs inline (no ``__init__`` call on the spawn
+    # path): keep the two in step.
     def __init__(
         self,
         gid: int,
         coro: Coroutine[Any, Any, Any] | Generator[Any, Any, Any],
         ctx: Context,
-        created_by: tuple[str, int, str] | None,
+        site: Site | None,
     ) -> None:
         self.id = gid
         self.coro = coro
         self.ctx = ctx
-        self.created_by = created_by
-        self.entry = getattr(coro, "__qualname__", type(coro).__name__)
+        self.site = site
         self.status = GStatus.RUNNABLE
         self.wait_reason = WaitReason.NONE
         self.wait_since = 0.0
         self.locked_m: Any = None  # gr.lock_os_thread: the only M that may run this G
-        self.lockcount = 0
         # Sudog fields: the G is its own sudog for single-channel waits.
         self.elem: Any = None
         self.success = False
         self.sel: list[bool] | None = None  # always None for a G; see Sudog
         self.param: Sudog | None = None  # the Sudog that woke a select
+
+    @property
+    def entry(self) -> str:
+        """The goroutine's function, as shown in dumps and notes."""
+        coro = self.coro
+        return getattr(coro, "__qualname__", None) or type(coro).__name__
+
+    @property
+    def created_by(self) -> tuple[str, int, str] | None:
+        """(file, line, function) of the ``go`` call that created this G."""
+        site = self.site
+        if site is None:
+            return None
+        code, lasti = site
+        return (code.co_filename, site_line(code, lasti), code.co_name)
 
     def wake(self) -> None:
         """Waiter protocol: make this parked G runnable (Go's ``goready``)."""
@@ -161,6 +191,46 @@ class G:
 
     def __repr__(self) -> str:
         return f"<G {self.id} {self.entry} {self.status.name.lower()}>"
+
+
+def site_line(code: CodeType, lasti: int) -> int:
+    """The source line of bytecode offset ``lasti`` in ``code`` (what ``f_lineno`` says)."""
+    for start, end, line in code.co_lines():
+        if start <= lasti < end and line is not None:
+            return line
+    return code.co_firstlineno
+
+
+class Sites:
+    """Interned creation sites: one ``Site`` tuple per (code, offset).
+
+    ``go`` in a loop creates many Gs at one site; sharing the tuple saves a
+    tuple per G. Keyed by ``id(code)`` (hashing a code object hashes its
+    constants and names): an interned Site holds its code object, so the id
+    cannot be reused while it is in the table. Any thread: ``dict.get`` and
+    ``dict.setdefault`` are atomic, and a lost race only makes two equal
+    tuples. Bounded: cleared when it holds ``MAX`` code objects (code made
+    on the fly, e.g. by ``exec``, would otherwise pile up).
+    """
+
+    __slots__ = ("codes",)
+
+    MAX = 4096
+
+    def __init__(self) -> None:
+        self.codes: dict[int, dict[int, Site]] = {}
+
+    def intern(self, code: CodeType, lasti: int) -> Site:
+        """The shared Site for ``(code, lasti)``; the miss path of ``go``'s lookup."""
+        codes = self.codes
+        at = codes.get(id(code))
+        if at is None:
+            if len(codes) >= self.MAX:
+                codes.clear()
+            # The site goes in before the table is published: a table in
+            # ``codes`` always holds a Site that keeps its code (and id) alive.
+            at = codes.setdefault(id(code), {lasti: (code, lasti)})
+        return at.setdefault(lasti, (code, lasti))
 
 
 class Sudog:
@@ -264,15 +334,6 @@ def is_async_callable(fn: Any) -> bool:
     call = getattr(type(fn), "__call__", None)  # noqa: B004 - we want the class attribute
     code = getattr(call, "__code__", None)
     return code is not None and bool(code.co_flags & _CO_COROUTINE)
-
-
-def caller_site(depth: int) -> tuple[str, int, str] | None:
-    """(file, line, function) of the frame ``depth`` levels above the caller."""
-    try:
-        f = sys._getframe(depth + 1)
-    except ValueError:
-        return None
-    return (f.f_code.co_filename, f.f_lineno, f.f_code.co_name)
 
 
 def now() -> float:

@@ -20,9 +20,9 @@ up hands it a P (``startlockedm``).
 
 Guards:
 
-- ``p``, ``curg``, ``lockedg``, ``spinning``, counters: the M itself (its own thread);
-  ``spinning`` changes only together with ``sched.nmspinning`` under
-  ``sched.lock``.
+- ``p``, ``curg``, ``lockedg``, ``lockedcount``, ``spinning``, counters:
+  the M itself (its own thread); ``spinning`` changes only together with
+  ``sched.nmspinning`` under ``sched.lock``.
 - ``parked``, ``nextp``, ``polling``: ``sched.lock``.
 """
 
@@ -66,6 +66,7 @@ class M:
     __slots__ = (
         "curg",
         "id",
+        "lockedcount",
         "lockedg",
         "nextp",
         "note",
@@ -89,6 +90,7 @@ class M:
         self.nextp = nextp
         self.curg: G | None = None
         self.lockedg: G | None = None  # gr.lock_os_thread: the only G this M runs
+        self.lockedcount = 0  # lock_os_thread nesting of lockedg (Go's lockedExt)
         self.spinning = spinning
         self.parked = False
         self.polling = False  # parked in netpoll.poll rather than on note

@@ -49,6 +49,7 @@ from __future__ import annotations
 
 import os
 import queue
+import sys
 import threading
 import time
 import types
@@ -58,7 +59,7 @@ from contextvars import Context, copy_context
 from typing import Any
 
 from . import _goroutine
-from ._goroutine import G, GStatus, caller_site, make_coroutine
+from ._goroutine import G, GStatus, Site, Sites, WaitReason, make_coroutine
 from ._machine import M, _tls, current_m
 from ._netpoll import Netpoll
 from ._processor import P, PStatus
@@ -69,7 +70,7 @@ __all__ = [
     "Sched",
     "current",
     "current_g",
-    "newproc",
+    "go",
     "ready",
     "require",
 ]
@@ -95,6 +96,7 @@ class Sched:
         self.timers = Timers(self.wake_poll_m)
         self.netpoll = Netpoll(self.timers, self.wake_poll_m)
         self.allgs: dict[int, G] = {}
+        self.sites = Sites()  # where Gs were created, interned (see Sites)
         self.goidgen = 2  # the main goroutine is 1, as in Go
         self.ngo = 0  # goroutines created (updated under lock in batches)
         self.main_g: G | None = None
@@ -331,33 +333,28 @@ class Sched:
 
     # -- Gs -----------------------------------------------------------------
 
-    def newg(self, coro: Any, ctx: Context, site: tuple[str, int, str] | None) -> G:
-        m = current_m()
-        p = m.p if m is not None else None
+    def goidbatch(self, p: P | None) -> int:
+        """A fresh goroutine id, for a G created on ``p`` (None: not on an M
+        with a P). Ids come in batches of 16 per P, as in Go, so that most
+        ``go`` calls take no lock; this is the refill (and the no-P case)."""
+        with self.lock:
+            gid = self.goidgen
+            n = 16 if p is not None else 1
+            self.goidgen += n
+            self.ngo += n
         if p is not None:
-            if p.goidcache == p.goidcacheend:
-                with self.lock:
-                    p.goidcache = self.goidgen
-                    self.goidgen += 16
-                    self.ngo += 16
-                p.goidcacheend = p.goidcache + 16
-            gid = p.goidcache
-            p.goidcache += 1
-        else:
-            with self.lock:
-                gid = self.goidgen
-                self.goidgen += 1
-                self.ngo += 1
-        g = G(gid, coro, ctx, site)
-        self.allgs[gid] = g
-        return g
+            p.goidcache = gid
+            p.goidcacheend = gid + 16
+        return gid
 
     def goexit(self, gp: G, value: Any, exc: BaseException | None) -> None:
         """``gp`` finished (returned ``value`` or raised ``exc``). On its M."""
         gp.status = GStatus.DEAD
         self.allgs.pop(gp.id, None)
-        if gp.locked_m is not None:
-            gp.locked_m.lockedg = None
+        lm = gp.locked_m
+        if lm is not None:
+            lm.lockedg = None
+            lm.lockedcount = 0
             gp.locked_m = None
         gp.ctx = _EMPTY_CTX
         if gp is self.main_g:
@@ -499,26 +496,86 @@ def current_g() -> G:
     return g  # type: ignore[no-any-return]
 
 
-def newproc(fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any], depth: int) -> G:
-    """Create a G for ``fn(*args, **kwargs)`` and make it runnable (Go's ``newproc``)."""
+_new = object.__new__
+_getframe = sys._getframe
+_FunctionType = types.FunctionType
+_CO_COROUTINE = 0x80
+_NO_REASON = WaitReason.NONE
+
+
+def go(fn: Any, *args: Any, **kwargs: Any) -> None:
+    """Start ``fn(*args, **kwargs)`` (an async function, or a coroutine object) as a goroutine.
+
+    Go's ``newproc``: create a G and put it in this P's ``runnext`` (the G
+    it displaces goes to the runq, and only then is another M woken), or on
+    the global queue when not called from a goroutine. This is the whole
+    spawn path, kept inline (W2 spawns 100 000 goroutines): a plain async
+    function skips ``make_coroutine``'s checks (calling it can only give a
+    coroutine), the creation site is looked up in ``Sched.sites``, and the G
+    is built without an ``__init__`` call (``G.__init__`` says the same).
+    """
     sched = current
     if sched is None:
         if isinstance(fn, types.CoroutineType):
             fn.close()  # it will never run: don't leave a "never awaited" warning behind
         require()
         raise AssertionError  # pragma: no cover - require raised
-    coro = make_coroutine(fn, args, kwargs, "go()")
-    gp = sched.newg(coro, copy_context(), caller_site(depth + 1))
-    m = current_m()
-    if m is not None and m.p is not None:
-        old = m.p.runnext_put(gp)
-        if old is None:
-            return gp
-        m.p.runq.append(old)  # no wakep: see "Waking Ms" above
-        return gp
+    if fn.__class__ is _FunctionType and fn.__code__.co_flags & _CO_COROUTINE:
+        coro = fn(*args, **kwargs)
+    else:
+        coro = make_coroutine(fn, args, kwargs, "go()")
+    try:
+        f = _getframe(1)
+    except ValueError:  # called from C with no Python frame above
+        site: Site | None = None
+    else:
+        code = f.f_code
+        lasti = f.f_lasti
+        at = sched.sites.codes.get(id(code))
+        site = at.get(lasti) if at is not None else None
+        if site is None:
+            site = sched.sites.intern(code, lasti)
+    try:
+        m: M | None = _tls.m
+    except AttributeError:
+        m = None
+    p = m.p if m is not None else None
+    if p is not None:
+        gid = p.goidcache
+        if gid == p.goidcacheend:
+            gid = sched.goidbatch(p)
+        p.goidcache = gid + 1
+    else:
+        gid = sched.goidbatch(None)
+    gp = _new(G)
+    gp.id = gid
+    gp.coro = coro
+    gp.ctx = copy_context()
+    gp.site = site
+    gp.status = _RUNNABLE
+    gp.wait_reason = _NO_REASON
+    gp.wait_since = 0.0
+    gp.locked_m = None
+    gp.elem = None
+    gp.success = False
+    gp.sel = None
+    gp.param = None
+    sched.allgs[gid] = gp
+    if p is not None:
+        rn = p.runnext
+        if not rn:
+            rn.append(gp)
+            return
+        try:
+            old = rn.pop()
+        except IndexError:  # stolen meanwhile
+            rn.append(gp)
+            return
+        rn.append(gp)
+        p.runq.append(old)  # no wakep: see "Waking Ms" above
+        return
     sched.runq.append(gp)
     sched.wakep()
-    return gp
 
 
 def start(sched: Sched, main: Any, args: tuple[Any, ...]) -> None:
@@ -530,7 +587,6 @@ def start(sched: Sched, main: Any, args: tuple[Any, ...]) -> None:
         coro = make_coroutine(main, args, {}, "run()")
         current = sched
     gp = G(1, coro, copy_context(), None)
-    gp.entry = getattr(coro, "__qualname__", gp.entry)
     sched.main_g = gp
     sched.allgs[1] = gp
     with sched.lock:
