@@ -31,6 +31,7 @@ from __future__ import annotations
 import random
 import threading
 import time
+import types
 from typing import TYPE_CHECKING, Any
 
 from ._goroutine import GOSCHED, SYSCALL, G, GStatus
@@ -51,6 +52,8 @@ def current_m() -> M | None:
 
 
 _RUNNING = GStatus.RUNNING
+_CoroutineType = types.CoroutineType
+_coro_send = types.CoroutineType.send
 _RUNNABLE = GStatus.RUNNABLE
 _WAITING = GStatus.WAITING
 _SYSCALL = GStatus.SYSCALL
@@ -133,10 +136,12 @@ class M:
     def schedule(self) -> None:
         """Run goroutines until the runtime stops. Holds a P on entry.
 
-        One pass: pick a G, run it until it parks, repeat. The common case of
-        a hand-off (the G just readied into our ``runnext``, no timer due, no
-        61st tick, nothing unusual about this M) is taken inline; every
-        other case goes through ``find_runnable``, which gives the full order.
+        One pass: pick a G, run it until it parks, repeat. The common cases
+        (a G in our ``runnext``, e.g. just readied by a hand-off, else one in
+        our runq, e.g. just started by ``go``; no timer due, no 61st tick,
+        nothing unusual about this M) are taken inline, in the order
+        ``find_runnable`` would take them; every other case goes through
+        ``find_runnable``, which gives the full order.
         """
         sched = self.sched
         timers = sched.timers
@@ -145,16 +150,17 @@ class M:
             p = self.p
             assert p is not None
             rn = p.runnext
+            runq = p.runq
             gp: G | None = None
             if (
-                rn
+                (rn or runq)
                 and (p.schedtick + 1) % 61
                 and not sched.stopping
                 and p.id < sched.gomaxprocs
                 and (timers.next_when == INF or timers.next_when > monotonic())
             ):
                 try:
-                    gp = rn.pop()
+                    gp = rn.pop() if rn else runq.popleft()
                     p.schedtick += 1
                 except IndexError:  # a stealer took it
                     pass
@@ -206,8 +212,15 @@ class M:
         gp.status = _RUNNING
         self.curg = gp
         self.nsched += 1
+        coro = gp.coro
         try:
-            req = gp.ctx.run(gp.coro.send, None)
+            # The unbound ``send`` of coroutines: ``coro.send`` would make a
+            # bound method object per step. (``type(x)`` is a specialized
+            # call on 3.11; ``x.__class__`` is a generic attribute lookup.)
+            if type(coro) is _CoroutineType:
+                req = gp.ctx.run(_coro_send, coro, None)
+            else:  # a types.coroutine generator
+                req = gp.ctx.run(coro.send, None)
         except StopIteration as e:
             self.curg = None
             self.sched.goexit(gp, e.value, None)
@@ -216,12 +229,12 @@ class M:
             self.curg = None
             self.sched.goexit(gp, None, e)
             return
-        if req.__class__ is str:  # GOSCHED or SYSCALL: not a park
+        if type(req) is str:  # GOSCHED or SYSCALL: not a park
             self.execute_request(gp, req)
             return
         self.curg = None
         gp.status = _WAITING
-        gp.wait_since = time.monotonic()
+        gp.wait_since = self.sched.now  # coarse, shared: see Sched.now
         try:
             req()
         except TypeError:
@@ -264,7 +277,7 @@ class M:
             if req.__class__ is not str:
                 self.curg = None
                 gp.status = _WAITING
-                gp.wait_since = time.monotonic()
+                gp.wait_since = self.sched.now
                 try:
                     req()
                     return

@@ -20,6 +20,9 @@ each; a blocking call releases the GIL, so sysmon runs at once when it
 matters, and the back-off keeps an idle or busy-but-not-blocking runtime at
 about 100 rounds a second.
 
+Each round it also sets ``sched.now``, the coarse clock that parking Gs
+read for ``wait_since``.
+
 It also polls the network if no M has for 10 ms (an M busy running
 goroutines does not look), and with ``GOROUTINES_DEBUG=slowgoroutine=MS``
 warns about a goroutine that has run MS ms without yielding.
@@ -124,7 +127,7 @@ class Sysmon:
                 idle = 0  # kicked: a blocking call has work queued behind it
             if sched.stopping:
                 return
-            now = time.monotonic()
+            sched.now = now = time.monotonic()
             busy = self.retake(now)
             np = sched.netpoll
             if np.nwaiters and now - np.lastpoll > NETPOLL_STALE and sched.poll_m is None:
