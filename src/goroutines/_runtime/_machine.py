@@ -52,6 +52,8 @@ def current_m() -> M | None:
 
 
 _RUNNING = GStatus.RUNNING
+_P_SYSCALL = PStatus.SYSCALL
+_P_RUNNING = PStatus.RUNNING
 _CoroutineType = types.CoroutineType
 _coro_send = types.CoroutineType.send
 _RUNNABLE = GStatus.RUNNABLE
@@ -354,7 +356,7 @@ class M:
         gp.status = _SYSCALL
         p.syscalltick += 1
         p.syscallwhen = time.monotonic()
-        p.status = PStatus.SYSCALL
+        p.status = _P_SYSCALL
         self.p = None
         if p.runq:
             self.sched.sysmon.kick()
@@ -366,8 +368,8 @@ class M:
             gp.success = False
         sched = self.sched
         with sched.lock:
-            if p.status == PStatus.SYSCALL and p.m is self:
-                p.status = PStatus.RUNNING
+            if p.status == _P_SYSCALL and p.m is self:
+                p.status = _P_RUNNING
                 self.p = p
                 gp.status = _RUNNING
                 return True
