@@ -21,7 +21,8 @@ Ownership of a G's fields:
   unlock function has run. A G is owned by exactly one of: the M running it, a
   run queue, or the wait queue it parked on.
 - ``elem``/``success``/``param``: the G serves as its own sudog for
-  single-channel waits. Written by the G before it parks (under the lock of
+  single-channel waits (``param``, the Sudog that woke a select, is kept in
+  ``elem``). Written by the G before it parks (under the lock of
   what it waits on) and by the one waker that dequeued it (under the same
   lock); read by the G after it is resumed.
 - ``locked_m``: the G itself (``gr.lock_os_thread``), read by the M that
@@ -34,8 +35,9 @@ keeps only what cannot be derived: ``entry`` is read off the coroutine, and
 where it was created is a ``Site`` (code object, bytecode offset) shared by
 every G created by the same ``go`` call (``Sites``); the line number is
 worked out only when a dump or a panic note asks (``created_by``). A G is
-not weak-referenceable (nothing needs it). 12 slots: 128 bytes with the GC
-header, one pymalloc size class below 13 or 14.
+not weak-referenceable (nothing needs it), ``sel`` is a class constant and
+``param`` shares ``elem``'s slot: 10 slots, 112 bytes with the GC header
+(pymalloc rounds to 16 bytes, so each pair of slots counts).
 """
 
 from __future__ import annotations
@@ -138,8 +140,6 @@ class G:
         "elem",
         "id",
         "locked_m",
-        "param",
-        "sel",
         "site",
         "status",
         "success",
@@ -167,8 +167,21 @@ class G:
         # Sudog fields: the G is its own sudog for single-channel waits.
         self.elem: Any = None
         self.success = False
-        self.sel: list[bool] | None = None  # always None for a G; see Sudog
-        self.param: Sudog | None = None  # the Sudog that woke a select
+
+    #: A G is never a select's waiter (its Sudogs are): a class constant,
+    #: not a slot (wakers read it on every waiter; see Sudog).
+    sel: None = None
+
+    @property
+    def param(self) -> Sudog | None:
+        """The Sudog that woke a select (Go's ``g.param``). It lives in
+        ``elem``: while a G waits in a select it is not itself in any wait
+        queue (its Sudogs are), so nobody else uses its ``elem`` then."""
+        return self.elem  # type: ignore[no-any-return]
+
+    @param.setter
+    def param(self, sg: Sudog | None) -> None:
+        self.elem = sg
 
     @property
     def entry(self) -> str:

@@ -568,8 +568,6 @@ def go(fn: Any, *args: Any, **kwargs: Any) -> None:
     gp.locked_m = None
     gp.elem = None
     gp.success = False
-    gp.sel = None
-    gp.param = None
     sched.allgs[gid] = gp
     if p is not None:
         rn = p.runnext
