@@ -10,13 +10,17 @@ may be spurious, so waking is only ever a hint to try again).
 
 The file descriptor (``_FD``, Go's ``internal/poll.FD``) owns three things:
 
-- A read Mutex and a write Mutex (Go's ``fdMutex``). An edge-triggered
+- A read lock and a write lock (Go's ``fdMutex``). An edge-triggered
   poller wakes at most one waiter per direction, so two goroutines must
   never wait for the same direction of one socket; each direction is
-  serialized by a goroutine Mutex (FIFO, it parks). ``accept`` and
-  ``read_from`` use the read side, ``write_to`` the write side. This also
-  makes a ``write`` atomic with respect to other ``write`` calls on the same
-  Conn: its bytes are never interleaved with theirs.
+  serialized by a goroutine lock (FIFO, it parks; a waiter shows as
+  "sync.Mutex.Lock"). ``accept`` and ``read_from`` use the read side,
+  ``write_to`` the write side. This also makes a ``write`` atomic with
+  respect to other ``write`` calls on the same Conn: its bytes are never
+  interleaved with theirs. The locks are a held flag and a wait queue per
+  direction under ``_FD.lock``, not ``gr.Mutex``es, so that the common,
+  uncontended case takes the direction and a reference in one acquire of
+  one lock (and gives both back in one).
 - A reference count of the operations in flight. ``close`` marks the FD
   closing and evicts it from the poller (which wakes both waiters with
   ``ErrClosed``), but the socket itself is closed by whoever drops the last
@@ -37,15 +41,17 @@ so non-literal host names go through ``gr.syscall``. Literal addresses are
 parsed without it.
 
 Lock order: ``_FD.lock`` is a leaf (nothing is called while it is held).
-The Mutexes are goroutine locks, taken after a reference (``incref``) and
-released before it is dropped; ``pd.lock`` and the poller's locks are taken
+The direction locks are goroutine locks, taken with a reference and
+released with it; ``pd.lock`` and the poller's locks are taken
 inside ``PollDesc`` only.
 
-Guards: ``_FD.refs`` and ``_FD.closing``: ``_FD.lock`` (``closing`` is also
-read racily after taking a direction Mutex: a stale False only sends the
-operation on to ``pd.wait``, which sees the eviction under ``pd.lock``).
+Guards: ``_FD.refs``, ``_FD.closing`` and the direction locks' flags and
+queues: ``_FD.lock`` (``closing`` is also read racily after taking a
+direction: a stale False only sends the operation on to ``pd.wait``, which
+sees the eviction under ``pd.lock``).
 Deadlines are read racily from the ``PollDesc`` by the pre-check (a float,
-stale OK: ``pd.wait`` checks again under ``pd.lock``). Everything else in
+stale OK: ``pd.wait`` checks again under ``pd.lock``). ``_FD.rdrained``:
+the read direction's holder. Everything else in
 ``Conn``, ``Listener`` and ``PacketConn`` is immutable after construction.
 """
 
@@ -59,13 +65,15 @@ import socket
 import struct
 import threading
 import time
-from collections.abc import Callable
+import types
+from collections import deque
+from collections.abc import Callable, Generator
 from types import TracebackType
 from typing import Any, Final, Self, TypeAlias, TypeVar, final
 
+from ._runtime._goroutine import G, WaitReason, gopark
 from ._runtime._netpoll import ErrClosed, PollDesc
-from ._runtime._scheduler import require
-from ._sync import Mutex
+from ._runtime._scheduler import current_g, require
 from ._syscall import syscall
 
 __all__ = [
@@ -85,6 +93,8 @@ __all__ = [
 #: A socket address: ``(host, port)`` for TCP and UDP, the path for Unix
 #: sockets (``"@name"`` for Linux's abstract namespace, ``""`` if unnamed).
 Addr: TypeAlias = tuple[str, int] | str
+
+_monotonic = time.monotonic
 
 _CLOSED: Final = "use of closed network connection"
 _TIMEOUT: Final = "i/o timeout"
@@ -125,10 +135,22 @@ _CONNECTED: Final = frozenset({0, errno.EISCONN})
 @final
 class _FD:
     """A non-blocking socket, its PollDesc, a reference count of the
-    operations in flight and a Mutex per direction (Go's ``poll.FD``).
+    operations in flight and a lock per direction (Go's ``poll.FD``).
     See the module docstring."""
 
-    __slots__ = ("closing", "lock", "pd", "refs", "rmu", "sock", "wmu")
+    __slots__ = (
+        "closing",
+        "lock",
+        "pd",
+        "rdrained",
+        "refs",
+        "rheld",
+        "rq",
+        "sock",
+        "tcp",
+        "wheld",
+        "wq",
+    )
 
     def __init__(self, sock: socket.socket) -> None:
         """Adopt ``sock``: make it non-blocking and register it with the poller.
@@ -139,8 +161,17 @@ class _FD:
         self.lock = threading.Lock()
         self.refs = 0  # guarded by lock
         self.closing = False  # guarded by lock; racy reads, see the module docstring
-        self.rmu = Mutex()
-        self.wmu = Mutex()
+        # The direction locks (Go's fdMutex): held flags and FIFO wait queues,
+        # guarded by ``lock``, so that taking a direction and a reference is
+        # one acquire of ``lock`` when nobody else is reading (writing).
+        self.rheld = False
+        self.wheld = False
+        self.rq: deque[G] = deque()
+        self.wq: deque[G] = deque()
+        #: The last read was short: the receive queue was empty after it
+        #: (see ``Conn.read``). Guarded by the read direction.
+        self.rdrained = False
+        self.tcp = sock.type == _STREAM and sock.family in (_AF_INET, _AF_INET6)
 
     def incref(self) -> None:
         """Take a reference for an operation; ErrClosed once closing."""
@@ -157,24 +188,73 @@ class _FD:
         if last:
             self.sock.close()
 
-    async def lock_dir(self, write: bool) -> None:
-        """Take a reference and the direction's Mutex (Go's ``readLock``/``writeLock``)."""
-        self.incref()
-        mu = self.wmu if write else self.rmu
-        if not mu.try_lock():
-            try:
-                await mu.lock()
-            except BaseException:
-                self.decref()
-                raise
+    @types.coroutine
+    def lock_dir(self, write: bool) -> Generator[Any, None, None]:
+        """Take a reference and the direction (Go's ``readLock``/``writeLock``),
+        queueing (parked, FIFO) behind the goroutine that holds it.
+
+        ``Conn.read``/``write`` inline the uncontended case: one acquire of
+        ``lock`` for both the reference and the direction."""
+        lk = self.lock
+        lk.acquire()
         if self.closing:
-            mu.unlock()
-            self.decref()
+            lk.release()
+            raise ErrClosed(_CLOSED)
+        self.refs += 1
+        if not (self.wheld if write else self.rheld):
+            if write:
+                self.wheld = True
+            else:
+                self.rheld = True
+            lk.release()
+            return
+        try:
+            g = current_g()
+        except BaseException:
+            self.refs -= 1
+            lk.release()
+            raise
+        q = self.wq if write else self.rq
+        q.append(g)
+        try:
+            yield from gopark(lk.release, WaitReason.SYNC_MUTEX_LOCK, g)
+        except BaseException:
+            # Only run() closing the goroutines left at exit throws in here.
+            # If unlock_dir handed us the direction already, pass it on.
+            with lk:
+                try:
+                    q.remove(g)
+                    handed = False
+                except ValueError:
+                    handed = True
+            if handed:
+                self.unlock_dir(write)
+            else:
+                self.decref()
+            raise
+        # unlock_dir handed us the direction (it stayed held) and our reference.
+        if self.closing:
+            self.unlock_dir(write)
             raise ErrClosed(_CLOSED)
 
     def unlock_dir(self, write: bool) -> None:
-        (self.wmu if write else self.rmu).unlock()
-        self.decref()
+        """Release the direction (handing it to the first waiter) and the reference."""
+        lk = self.lock
+        lk.acquire()
+        self.refs -= 1
+        q = self.wq if write else self.rq
+        g = q.popleft() if q else None
+        if g is None:
+            if write:
+                self.wheld = False
+            else:
+                self.rheld = False
+        last = self.closing and self.refs == 0
+        lk.release()
+        if g is not None:
+            g.wake()
+        if last:
+            self.sock.close()
 
     async def io(self, write: bool, op: Callable[..., _T], *args: Any) -> _T:
         """``op(*args)`` under the direction's Mutex, after the deadline check,
@@ -368,10 +448,51 @@ class Conn(_Socket):
         Raises TimeoutError past the read deadline, ErrClosed once closed,
         and the socket's errors (ConnectionResetError, ...).
         """
-        _check_size(n, "read")
         fd = self._fd
-        # n == 0 still checks for closing and the deadline, as a read does.
-        return await fd.io(False, _empty if n == 0 else fd.sock.recv, n)
+        if n.__class__ is not int or n <= 0:
+            _check_size(n, "read")
+            if n == 0:
+                # Still checks for closing and the deadline, as a read does.
+                return await fd.io(False, _empty, 0)
+        # fd.io's loop, inlined: this is the hot path of every server.
+        lk = fd.lock
+        lk.acquire()
+        if fd.rheld or fd.closing:
+            lk.release()
+            await fd.lock_dir(False)
+        else:  # uncontended: the direction and a reference in one acquire
+            fd.rheld = True
+            fd.refs += 1
+            lk.release()
+        try:
+            pd = fd.pd
+            dl = pd.rd
+            if dl and dl <= _monotonic():
+                raise TimeoutError(_TIMEOUT)
+            recv = fd.sock.recv
+            if fd.rdrained:
+                # The last read was short, so the receive queue was empty
+                # after it, and any data that came since has made an edge
+                # (set ``rready``, or will wake us): skip the recv that
+                # would fail with EAGAIN (tokio's "a partial read shows the
+                # buffer drained"). Not so for an end of stream that came
+                # with the data: ``drained`` has ``wait`` check for it.
+                # TCP only: a Unix stream socket may return short with more
+                # queued (from a writer with other credentials).
+                fd.rdrained = False
+                await pd.wait(False, True)
+            while True:
+                try:
+                    data = recv(n)
+                    break
+                except (BlockingIOError, InterruptedError):
+                    pass
+                await pd.wait(False)
+            if len(data) < n and data and fd.tcp:
+                fd.rdrained = True
+            return data
+        finally:
+            fd.unlock_dir(False)
 
     async def write(self, data: bytes | bytearray | memoryview) -> None:
         """Write all of ``data`` (a datagram socket sends it as one datagram).
@@ -381,25 +502,46 @@ class Conn(_Socket):
         (BrokenPipeError, ConnectionResetError, ...).
         """
         fd = self._fd
-        with memoryview(data) as mv, mv.cast("B") as view:
+        lk = fd.lock
+        lk.acquire()
+        if fd.wheld or fd.closing:
+            lk.release()
             await fd.lock_dir(True)
-            try:
-                pd = fd.pd
-                _prepare(pd.wd)
-                send = fd.sock.send
+        else:  # uncontended: see read
+            fd.wheld = True
+            fd.refs += 1
+            lk.release()
+        try:
+            pd = fd.pd
+            dl = pd.wd
+            if dl and dl <= _monotonic():
+                raise TimeoutError(_TIMEOUT)
+            send = fd.sock.send
+            sent = 0
+            wait = False
+            cls = data.__class__
+            if cls is bytes or cls is bytearray:
+                # The common case: all of it goes at once, no memoryview.
+                try:
+                    sent = send(data)
+                    if sent >= len(data) or self._dgram:
+                        return
+                except (BlockingIOError, InterruptedError):
+                    wait = True
+            with memoryview(data) as mv, mv.cast("B") as view:
                 total = len(view)
-                sent = 0
                 while True:
+                    if wait:
+                        await pd.wait(True)
                     try:
                         sent += send(view[sent:])
                         if sent >= total or self._dgram:
                             return
-                        continue  # a short write: the buffer is full, most likely
+                        wait = False  # a short write (the buffer is full, most likely): again
                     except (BlockingIOError, InterruptedError):
-                        pass
-                    await pd.wait(True)
-            finally:
-                fd.unlock_dir(True)
+                        wait = True
+        finally:
+            fd.unlock_dir(True)
 
     def close_read(self) -> None:
         """Shut down the reading side (Go's ``CloseRead``)."""

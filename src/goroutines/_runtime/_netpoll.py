@@ -56,6 +56,7 @@ _EPOLLRDHUP = select.EPOLLRDHUP
 _EPOLLET = select.EPOLLET
 _READ_EVENTS = _EPOLLIN | _EPOLLRDHUP | _EPOLLHUP | _EPOLLERR
 _WRITE_EVENTS = _EPOLLOUT | _EPOLLHUP | _EPOLLERR
+_HUP_EVENTS = _EPOLLRDHUP | _EPOLLHUP | _EPOLLERR
 
 
 class ErrClosed(OSError):
@@ -72,6 +73,7 @@ class PollDesc:
         "netpoll",
         "rd",
         "rg",
+        "rhup",
         "rready",
         "rseq",
         "rtimer",
@@ -90,6 +92,9 @@ class PollDesc:
         # read side: the G waiting, or the ready flag; the deadline (0 = none)
         self.rg: G | None = None
         self.rready = False
+        #: Sticky: an event said the peer hung up or the socket failed
+        #: (RDHUP, HUP, ERR); see ``wait``'s ``drained``.
+        self.rhup = False
         self.rd = 0.0
         self.rseq = 0
         self.rtimer: _timers.Timer | None = None
@@ -103,11 +108,16 @@ class PollDesc:
     # -- waiting (on a goroutine) --------------------------------------------
 
     @types.coroutine
-    def wait(self, write: bool) -> Generator[Any, None, None]:
+    def wait(self, write: bool, drained: bool = False) -> Generator[Any, None, None]:
         """Park until the fd may be readable (writable); ``pd.lock`` free on entry.
 
         Raises ErrClosed once the fd is being closed and TimeoutError once the
         direction's deadline has passed, whether before or while waiting.
+
+        ``drained``: a read waits without having seen EAGAIN, because its
+        last read was short (``goroutines.net``). A hang-up then counts as
+        ready for good: it shares the edge of the data it came with, so
+        the edge consumed for that data was the only one it will make.
         """
         from ._scheduler import current_g
 
@@ -129,7 +139,7 @@ class PollDesc:
                 lock.release()
                 raise RuntimeError(f"two goroutines waiting to write fd {self.fd} at once")
         else:
-            if self.rready:
+            if self.rready or (drained and self.rhup):
                 self.rready = False
                 lock.release()
                 return
@@ -164,9 +174,11 @@ class PollDesc:
             g, self.rg = self.rg, None
         return g
 
-    def set_ready(self, r: bool, w: bool, out: list[G]) -> None:
+    def set_ready(self, r: bool, w: bool, hup: bool, out: list[G]) -> None:
         """An edge: wake the waiter of each ready direction, or remember it."""
         with self.lock:
+            if hup:
+                self.rhup = True
             if r:
                 g = self._take(False)
                 if g is None:
@@ -279,8 +291,17 @@ class Netpoll:
                 self.ep.register(self.rfd, _EPOLLIN)
                 first = True
             pd = PollDesc(self, fd)
-            self.ep.register(fd, _EPOLLIN | _EPOLLOUT | _EPOLLRDHUP | _EPOLLET)
-            self.pds[fd] = pd  # only once registered: a failed open changes nothing
+            # In ``pds`` before it is registered: ``register`` releases the
+            # GIL, and the M blocked in ``poll`` may take the first event
+            # (the state of the socket so far: data, or a hang-up, that came
+            # before we registered) at once; found in ``pds`` by nobody, it
+            # would be lost, and no other edge may ever come.
+            self.pds[fd] = pd
+            try:
+                self.ep.register(fd, _EPOLLIN | _EPOLLOUT | _EPOLLRDHUP | _EPOLLET)
+            except BaseException:
+                del self.pds[fd]  # a failed open changes nothing
+                raise
         if first:
             self.on_init()
         return pd
@@ -333,7 +354,9 @@ class Netpoll:
                 continue
             pd = pds.get(fd)
             if pd is not None:
-                pd.set_ready(bool(ev & _READ_EVENTS), bool(ev & _WRITE_EVENTS), gs)
+                pd.set_ready(
+                    bool(ev & _READ_EVENTS), bool(ev & _WRITE_EVENTS), bool(ev & _HUP_EVENTS), gs
+                )
         if gs:
             with self.lock:
                 self.nwaiters -= len(gs)
