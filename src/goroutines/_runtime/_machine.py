@@ -461,8 +461,8 @@ class M:
                 ready = netpoll.poll(0)
                 if ready:
                     gp = ready.pop()
-                    for g in ready:
-                        g.wake()
+                    if ready:
+                        sched.injectglist(ready)
                     gp.status = _RUNNABLE
                     return gp
 
@@ -637,8 +637,8 @@ class M:
                     p = sched.pidleget()
                 if p is not None:
                     self.acquirep(p)
-            for g in ready:
-                g.wake()
+            if ready:
+                sched.injectglist(ready)
             if sched.stopping:
                 return False
             if timers.next_when <= time.monotonic():

@@ -254,6 +254,24 @@ class Sched:
         self.allm.append(m)
         return m
 
+    def injectglist(self, gs: list[G]) -> None:
+        """Make a batch of Gs runnable at once (Go's ``injectglist``): what
+        netpoll found ready. Onto the calling M's P's runq if it has one,
+        else onto the global queue; then one ``wakep`` for the batch (a
+        started M that finds more work than it takes wakes the next one),
+        rather than ``ready``'s runnext shuffle and check per G."""
+        for g in gs:
+            g.status = _RUNNABLE
+        try:
+            m: M | None = _tls.m
+        except AttributeError:
+            m = None
+        p = m.p if m is not None else None
+        # extend: only the owner appends to a P's runq, and the global queue
+        # is a deque (a deque's methods are atomic, with or without the GIL).
+        (p.runq if p is not None else self.runq).extend(gs)
+        self.wakep()
+
     def handoffp_locked(self, p: P) -> M | None:
         """Find work for ``p``, whose M is stuck in a syscall (Go's ``handoffp``).
         ``lock`` held; returns a new M for the caller to start after unlocking.

@@ -132,8 +132,8 @@ class Sysmon:
             np = sched.netpoll
             if np.nwaiters and now - np.lastpoll > NETPOLL_STALE and sched.poll_m is None:
                 ready = np.poll(0)
-                for g in ready:
-                    g.wake()  # no P here: to the global queue, and an M is woken
+                if ready:  # no P here: to the global queue, and an M is woken
+                    sched.injectglist(ready)
                 busy += len(ready)
             self.check_running(now)
             if sched.timers.next_when < now - TIMER_LATE and sched.poll_m is None:
