@@ -170,16 +170,11 @@ class M:
                 gp = self.find_runnable()
                 if gp is None:
                     return
-                if self.spinning:
-                    self.resetspinning()
-                lm = gp.locked_m
-                if lm is not None and lm is not self:
-                    # gp may run only on its own M: give that M our P, and park.
-                    self.startlockedm(gp)
-                    if not self.stopm():
-                        return
-                    continue
-            elif gp.locked_m is not None and gp.locked_m is not self:
+            if self.spinning:  # we found work: stop spinning (both paths)
+                self.resetspinning()
+            lm = gp.locked_m
+            if lm is not None and lm is not self:
+                # gp may run only on its own M: give that M our P, and park.
                 self.startlockedm(gp)
                 if not self.stopm():
                     return
@@ -591,6 +586,12 @@ class M:
             with sched.lock:
                 if sched.stopping:
                     return False
+                if self.spinning:
+                    # A parked M is not spinning; whoever wakes it says
+                    # whether it should (startm_locked), so keep the count
+                    # of spinning Ms exact here or wakep stops waking anyone.
+                    self.spinning = False
+                    sched.nmspinning -= 1
                 sched.midle.append(self)
                 self.parked = True
                 timeout: float | None = None
