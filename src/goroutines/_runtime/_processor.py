@@ -102,18 +102,6 @@ class P:
         """Racy: may be stale by the time the caller acts on it."""
         return not self.runq and not self.runnext
 
-    def runnext_put(self, gp: G) -> G | None:
-        """Put ``gp`` in ``runnext``; return the G it displaced. Owner M only."""
-        rn = self.runnext
-        old = None
-        if rn:
-            try:
-                old = rn.pop()
-            except IndexError:  # stolen meanwhile
-                pass
-        rn.append(gp)
-        return old
-
     def runnext_get(self) -> G | None:
         """Take the G in ``runnext``, if any. Owner, or a stealer of a stuck P."""
         rn = self.runnext

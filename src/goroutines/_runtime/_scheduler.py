@@ -534,9 +534,8 @@ _NO_REASON = WaitReason.NONE
 def go(fn: Any, *args: Any, **kwargs: Any) -> None:
     """Start ``fn(*args, **kwargs)`` (an async function, or a coroutine object) as a goroutine.
 
-    Go's ``newproc``: create a G and put it in this P's ``runnext`` (the G
-    it displaces goes to the runq, and only then is another M woken), or on
-    the global queue when not called from a goroutine. This is the whole
+    Go's ``newproc``: create a G and ``ready`` it (this P's ``runnext``, or
+    the global queue when not called from a goroutine). This is the whole
     spawn path, kept inline (W2 spawns 100 000 goroutines): a plain async
     function skips ``make_coroutine``'s checks (calling it can only give a
     coroutine), the creation site is looked up in ``Sched.sites``, and the G
@@ -587,21 +586,7 @@ def go(fn: Any, *args: Any, **kwargs: Any) -> None:
     gp.elem = None
     gp.success = False
     sched.allgs[gid] = gp
-    if p is not None:
-        rn = p.runnext
-        if not rn:
-            rn.append(gp)
-            return
-        try:
-            old = rn.pop()
-        except IndexError:  # stolen meanwhile
-            rn.append(gp)
-            return
-        rn.append(gp)
-        p.runq.append(old)  # no wakep: see "Waking Ms" above
-        return
-    sched.runq.append(gp)
-    sched.wakep()
+    ready(gp)  # runnext of this P, as Go's newproc does
 
 
 def start(sched: Sched, main: Any, args: tuple[Any, ...]) -> None:
