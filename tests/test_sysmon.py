@@ -123,6 +123,40 @@ def test_bad_goroutines_debug(monkeypatch: pytest.MonkeyPatch, value: str) -> No
     assert grun(ok, procs=1) == 1
 
 
+def test_schedtrace_prints_go_sched_lines(tmp_path: Path) -> None:
+    script = tmp_path / "trace.py"
+    script.write_text(
+        "import goroutines as gr\n"
+        "async def main():\n"
+        "    await gr.sleep(0.3)\n"
+        "gr.run(main, procs=2)\n"
+    )
+    r = subprocess.run(
+        [sys.executable, str(script)],
+        capture_output=True,
+        text=True,
+        timeout=20,
+        env={**os.environ, "GOROUTINES_DEBUG": "schedtrace=50"},
+    )
+    assert r.returncode == 0, r.stderr
+    line = re.compile(
+        r"SCHED \d+ms: gomaxprocs=2 idleprocs=\d+ threads=\d+ spinningthreads=\d+ "
+        r"idlethreads=\d+ runqueue=\d+ \[\d+ \d+\]"
+    )
+    lines = r.stderr.splitlines()
+    assert len(lines) >= 3, r.stderr
+    assert all(line.fullmatch(ln) for ln in lines), r.stderr
+
+
+def test_bad_schedtrace(monkeypatch: pytest.MonkeyPatch) -> None:
+    async def main() -> None:
+        raise AssertionError("must not start")
+
+    monkeypatch.setenv("GOROUTINES_DEBUG", "schedtrace=soon")
+    with pytest.raises(ValueError, match="GOROUTINES_DEBUG: schedtrace"):
+        gr.run(main, procs=1)
+
+
 # ------------------------------------------------------------------ network poll
 
 

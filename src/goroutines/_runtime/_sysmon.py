@@ -23,6 +23,10 @@ about 100 rounds a second.
 Each round it also sets ``sched.now``, the coarse clock that parking Gs
 read for ``wait_since``.
 
+With ``GOROUTINES_DEBUG=schedtrace=MS`` it prints Go's SCHED line to
+stderr every MS ms (gomaxprocs, idle Ps, threads, spinning and idle Ms,
+the global queue's length and each P's), to see wasted wake-ups.
+
 It also polls the network if no M has for 10 ms (an M busy running
 goroutines does not look), and with ``GOROUTINES_DEBUG=slowgoroutine=MS``
 warns about a goroutine that has run MS ms without yielding.
@@ -67,19 +71,21 @@ RUNNEXT_STUCK = max(1e-3, 2 * sys.getswitchinterval())
 NETPOLL_STALE = 10e-3
 
 
-def _slow_limit() -> float:
-    """``GOROUTINES_DEBUG=slowgoroutine=MS``: warn about a goroutine that runs
-    MS milliseconds without yielding; 0 (off) by default."""
+def _debug_ms(name: str) -> float:
+    """``GOROUTINES_DEBUG=name=MS`` (comma-separated settings) in seconds;
+    0 (off) when absent. ``slowgoroutine``: warn about a goroutine that
+    runs MS milliseconds without yielding. ``schedtrace``: print Go's SCHED
+    line to stderr every MS milliseconds."""
     for item in os.environ.get("GOROUTINES_DEBUG", "").split(","):
         key, _, value = item.partition("=")
-        if key.strip() == "slowgoroutine":
+        if key.strip() == name:
             try:
                 ms = float(value)
             except ValueError:
                 ms = -1.0
             if not ms > 0:
                 raise ValueError(
-                    f"GOROUTINES_DEBUG: slowgoroutine needs a positive number of ms, got {value!r}"
+                    f"GOROUTINES_DEBUG: {name} needs a positive number of ms, got {value!r}"
                 )
             return ms / 1000.0
     return 0.0
@@ -94,7 +100,9 @@ class Sysmon:
         #: The current sleep between rounds (racy read by ``kick``).
         self.delay = MIN_DELAY
         self.nretake = 0
-        self.slow_limit = _slow_limit()
+        self.slow_limit = _debug_ms("slowgoroutine")
+        self.schedtrace = _debug_ms("schedtrace")
+        self.start_time = self.next_trace = time.monotonic()
         #: p.id -> (schedtick seen, when first seen, warned already)
         self.sched_ticks: dict[int, tuple[int, float, bool]] = {}
 
@@ -141,10 +149,25 @@ class Sysmon:
                 # goroutines that do not yield (or in blocking calls), and no
                 # idle M waits for timers. Start one (Go's sysmon does too).
                 sched.wake_poll_m()
+            if self.schedtrace and now >= self.next_trace:
+                self.next_trace = now + self.schedtrace
+                sys.stderr.write(self.schedline(now) + "\n")
             if busy:
                 idle = 0
             else:
                 idle += 1
+
+    def schedline(self, now: float) -> str:
+        """Go's ``schedtrace`` line (racy reads: a snapshot for a human)."""
+        sched = self.sched
+        allp = sched.allp[: sched.gomaxprocs]
+        return (
+            f"SCHED {(now - self.start_time) * 1000:.0f}ms: gomaxprocs={sched.gomaxprocs} "
+            f"idleprocs={len(sched.pidle)} threads={sched.mcount} "
+            f"spinningthreads={sched.nmspinning} idlethreads={len(sched.midle)} "
+            f"runqueue={len(sched.runq)} "
+            f"[{' '.join(str(len(p.runq) + len(p.runnext)) for p in allp)}]"
+        )
 
     def check_running(self, now: float) -> None:
         """Watch Ps whose G keeps running without yielding (same ``schedtick``).
