@@ -60,3 +60,12 @@ def test_readme_example_is_worker_pool() -> None:
     blocks = re.findall(r"```python\n(.*?)```", readme, re.S)
     example = (EXAMPLES / "worker_pool.py").read_text()
     assert example in blocks, "README.md must show examples/worker_pool.py verbatim"
+
+
+def test_echo_server() -> None:
+    assert run_example("echo_server.py") == "10 clients echoed OK\n"
+
+
+def test_fetcher() -> None:
+    pages = "".join(f"/page/{i}: 200 OK\n" for i in range(1, 10))
+    assert run_example("fetcher.py") == pages + "/slow: timed out\n"
