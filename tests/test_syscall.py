@@ -518,7 +518,7 @@ def test_idle_ms_retire(procs: int, monkeypatch: pytest.MonkeyPatch) -> None:
         await gr.syscall(time.sleep, 0.05)
         wg.done()
 
-    async def main() -> tuple[int, int, float]:
+    async def main() -> tuple[int, int, float, int]:
         sched = _scheduler.require()
         wg = gr.WaitGroup()
         wg.add(50)
@@ -529,10 +529,11 @@ def test_idle_ms_retire(procs: int, monkeypatch: pytest.MonkeyPatch) -> None:
         t0 = time.monotonic()
         while sched.mcount > procs + 1 and time.monotonic() - t0 < 3.0:
             await gr.sleep(0.02)
-        return peak, sched.mcount, time.monotonic() - t0
+        return peak, sched.mcount, time.monotonic() - t0, len(sched.allm)
 
-    peak, after, took = grun(main, procs=procs)
+    peak, after, took, allm = grun(main, procs=procs)
     print(f"procs={procs}: peak {peak} Ms, {after} after {took:.2f}s")
     assert peak > procs + 1, "the burst did not start extra Ms"
     assert after <= procs + 1
     assert took < 1.5
+    assert allm == after, "retired Ms are still in sched.allm"

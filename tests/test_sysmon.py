@@ -148,6 +148,57 @@ def test_schedtrace_prints_go_sched_lines(tmp_path: Path) -> None:
     assert all(line.fullmatch(ln) for ln in lines), r.stderr
 
 
+def test_scheddetail_adds_a_line_per_p_m_and_g(tmp_path: Path) -> None:
+    script = tmp_path / "detail.py"
+    script.write_text(
+        "import goroutines as gr\n"
+        "async def waiter(c):\n"
+        "    await c.recv()\n"
+        "async def main():\n"
+        "    c = gr.Chan()\n"
+        "    gr.go(waiter, c)\n"
+        "    await gr.sleep(0.3)\n"
+        "    await c.send(1)\n"
+        "gr.run(main, procs=2)\n"
+    )
+    r = subprocess.run(
+        [sys.executable, str(script)],
+        capture_output=True,
+        text=True,
+        timeout=20,
+        env={**os.environ, "GOROUTINES_DEBUG": "schedtrace=50,scheddetail=1"},
+    )
+    assert r.returncode == 0, r.stderr
+    lines = r.stderr.splitlines()
+    sched = [i for i, ln in enumerate(lines) if ln.startswith("SCHED ")]
+    assert len(sched) >= 3, r.stderr
+    p_line = re.compile(
+        r"  P[01]: status=(idle|running|syscall) schedtick=\d+ syscalltick=\d+ m=-?\d+ "
+        r"runqsize=\d+ stuck=(True|False)"
+    )
+    m_line = re.compile(
+        r"  M\d+: p=-?\d+ curg=-?\d+ spinning=(true|false) blocked=(true|false) lockedg=-?\d+"
+    )
+    g_line = re.compile(r"  G\d+: status=\d\([a-z .]+\) m=-?\d+ lockedm=-?\d+")
+    detail = [ln for ln in lines if not ln.startswith("SCHED ")]
+    assert all(
+        p_line.fullmatch(ln) or m_line.fullmatch(ln) or g_line.fullmatch(ln) for ln in detail
+    ), r.stderr
+    # A trace taken while both sleep: G1 sleeping, G2 waiting on the channel.
+    assert "  G1: status=4(sleep) m=-1 lockedm=-1" in detail, r.stderr
+    assert "  G2: status=4(chan receive) m=-1 lockedm=-1" in detail, r.stderr
+    assert sum(ln.startswith("  P") for ln in detail) == 2 * len(sched)
+
+
+def test_bad_scheddetail(monkeypatch: pytest.MonkeyPatch) -> None:
+    async def main() -> None:
+        raise AssertionError("must not start")
+
+    monkeypatch.setenv("GOROUTINES_DEBUG", "scheddetail=yes")
+    with pytest.raises(ValueError, match="GOROUTINES_DEBUG: scheddetail must be 0 or 1"):
+        gr.run(main, procs=1)
+
+
 def test_bad_schedtrace(monkeypatch: pytest.MonkeyPatch) -> None:
     async def main() -> None:
         raise AssertionError("must not start")

@@ -36,7 +36,7 @@ specific M (needs to know which Ps are about to go idle). Chosen protocol:
 Deadlock (``checkdead``): when the last M parks and no timer is armed, no G
 can ever become runnable again; if Gs remain, ``run()`` raises Deadlock.
 
-Guards (``lock``, Go's ``sched.lock``): ``pidle``, ``midle``, ``mcount``,
+Guards (``lock``, Go's ``sched.lock``): ``pidle``, ``midle``, ``allm``, ``mcount``,
 ``nmspinning``, ``poll_m``, ``gomaxprocs``, ``allp`` (replaced, never
 mutated, so racy readers see a consistent list), ``goidgen``, ``stopping``
 (racy reads, stale OK: an M rechecks at each schedule step), the outcome
@@ -328,10 +328,14 @@ class Sched:
             m.thread.start()
 
     def mexit(self, m: M) -> None:
+        """``m``'s thread is leaving: forget it (an M retired after being
+        idle must not stay in ``allm``, or a server with bursts of blocking
+        calls would keep every M it ever started)."""
         with self.lock:
             self.mcount -= 1
             if m in self.midle:
                 self.midle.remove(m)
+            self.allm.remove(m)
 
     def checkdead(self) -> bool:
         """Called by an M about to park with no timer armed. ``lock`` held.

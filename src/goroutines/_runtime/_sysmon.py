@@ -25,7 +25,8 @@ read for ``wait_since``.
 
 With ``GOROUTINES_DEBUG=schedtrace=MS`` it prints Go's SCHED line to
 stderr every MS ms (gomaxprocs, idle Ps, threads, spinning and idle Ms,
-the global queue's length and each P's), to see wasted wake-ups.
+the global queue's length and each P's), to see wasted wake-ups;
+``scheddetail=1`` adds, as Go does, a line per P, per M and per G.
 
 It also polls the network if no M has for 10 ms (an M busy running
 goroutines does not look), and with ``GOROUTINES_DEBUG=slowgoroutine=MS``
@@ -71,24 +72,42 @@ RUNNEXT_STUCK = max(1e-3, 2 * sys.getswitchinterval())
 NETPOLL_STALE = 10e-3
 
 
-def _debug_ms(name: str) -> float:
-    """``GOROUTINES_DEBUG=name=MS`` (comma-separated settings) in seconds;
-    0 (off) when absent. ``slowgoroutine``: warn about a goroutine that
-    runs MS milliseconds without yielding. ``schedtrace``: print Go's SCHED
-    line to stderr every MS milliseconds."""
+def _debug_setting(name: str) -> str | None:
+    """The value of ``name`` in ``GOROUTINES_DEBUG`` (comma-separated
+    ``name=value`` settings, as Go's ``GODEBUG``), None when absent."""
     for item in os.environ.get("GOROUTINES_DEBUG", "").split(","):
         key, _, value = item.partition("=")
         if key.strip() == name:
-            try:
-                ms = float(value)
-            except ValueError:
-                ms = -1.0
-            if not ms > 0:
-                raise ValueError(
-                    f"GOROUTINES_DEBUG: {name} needs a positive number of ms, got {value!r}"
-                )
-            return ms / 1000.0
-    return 0.0
+            return value
+    return None
+
+
+def _debug_ms(name: str) -> float:
+    """``GOROUTINES_DEBUG=name=MS`` in seconds; 0 (off) when absent.
+    ``slowgoroutine``: warn about a goroutine that runs MS milliseconds
+    without yielding. ``schedtrace``: print Go's SCHED line to stderr every
+    MS milliseconds."""
+    value = _debug_setting(name)
+    if value is None:
+        return 0.0
+    try:
+        ms = float(value)
+    except ValueError:
+        ms = -1.0
+    if not ms > 0:
+        raise ValueError(f"GOROUTINES_DEBUG: {name} needs a positive number of ms, got {value!r}")
+    return ms / 1000.0
+
+
+def _debug_flag(name: str) -> bool:
+    """``GOROUTINES_DEBUG=name=1`` (or ``=0``). ``scheddetail``: the SCHED
+    trace adds a line per P, M and G."""
+    value = _debug_setting(name)
+    if value is None or value.strip() == "0":
+        return False
+    if value.strip() == "1":
+        return True
+    raise ValueError(f"GOROUTINES_DEBUG: {name} must be 0 or 1, got {value!r}")
 
 
 class Sysmon:
@@ -102,6 +121,7 @@ class Sysmon:
         self.nretake = 0
         self.slow_limit = _debug_ms("slowgoroutine")
         self.schedtrace = _debug_ms("schedtrace")
+        self.scheddetail = _debug_flag("scheddetail")
         self.start_time = self.next_trace = time.monotonic()
         #: p.id -> (schedtick seen, when first seen, warned already)
         self.sched_ticks: dict[int, tuple[int, float, bool]] = {}
@@ -152,6 +172,8 @@ class Sysmon:
             if self.schedtrace and now >= self.next_trace:
                 self.next_trace = now + self.schedtrace
                 sys.stderr.write(self.schedline(now) + "\n")
+                if self.scheddetail:
+                    sys.stderr.write("".join(f"  {ln}\n" for ln in self.scheddetail_lines()))
             if busy:
                 idle = 0
             else:
@@ -168,6 +190,37 @@ class Sysmon:
             f"runqueue={len(sched.runq)} "
             f"[{' '.join(str(len(p.runq) + len(p.runnext)) for p in allp)}]"
         )
+
+    def scheddetail_lines(self) -> list[str]:
+        """Go's ``scheddetail`` lines: every P, M and G (racy reads)."""
+        sched = self.sched
+
+        def mid(m: M | None) -> int:
+            return -1 if m is None else m.id
+
+        lines = [
+            f"P{p.id}: status={p.status.name.lower()} schedtick={p.schedtick} "
+            f"syscalltick={p.syscalltick} m={mid(p.m)} "
+            f"runqsize={len(p.runq) + len(p.runnext)} stuck={p.stuck >= 0}"
+            for p in sched.allp
+        ]
+        running: dict[int, int] = {}
+        for m in list(sched.allm):
+            g = m.curg
+            if g is not None:
+                running[g.id] = m.id
+            lines.append(
+                f"M{m.id}: p={-1 if m.p is None else m.p.id} curg={-1 if g is None else g.id} "
+                f"spinning={str(m.spinning).lower()} blocked={str(m.parked).lower()} "
+                f"lockedg={-1 if m.lockedg is None else m.lockedg.id}"
+            )
+        for g in sched.allgs.copy().values():
+            reason = g.wait_reason.value
+            lines.append(
+                f"G{g.id}: status={int(g.status)}({reason or g.status.name.lower()}) "
+                f"m={running.get(g.id, -1)} lockedm={mid(g.locked_m)}"
+            )
+        return lines
 
     def check_running(self, now: float) -> None:
         """Watch Ps whose G keeps running without yielding (same ``schedtick``).
