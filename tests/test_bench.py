@@ -3,8 +3,9 @@
 The smoke run is the real suite at ``--quick`` sizes, one repetition, for
 goroutines and asyncio (no optional peer needed): every workload's runner
 must check its own answer and report its figures, and the three outputs
-must be written. The other tests use fake runners, so they are quick and
-can make a cell fail on purpose.
+must be written. The other tests use fake runners or synthetic results, so
+they are quick and can make a cell fail on purpose: the planning of the
+procs cells, the rows built from them, and the targets' verdicts.
 """
 
 from __future__ import annotations
@@ -12,10 +13,27 @@ from __future__ import annotations
 import json
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from goroutines._bench import WORKLOADS, Row, main
+from goroutines._bench import (
+    NOT_MEASURED,
+    SWEEPS,
+    TARGETS,
+    WORKLOADS,
+    Cell,
+    CellResult,
+    Row,
+    _plan,
+    build_rows,
+    evaluate_targets,
+    main,
+)
+
+#: The procs each workload's goroutines cells run at (None: the default), per the issue:
+#: W1 procs=4 vs 1, W4 procs=2 vs 1 (besides the default), W9 procs 1 and 2 only.
+GOROUTINES_PROCS = {"W1": [None, 1, 4], "W4": [None, 1, 2], "W9": [1, 2]}
 
 
 def test_quick_suite_goroutines_and_asyncio(tmp_path: Path) -> None:
@@ -26,8 +44,7 @@ def test_quick_suite_goroutines_and_asyncio(tmp_path: Path) -> None:
     doc = json.loads((out / "bench.json").read_text())
     cells = {(c["workload"], c["runtime"], c["procs"]): c for c in doc["cells"]}
     for w in WORKLOADS:
-        procs_list = [1, 2] if w == "W9" else [None]
-        for p in procs_list:
+        for p in GOROUTINES_PROCS.get(w, [None]):
             c = cells[w, "goroutines", p]
             assert c["error"] is None, (w, c["error"])
             assert c["na"] is None, (w, c["na"])  # goroutines runs every workload
@@ -41,8 +58,31 @@ def test_quick_suite_goroutines_and_asyncio(tmp_path: Path) -> None:
     w9 = [r for r in doc["rows"] if r["workload"] == "W9"]
     assert [r["figure"] for r in w9] == ["s procs=1", "s procs=2", "speed-up procs 1->2"]
     assert all(r["status"]["asyncio"].startswith("N/A") for r in w9)
+    # W1 and W4: the default row for everyone, then goroutines' procs rows and their ratio.
+    for w, unit, hi in (("W1", "µs/round trip", 4), ("W4", "µs/job", 2)):
+        rows = [r for r in doc["rows"] if r["workload"] == w]
+        figures = [unit, f"{unit} procs=1", f"{unit} procs={hi}", f"procs={hi} / procs=1"]
+        assert [r["figure"] for r in rows] == figures
+        assert "asyncio" in rows[0]["values"]
+        for r in rows[1:]:
+            assert set(r["values"]) == {"goroutines"}
+            assert r["status"]["asyncio"].startswith("N/A")
+        assert rows[3]["values"]["goroutines"] == pytest.approx(
+            rows[2]["values"]["goroutines"] / rows[1]["values"]["goroutines"]
+        )
+    # Every target of the issue is listed; uvloop and gevent did not run.
+    targets = doc["targets"]
+    assert len(targets) == len(TARGETS)
+    for t in targets:
+        if t["peer"] in ("uvloop", "gevent"):
+            assert t["result"] == NOT_MEASURED, t
+        else:
+            assert t["result"] in ("met", "not met"), t
     md = (out / "bench.md").read_text()
     assert "| W1 | µs/round trip |" in md
+    assert "| W1 | procs=4 / procs=1 |" in md
+    assert "## Targets" in md
+    assert "| W9 | speed-up procs 1->2 | ≥ 1.7 |" in md
     assert "W8 goroutines: server used" in md
 
 
@@ -65,7 +105,9 @@ if w == "W2":
 if w == "W3":
     print(json.dumps({"workload": w, "na": "not today"}))
     sys.exit(0)
-print(json.dumps({"workload": w, "metrics": {"us_per_rt": 2.0 if "{rt}" == "goroutines" else 5.0}}))
+v = 2.0 if "{rt}" == "goroutines" else 5.0
+v *= 1.1 if args.get("--procs") == "4" else 1.0
+print(json.dumps({"workload": w, "metrics": {"us_per_rt": v}}))
 """
 
 
@@ -84,16 +126,37 @@ def test_wrong_answer_is_an_error_not_a_time(tmp_path: Path) -> None:
     rc = main([*args, "--bench-dir", fake, "--out", str(out)])
     assert rc == 1  # a failed cell fails the run
     doc = json.loads((out / "bench.json").read_text())
-    rows = {r["workload"]: r for r in doc["rows"]}
+    rows: dict[str, dict[str, Any]] = {}
+    for r in doc["rows"]:
+        rows.setdefault(r["workload"], r)  # the default-procs row
     assert rows["W1"]["values"] == {"goroutines": 2.0, "asyncio": 5.0}
     assert rows["W1"]["ratios"] == {"asyncio": 2.5}
     assert rows["W2"]["values"] == {}
     status = rows["W2"]["status"]["goroutines"]
     assert status == "error: AssertionError: wrong answer: sum of indices 41"
     assert rows["W3"]["status"]["asyncio"] == "N/A: not today"
-    cells = {(c["workload"], c["runtime"]): c for c in doc["cells"]}
-    assert len(cells["W1", "goroutines"]["samples"]) == 2
-    assert cells["W2", "goroutines"]["samples"] == []  # a failed cell is not repeated
+    cells = {(c["workload"], c["runtime"], c["procs"]): c for c in doc["cells"]}
+    for p in (None, 1, 4):
+        assert len(cells["W1", "goroutines", p]["samples"]) == 2
+    assert cells["W2", "goroutines", None]["samples"] == []  # a failed cell is not repeated
+    ratio = [r for r in doc["rows"] if r["figure"] == "procs=4 / procs=1"]
+    assert ratio[0]["values"] == {"goroutines": pytest.approx(1.1)}
+    # The targets from those medians: one of each verdict.
+    verdicts = {(t["workload"], t["row"], t["peer"]): t for t in doc["targets"]}
+    assert [t["workload"] for t in doc["targets"]] == ["W1"] * 4 + ["W2", "W3"]
+    t = verdicts["W1", "us_per_rt", "asyncio"]
+    assert (t["value"], t["result"]) == (pytest.approx(0.4), "not met")
+    t = verdicts["W1", "procs_ratio", None]
+    assert (t["value"], t["result"]) == (pytest.approx(1.1), "met")
+    t = verdicts["W1", "us_per_rt", "uvloop"]
+    assert (t["result"], t["why"]) == ("not measured", "uvloop did not run")
+    t = verdicts["W2", "us_per_g", "asyncio"]
+    assert t["result"] == "not measured"
+    assert t["why"] == "goroutines: error: AssertionError: wrong answer: sum of indices 41"
+    assert verdicts["W3", "s", "asyncio"]["why"] == "goroutines: N/A: not today"
+    md = (out / "bench.md").read_text()
+    assert "| W1 | µs/round trip | ≤ 0.3x asyncio | 0.40x asyncio (2.50x better) | not met |" in md
+    assert "Targets: 1 met, 1 not met, 4 not measured." in md
 
 
 def test_bad_options(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
@@ -109,3 +172,111 @@ def test_bad_options(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None
     assert "--repeat must be >= 1" in capsys.readouterr().err
     assert main(["--bench-dir", str(tmp_path)]) == 2
     assert "benchmark runners are not in" in capsys.readouterr().err
+
+
+def test_plan_procs_cells() -> None:
+    rts = ["goroutines", "asyncio", "threads"]
+    plan = {cells[0].workload: cells for cells in _plan(["W1", "W2", "W4", "W9"], rts, 0)}
+    g = "goroutines"
+    assert plan["W1"] == [
+        Cell("W1", g, 0),
+        Cell("W1", g, 1),
+        Cell("W1", g, 4),
+        Cell("W1", "asyncio", 0),
+        Cell("W1", "threads", 0),
+    ]
+    assert plan["W2"] == [Cell("W2", rt, 0) for rt in rts]
+    assert [c for c in plan["W4"] if c.runtime == g] == [Cell("W4", g, p) for p in (0, 1, 2)]
+    # W9 replaces the default cell: procs 1 and 2, goroutines and threads only.
+    assert plan["W9"] == [Cell("W9", rt, p) for rt in (g, "threads") for p in (1, 2)]
+    # A --procs equal to a sweep's procs: that cell is run once, for both rows.
+    plan = {cells[0].workload: cells for cells in _plan(["W1", "W4", "W9"], [g], 4)}
+    assert plan["W1"] == [Cell("W1", g, 4), Cell("W1", g, 1)]
+    assert plan["W4"] == [Cell("W4", g, p) for p in (4, 1, 2)]
+    assert plan["W9"] == [Cell("W9", g, 1), Cell("W9", g, 4)]
+    # The procs cells are named by their procs; the default ones are not.
+    assert Cell("W1", g, 4).key == "W1/goroutines@procs=4"
+    assert Cell("W1", g, 0).key == "W1/goroutines"
+
+
+def _res(**metrics: float) -> CellResult:
+    return CellResult(samples=[metrics], size=1)
+
+
+def test_rows_and_targets_from_synthetic_results() -> None:
+    g = "goroutines"
+    results = {
+        # W1: 0.25x asyncio (met), slower than uvloop (not met); procs=4 / procs=1 = 1.3.
+        Cell("W1", g, 0): _res(us_per_rt=1.5),
+        Cell("W1", g, 1): _res(us_per_rt=1.0),
+        Cell("W1", g, 4): _res(us_per_rt=1.3),
+        Cell("W1", "asyncio", 0): _res(us_per_rt=6.0),
+        Cell("W1", "uvloop", 0): _res(us_per_rt=1.4),
+        # W4: procs=2 failed, so its ratio is not measured; asyncio: 0.5x (met).
+        Cell("W4", g, 0): _res(us_per_job=0.6),
+        Cell("W4", g, 1): _res(us_per_job=0.6),
+        Cell("W4", g, 2): CellResult(error="boom"),
+        Cell("W4", "asyncio", 0): _res(us_per_job=1.2),
+        Cell("W5", g, 0): _res(kib_per_g=0.71, wake_ms=100.0),
+        # W7: 0.12 s (met) but only 8x faster than asyncio (not met).
+        Cell("W7", g, 0): _res(s=0.12),
+        Cell("W7", "asyncio", 0): _res(s=0.96),
+        # W8: higher is better: more round trips than asyncio (met).
+        Cell("W8", g, 0): _res(rt_per_s=90_000.0),
+        Cell("W8", "asyncio", 0): _res(rt_per_s=40_000.0),
+        Cell("W9", g, 1): _res(s=0.2),
+        Cell("W9", g, 2): _res(s=0.1),
+    }
+    workloads = ["W1", "W4", "W5", "W7", "W8", "W9"]
+    runtimes = [g, "asyncio", "uvloop"]
+    skipped = {("W9", "asyncio"): "no", ("W9", "uvloop"): "no"}
+    rows = build_rows(workloads, runtimes, results, skipped, 0)
+    by = {(r.id, r.figure): r for r in rows}
+    assert [r.figure for r in rows if r.id == "W1"] == [
+        "µs/round trip",
+        "µs/round trip procs=1",
+        "µs/round trip procs=4",
+        "procs=4 / procs=1",
+    ]
+    assert by["W1", "procs=4 / procs=1"].values == {g: pytest.approx(1.3)}
+    assert by["W1", "procs=4 / procs=1"].status["asyncio"].startswith("N/A: the procs rows")
+    assert by["W4", "procs=2 / procs=1"].values == {}
+    assert by["W4", "procs=2 / procs=1"].status[g] == "error: boom"
+    assert by["W9", "speed-up procs 1->2"].values == {g: pytest.approx(2.0)}
+
+    got = {(t["workload"], t["row"], t["peer"]): t for t in evaluate_targets(rows, workloads)}
+    assert {k: t["result"] for k, t in got.items()} == {
+        ("W1", "us_per_rt", "asyncio"): "met",
+        ("W1", "us_per_rt", "uvloop"): "not met",
+        ("W1", "us_per_rt", "gevent"): "not measured",
+        ("W1", "procs_ratio", None): "not met",
+        ("W4", "us_per_job", "asyncio"): "met",
+        ("W4", "procs_ratio", None): "not measured",
+        ("W5", "kib_per_g", None): "not met",
+        ("W7", "s", None): "met",
+        ("W7", "s", "asyncio"): "not met",
+        ("W8", "rt_per_s", "asyncio"): "met",
+        ("W8", "rt_per_s", "uvloop"): "not measured",
+        ("W9", "speedup", None): "met",
+    }
+    assert got["W1", "us_per_rt", "asyncio"]["value"] == pytest.approx(0.25)
+    assert got["W1", "us_per_rt", "asyncio"]["measured"] == "0.25x asyncio (4.00x better)"
+    assert got["W1", "us_per_rt", "gevent"]["why"] == "gevent did not run"
+    assert got["W4", "procs_ratio", None]["why"] == "goroutines: error: boom"
+    want = "≤ 0.1x asyncio (at least 10x faster than asyncio)"
+    assert got["W7", "s", "asyncio"]["target"] == want
+    assert got["W8", "rt_per_s", "asyncio"]["value"] == pytest.approx(2.25)
+    # Workloads not selected have no targets listed.
+    assert evaluate_targets(rows, ["W5"]) == [got["W5", "kib_per_g", None]]
+
+
+def test_targets_cover_the_issue() -> None:
+    # Each target names a row the table has, for its workload (a typo would only
+    # ever show as "not measured").
+    for t in TARGETS:
+        keys = {m.key for m in WORKLOADS[t.workload].metrics}
+        sweep = SWEEPS.get(t.workload)
+        if sweep is not None:
+            keys.add(sweep.derived_key)
+        assert t.row in keys, t
+    assert len({(t.workload, t.row, t.peer, t.bound) for t in TARGETS}) == len(TARGETS)

@@ -17,12 +17,24 @@ figure is the median over the repetitions.
 Ratios are oriented so that > 1 always means goroutines is better: the
 peer's figure over goroutines' where lower is better (times, memory), and
 goroutines' over the peer's where higher is better (round trips per
-second, speed-up). W9 runs goroutines at procs 1 and P (threads: a pool of
-1 and P) and derives the speed-up from the two medians.
+second, speed-up).
+
+Some workloads are also run at fixed ``procs`` (``SWEEPS``): W9 only at
+procs 1 and P (goroutines; threads: a pool of 1 and P), with the speed-up
+derived from the two medians; W1 (procs 1 and 4) and W4 (procs 1 and 2)
+for goroutines besides their default-procs cells, with the cost ratio of
+the two, which the issue bounds. These cells take their turn in the same
+round-robin as the others, each a fresh process.
+
+The issue's targets are data (``TARGETS``): each names a row and a bound,
+on goroutines' own figure or on its ratio to one peer's, and is evaluated
+on the run's medians as met, not met or not measured (a cell that did not
+run or failed, a peer not installed).
 
 Outputs (``--out``, by default ``benchmarks/results/``): ``bench.json``
-(every sample and the medians), ``bench.md`` (the table) and ``bench.png``
-(a bar chart, log scale, one group per figure; skipped without matplotlib).
+(every sample, the medians, the rows, the targets), ``bench.md`` (the
+table and the targets) and ``bench.png`` (a bar chart, log scale, one
+group per figure that a peer has too; skipped without matplotlib).
 """
 
 from __future__ import annotations
@@ -32,17 +44,19 @@ import datetime
 import importlib.metadata
 import importlib.util
 import json
+import operator
 import os
 import platform
 import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final, final
 
-__all__ = ["RUNTIMES", "WORKLOADS", "main"]
+__all__ = ["RUNTIMES", "SWEEPS", "TARGETS", "WORKLOADS", "main"]
 
 #: src/goroutines/_bench.py -> the checkout's root holds benchmarks/.
 _SRC: Final = Path(__file__).resolve().parents[1]
@@ -179,6 +193,51 @@ _NA: Final[dict[tuple[str, str], str]] = {
 
 @final
 @dataclass(frozen=True)
+class Sweep:
+    """A workload also measured at two fixed ``procs``, ``lo`` and ``hi``, and the two related.
+
+    Its rows: the workload's figure at procs ``lo``, at ``hi``, and a derived
+    row: ``lo / hi`` as a speed-up (higher is better) if ``speedup``, else
+    ``hi / lo``, what ``hi`` costs relative to ``lo`` (lower is better).
+    """
+
+    workload: str
+    lo: int
+    hi: int  # 0: --procs, at least 2
+    runtimes: tuple[str, ...]  # the others are N/A on these rows
+    na: str  # why the others are N/A
+    replaces_default: bool  # True: only these cells run (no default-procs row)
+    speedup: bool
+
+    def procs(self, procs: int) -> tuple[int, int]:
+        """``(lo, hi)`` for a run at ``--procs procs`` (0 = the default)."""
+        return self.lo, self.hi or max(procs, 2)
+
+    def derived_figure(self, procs: int) -> str:
+        lo, hi = self.procs(procs)
+        return f"speed-up procs {lo}->{hi}" if self.speedup else f"procs={hi} / procs={lo}"
+
+    @property
+    def derived_key(self) -> str:
+        return "speedup" if self.speedup else "procs_ratio"
+
+
+_GOROUTINES_PROCS: Final = (
+    "the procs rows measure goroutines' procs (GOMAXPROCS), a knob the peers lack"
+)
+
+SWEEPS: Final[dict[str, Sweep]] = {
+    s.workload: s
+    for s in (
+        Sweep("W1", 1, 4, ("goroutines",), _GOROUTINES_PROCS, False, False),
+        Sweep("W4", 1, 2, ("goroutines",), _GOROUTINES_PROCS, False, False),
+        Sweep("W9", 1, 0, ("goroutines", "threads"), _NA["W9", "asyncio"], True, True),
+    )
+}
+
+
+@final
+@dataclass(frozen=True)
 class Cell:
     """One (workload, runtime, procs) combination, run ``repeat`` times."""
 
@@ -189,8 +248,9 @@ class Cell:
     @property
     def key(self) -> str:
         """How the cell is named in the JSON and the progress lines."""
-        p = f"@procs={self.procs}" if self.workload == "W9" else ""
-        return f"{self.workload}/{self.runtime}{p}"
+        sweep = SWEEPS.get(self.workload)
+        swept = sweep is not None and self.runtime in sweep.runtimes and self.procs
+        return f"{self.workload}/{self.runtime}" + (f"@procs={self.procs}" if swept else "")
 
 
 @final
@@ -212,6 +272,7 @@ class Row:
     lower_is_better: bool
     values: dict[str, float]
     status: dict[str, str]  # runtime -> "N/A: why" or "error: why" (no value)
+    key: str = ""  # what targets name it by: the metric's key, "@procs=N", or the derived row's
 
     def ratio(self, runtime: str) -> float | None:
         """How many times better goroutines is than ``runtime`` on this row (> 1: better)."""
@@ -226,15 +287,21 @@ class Row:
 
 
 def _plan(workloads: list[str], runtimes: list[str], procs: int) -> list[list[Cell]]:
-    """Per workload, the cells to run (W9: procs 1 and P for goroutines and threads)."""
-    p9 = procs if procs > 1 else 2
+    """Per workload, the cells to run: each runtime at ``procs``, plus the sweeps' cells.
+
+    A sweep's cells follow their runtime's default cell; one equal to it
+    (``--procs`` set to a sweep's procs) is run once, for both rows.
+    """
     plan = []
     for w in workloads:
-        if w == "W9":
-            cells = [Cell(w, rt, p) for rt in runtimes for p in (1, p9)]
-        else:
-            cells = [Cell(w, rt, procs) for rt in runtimes]
-        plan.append(cells)
+        sweep = SWEEPS.get(w)
+        cells: list[Cell] = []
+        for rt in runtimes:
+            if sweep is None or not sweep.replaces_default:
+                cells.append(Cell(w, rt, procs))
+            if sweep is not None and rt in sweep.runtimes:
+                cells += [Cell(w, rt, p) for p in sweep.procs(procs)]
+        plan.append(list(dict.fromkeys(cells)))
     return plan
 
 
@@ -342,6 +409,38 @@ def _median(samples: list[dict[str, float]], key: str) -> float | None:
     return statistics.median(vals) if vals else None
 
 
+def _row(
+    w: str,
+    m: Metric,
+    procs: int,
+    sweep: Sweep | None,
+    runtimes: list[str],
+    results: dict[Cell, CellResult],
+    skipped: dict[tuple[str, str], str],
+) -> Row:
+    """Metric ``m`` of workload ``w`` at ``procs``: a sweep's row if ``sweep`` is given."""
+    suffix = f"@procs={procs}" if sweep is not None else ""
+    row = Row(w, m.unit + suffix.replace("@", " "), m.lower_is_better, {}, {}, m.key + suffix)
+    for rt in runtimes:
+        if (w, rt) in skipped:
+            row.status[rt] = "N/A: " + skipped[w, rt]
+            continue
+        if sweep is not None and rt not in sweep.runtimes:
+            row.status[rt] = "N/A: " + sweep.na
+            continue
+        res = results.get(Cell(w, rt, procs))
+        if res is None:
+            continue
+        v = _median(res.samples, m.key)
+        if res.error is not None:
+            row.status[rt] = "error: " + res.error
+        elif res.na is not None:
+            row.status[rt] = "N/A: " + res.na
+        elif v is not None:
+            row.values[rt] = v
+    return row
+
+
 def build_rows(
     workloads: list[str],
     runtimes: list[str],
@@ -349,41 +448,26 @@ def build_rows(
     skipped: dict[tuple[str, str], str],
     procs: int,
 ) -> list[Row]:
+    """The table: per workload, a row per figure; a sweep adds its procs rows and their ratio."""
     rows: list[Row] = []
-    p9 = procs if procs > 1 else 2
     for w in workloads:
         wl = WORKLOADS[w]
-        variants: list[tuple[str, int]] = [("", procs)]
-        if w == "W9":
-            variants = [(" procs=1", 1), (f" procs={p9}", p9)]
-        for m in wl.metrics:
-            for suffix, p in variants:
-                row = Row(w, m.unit + suffix, m.lower_is_better, {}, {})
-                for rt in runtimes:
-                    if (w, rt) in skipped:
-                        row.status[rt] = "N/A: " + skipped[w, rt]
-                        continue
-                    res = results.get(Cell(w, rt, p))
-                    if res is None:
-                        continue
-                    v = _median(res.samples, m.key)
-                    if res.error is not None:
-                        row.status[rt] = "error: " + res.error
-                    elif res.na is not None:
-                        row.status[rt] = "N/A: " + res.na
-                    elif v is not None:
-                        row.values[rt] = v
-                rows.append(row)
-        if w == "W9" and len(rows) >= 2:
-            t1, tp = rows[-2], rows[-1]
-            speed = Row(w, f"speed-up procs 1->{p9}", False, {}, {})
-            for rt in runtimes:
-                a, b = t1.values.get(rt), tp.values.get(rt)
-                if a is not None and b is not None and b > 0:
-                    speed.values[rt] = a / b
-                elif rt in t1.status or rt in tp.status:
-                    speed.status[rt] = t1.status.get(rt) or tp.status.get(rt, "")
-            rows.append(speed)
+        sweep = SWEEPS.get(w)
+        if sweep is None or not sweep.replaces_default:
+            rows += [_row(w, m, procs, None, runtimes, results, skipped) for m in wl.metrics]
+        if sweep is None:
+            continue
+        # Swept workloads have one figure; the derived row relates its two procs.
+        m = wl.metrics[0]
+        lo, hi = (_row(w, m, p, sweep, runtimes, results, skipped) for p in sweep.procs(procs))
+        d = Row(w, sweep.derived_figure(procs), not sweep.speedup, {}, {}, sweep.derived_key)
+        for rt in runtimes:
+            a, b = lo.values.get(rt), hi.values.get(rt)
+            if a is not None and b is not None and a > 0 and b > 0:
+                d.values[rt] = a / b if sweep.speedup else b / a
+            elif rt in lo.status or rt in hi.status:
+                d.status[rt] = lo.status.get(rt) or hi.status.get(rt, "")
+        rows += [lo, hi, d]
     return rows
 
 
@@ -400,18 +484,23 @@ def _cell_text(row: Row, rt: str) -> str:
     return "N/A" if status else "-"
 
 
-def table_lines(rows: list[Row], runtimes: list[str], markdown: bool) -> list[str]:
-    header = ["", "figure", *runtimes]
-    body = [[r.id, r.figure, *(_cell_text(r, rt) for rt in runtimes)] for r in rows]
+def _grid(header: list[str], body: list[list[str]], markdown: bool, left: int) -> list[str]:
+    """A table, Markdown or aligned text (the first ``left`` columns flush left)."""
     if markdown:
         lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         lines += ["| " + " | ".join(b) + " |" for b in body]
         return lines
     widths = [max(len(x[i]) for x in [header, *body]) for i in range(len(header))]
-    fmt = "  ".join(f"{{:{'<' if i < 2 else '>'}{w}}}" for i, w in enumerate(widths))
+    fmt = "  ".join(f"{{:{'<' if i < left else '>'}{w}}}" for i, w in enumerate(widths))
     lines = [fmt.format(*header), fmt.format(*("-" * w for w in widths))]
     lines += [fmt.format(*b) for b in body]
-    return lines
+    return [ln.rstrip() for ln in lines]
+
+
+def table_lines(rows: list[Row], runtimes: list[str], markdown: bool) -> list[str]:
+    header = ["", "figure", *runtimes]
+    body = [[r.id, r.figure, *(_cell_text(r, rt) for rt in runtimes)] for r in rows]
+    return _grid(header, body, markdown, left=2)
 
 
 LEGEND: Final = (
@@ -425,14 +514,16 @@ LEGEND: Final = (
 def _notes(
     rows: list[Row], runtimes: list[str], results: dict[Cell, CellResult], sizes: dict[str, int]
 ) -> list[str]:
-    notes: list[str] = []
-    seen: set[str] = set()
+    # One note per workload and status, naming every runtime it applies to.
+    by_status: dict[tuple[str, str], list[str]] = {}
     for row in rows:
         for rt in runtimes:
             s = row.status.get(rt)
-            if s and f"{row.id}/{rt}" not in seen:
-                seen.add(f"{row.id}/{rt}")
-                notes.append(f"{row.id} {rt}: {s}")
+            if s:
+                named = by_status.setdefault((row.id, s), [])
+                if rt not in named:
+                    named.append(rt)
+    notes = [f"{w} {', '.join(rts)}: {s}" for (w, s), rts in by_status.items()]
     for cell, res in results.items():
         if res.samples and res.size and res.size != sizes[cell.workload]:
             notes.append(
@@ -455,6 +546,157 @@ def _notes(
                     f"W8 {cell.runtime}: server used {sc:.2f} cores, load client {cc:.2f} cores"
                 )
     return notes
+
+
+# -- the targets -----------------------------------------------------------------
+
+
+@final
+@dataclass(frozen=True)
+class Target:
+    """One of the issue's targets: a bound on one row's figure for goroutines.
+
+    Without ``peer`` the bound is on goroutines' figure itself (W5's KiB,
+    W7's seconds, a sweep's derived row). With ``peer`` it is on goroutines'
+    figure over the peer's, as the issue states them ("≤ 0.3x asyncio"):
+    below 1 goroutines takes less (time, memory), above 1 it does more
+    (round trips per second).
+    """
+
+    workload: str
+    row: str  # a Row.key: a metric's key, or a sweep's "procs_ratio" / "speedup"
+    op: str  # a key of _OPS
+    bound: float
+    peer: str | None = None
+    says: str = ""  # the issue's words, where the bound alone does not say it
+
+    @property
+    def text(self) -> str:
+        b = f"{self.bound:g}x {self.peer}" if self.peer else f"{self.bound:g}"
+        return f"{_OPS[self.op][1]} {b}" + (f" ({self.says})" if self.says else "")
+
+
+_OPS: Final[dict[str, tuple[Callable[[float, float], bool], str]]] = {
+    "<=": (operator.le, "≤"),
+    "<": (operator.lt, "<"),
+    ">=": (operator.ge, "≥"),
+}
+
+#: The issue's targets (its section "Targets"), in its order. Not here: "idle
+#: burns < 1 % of a core", which no workload measures.
+TARGETS: Final[tuple[Target, ...]] = (
+    Target("W1", "us_per_rt", "<=", 0.3, "asyncio"),
+    Target("W1", "us_per_rt", "<", 1, "uvloop", "faster than uvloop"),
+    Target("W1", "us_per_rt", "<", 1, "gevent", "faster than gevent"),
+    Target("W1", "procs_ratio", "<=", 1.2),
+    Target("W2", "us_per_g", "<=", 0.5, "asyncio"),
+    Target("W3", "s", "<=", 0.5, "asyncio"),
+    Target("W4", "us_per_job", "<=", 0.6, "asyncio"),
+    Target("W4", "procs_ratio", "<=", 1.2),
+    Target("W5", "kib_per_g", "<=", 0.7),
+    Target("W6", "s", "<=", 0.5, "asyncio"),
+    Target("W7", "s", "<=", 0.15),
+    Target("W7", "s", "<=", 0.1, "asyncio", "at least 10x faster than asyncio"),
+    Target("W8", "rt_per_s", ">=", 1, "asyncio"),
+    Target("W8", "rt_per_s", ">=", 1, "uvloop", "an aim, not a target"),
+    Target("W9", "speedup", ">=", 1.7),
+)
+
+MET: Final = "met"
+NOT_MET: Final = "not met"
+NOT_MEASURED: Final = "not measured"
+
+
+def _missing(row: Row, rt: str) -> str:
+    """Why ``row`` has no figure for ``rt``."""
+    return f"{rt}: {row.status[rt]}" if rt in row.status else f"{rt} did not run"
+
+
+def evaluate_targets(rows: list[Row], workloads: list[str]) -> list[dict[str, Any]]:
+    """Each target of the selected workloads against the run's medians.
+
+    ``result`` is met, not met, or not measured (``why``: a cell failed, was
+    N/A, or did not run, e.g. its peer is not installed).
+    """
+    by_key = {(r.id, r.key): r for r in rows}
+    out: list[dict[str, Any]] = []
+    for t in TARGETS:
+        if t.workload not in workloads:
+            continue
+        row = by_key.get((t.workload, t.row))
+        entry: dict[str, Any] = {
+            "workload": t.workload,
+            "row": t.row,
+            "figure": row.figure if row else t.row,
+            "target": t.text,
+            "peer": t.peer,
+            "op": t.op,
+            "bound": t.bound,
+            "value": None,
+            "measured": "",
+            "result": NOT_MEASURED,
+            "why": None,
+        }
+        out.append(entry)
+        if row is None:
+            entry["why"] = f"no row {t.row}"
+            continue
+        g = row.values.get("goroutines")
+        if g is None:
+            entry["why"] = _missing(row, "goroutines")
+            continue
+        if t.peer is None:
+            value = g
+            entry["measured"] = _format_metric(g)
+        else:
+            v = row.values.get(t.peer)
+            if v is None or v <= 0 or g <= 0:
+                entry["why"] = _missing(row, t.peer)
+                continue
+            value = g / v
+            entry["measured"] = f"{_format_ratio(value)} {t.peer}"
+            if row.lower_is_better:  # the table's figure: how many times better goroutines is
+                entry["measured"] += f" ({_format_ratio(v / g)} better)"
+        entry["value"] = value
+        entry["result"] = MET if _OPS[t.op][0](value, t.bound) else NOT_MET
+    return out
+
+
+def targets_summary(targets: list[dict[str, Any]]) -> str:
+    counts = {r: sum(t["result"] == r for t in targets) for r in (MET, NOT_MET, NOT_MEASURED)}
+    return "Targets: " + ", ".join(f"{n} {r}" for r, n in counts.items()) + "."
+
+
+def targets_caveat(meta: dict[str, Any]) -> str | None:
+    """What in this run differs from the conditions the issue states its targets for."""
+    diffs = []
+    if meta.get("quick"):
+        diffs.append("--quick sizes")
+    if meta.get("procs"):
+        diffs.append(f"procs={meta['procs']}")
+    if not str(meta.get("python", "")).startswith("3.11."):
+        diffs.append(f"CPython {meta.get('python')}")
+    if not diffs:
+        return None
+    return (
+        "The issue states its targets for full sizes, the default procs and CPython 3.11; "
+        f"this run differs ({', '.join(diffs)}): the verdicts are indicative only."
+    )
+
+
+def targets_lines(targets: list[dict[str, Any]], markdown: bool) -> list[str]:
+    header = ["", "figure", "target", "measured", "result"]
+    body = [
+        [
+            t["workload"],
+            t["figure"],
+            t["target"],
+            t["measured"] or "-",
+            t["result"] + (f" ({t['why']})" if t["why"] else ""),
+        ]
+        for t in targets
+    ]
+    return _grid(header, body, markdown, left=len(header))
 
 
 # -- the outputs -----------------------------------------------------------------
@@ -501,6 +743,7 @@ def write_outputs(
     runtimes: list[str],
     results: dict[Cell, CellResult],
     notes: list[str],
+    targets: list[dict[str, Any]],
 ) -> list[Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
@@ -512,6 +755,7 @@ def write_outputs(
                 "workload": r.id,
                 "title": WORKLOADS[r.id].title,
                 "figure": r.figure,
+                "key": r.key,
                 "lower_is_better": r.lower_is_better,
                 "values": r.values,
                 "ratios": {rt: r.ratio(rt) for rt in runtimes if rt != "goroutines"},
@@ -534,6 +778,7 @@ def write_outputs(
             }
             for c, res in results.items()
         ],
+        "targets": targets,
         "notes": notes,
     }
     path = out_dir / "bench.json"
@@ -561,6 +806,19 @@ def write_outputs(
         + ".",
         "",
     ]
+    if targets:
+        caveat = targets_caveat(meta)
+        md += [
+            "## Targets",
+            "",
+            "The issue's targets, from this run's medians (a ratio to a peer is goroutines' "
+            "figure over the peer's, as the issue states them).",
+            "",
+            *targets_lines(targets, markdown=True),
+            "",
+            targets_summary(targets) + (f" {caveat}" if caveat else ""),
+            "",
+        ]
     if notes:
         md += ["Notes:", "", *(f"- {n}" for n in notes), ""]
     path = out_dir / "bench.md"
@@ -583,11 +841,10 @@ def _chart(path: Path, rows: list[Row], runtimes: list[str], meta: dict[str, Any
     except ImportError:
         print("matplotlib is not installed: no chart (pip install -e '.[bench]')")
         return None
-    groups = [r for r in rows if "goroutines" in r.values]
-    if not groups:
-        return None
     peers = [rt for rt in runtimes if rt != "goroutines"]
-    if not peers:
+    # A row only goroutines has (a sweep's procs rows) would be an empty group.
+    groups = [r for r in rows if any(r.ratio(rt) is not None for rt in peers)]
+    if not groups or not peers:
         return None
     fig, ax = plt.subplots(figsize=(max(8.0, 1.0 * len(groups) + 3), 5.5))
     width = 0.8 / len(peers)
@@ -728,14 +985,24 @@ def main(argv: list[str] | None = None) -> int:
 
     rows = build_rows(workloads, runtimes, results, skipped, args.procs)
     notes = _notes(rows, runtimes, results, sizes)
+    targets = evaluate_targets(rows, workloads)
     print()
     for line in table_lines(rows, runtimes, markdown=False):
         print(line)
     print()
     print(LEGEND)
+    if targets:
+        print()
+        for line in targets_lines(targets, markdown=False):
+            print(line)
+        print(targets_summary(targets))
+        caveat = targets_caveat(meta)
+        if caveat:
+            print(caveat)
+    print()
     for n in notes:
         print("  " + n)
-    written = write_outputs(args.out, meta, rows, runtimes, results, notes)
+    written = write_outputs(args.out, meta, rows, runtimes, results, notes, targets)
     print(f"\nwritten: {', '.join(str(p) for p in written)} ({meta['seconds']:.0f} s)")
     errors = [c.key for c, r in results.items() if r.error is not None]
     if errors:
