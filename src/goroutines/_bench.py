@@ -926,7 +926,8 @@ def main(argv: list[str] | None = None) -> int:
         "--procs",
         type=int,
         default=0,
-        help="goroutines' procs (default: os.cpu_count()); W9 compares 1 and this (at least 2)",
+        help="goroutines' procs (default: os.cpu_count()); W1 also runs at procs 1 and 4, "
+        "W4 at 1 and 2, W9 only at 1 and this (at least 2)",
     )
     ap.add_argument("--quick", action="store_true", help="small sizes (a smoke test)")
     ap.add_argument(
