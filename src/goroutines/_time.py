@@ -1,9 +1,9 @@
 """Time: sleep, after, tick, Timer and Ticker, all entries in the runtime's one timer heap.
 
-``sleep`` parks the G and arms a timer whose callback readies it; the timer
-is armed by the unlock function, after the G is suspended, so it cannot
-fire early enough to ready a G that is still running (Go's
-``resetForSleep``).
+``sleep`` parks the G and puts the G itself in the heap, to be readied
+when due (no Timer object: see ``_runtime._timers``). It is armed by the
+unlock function, after the G is suspended, so it cannot fire early enough to
+ready a G that is still running (Go's ``resetForSleep``).
 
 ``Timer`` and ``Ticker`` deliver ``time.monotonic()`` on a channel of
 capacity 1 with a non-blocking send (a slow reader of a Ticker misses ticks,
@@ -14,7 +14,6 @@ drain the buffer, and a firing whose generation is old is dropped.
 
 from __future__ import annotations
 
-import functools
 import math
 import time
 import types
@@ -23,12 +22,15 @@ from typing import Any, final
 
 from ._chan import Chan
 from ._runtime import _timers
-from ._runtime._goroutine import G, WaitReason, gopark
+from ._runtime._goroutine import WaitReason, noop
 from ._runtime._scheduler import current_g, require
 
 # Enum members bound once: ``WaitReason.X`` goes through EnumType.__getattr__
 # (~70 ns on 3.11) on every park.
 _SLEEP = WaitReason.SLEEP
+_INF = math.inf
+_MethodType = types.MethodType
+_monotonic = time.monotonic
 
 __all__ = ["Ticker", "Timer", "after", "sleep", "tick"]
 
@@ -45,27 +47,26 @@ def _check_seconds(seconds: Any, what: str, positive: bool = False) -> float:
     return float(seconds)
 
 
-def _ready_g(g: G) -> None:
-    g.wake()
-
-
 @types.coroutine
 def sleep(seconds: float) -> Generator[Any, None, None]:
     """Pause the calling goroutine for ``seconds``; ``seconds <= 0`` returns at once."""
-    d = _check_seconds(seconds, "sleep")
-    if d <= 0:
-        return
+    # The common case (a positive finite float) skips _check_seconds; NaN
+    # fails the comparison and gets its error there.
+    if type(seconds) is not float or not 0.0 < seconds < _INF:
+        seconds = _check_seconds(seconds, "sleep")
+        if seconds <= 0:
+            return
+        if seconds == _INF:
+            current_g().wait_reason = _SLEEP
+            yield noop
+            return
+    when = _monotonic() + seconds
     g = current_g()
-    timers = require().timers
-    if d == math.inf:
-        arm: Any = _noop
-    else:
-        arm = functools.partial(timers.add, _timers.Timer(_ready_g, g), time.monotonic() + d)
-    yield from gopark(arm, _SLEEP, g)
-
-
-def _noop() -> None:
-    pass
+    # The G is its own timer (see _timers): the unlock function pushes it on
+    # the heap once the G is suspended, taking the time from ``g.elem``.
+    g.elem = when
+    g.wait_reason = _SLEEP
+    yield _MethodType(require().timers.arm_sleep, g)
 
 
 def _fire(arg: tuple[_ChanTimer, int]) -> None:

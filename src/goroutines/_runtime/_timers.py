@@ -2,21 +2,32 @@
 
 One heap per runtime (Go keeps one per P; with the GIL the per-P split buys
 nothing and costs a merge on every idle check). Each entry is
-``(when, seq, timer)``; an entry is live only while ``timer.active`` and its
-``seq`` is the timer's current one, so ``stop`` and ``reset`` are O(log n)
-at most: stale entries are left in the heap and skipped when they surface
-(Go's "deleted timers"), and the heap is rebuilt when more than half of it is
-stale so that a loop of cancelled timeouts cannot grow it without bound.
+``(when, seq, x)``, where ``x`` is a ``Timer`` or a sleeping ``G``.
 
-Callbacks run outside ``lock``, on whichever M found the timer due: an M in
-``find_runnable`` (with a P) or the M parked until the next timer (perhaps
-without one). They must not block: they ready a G or do a non-blocking send.
+A ``Timer`` entry is live only while ``timer.active`` and its ``seq`` is the
+timer's current one, so ``stop`` and ``reset`` are O(log n) at most: stale
+entries are left in the heap and skipped when they surface (Go's "deleted
+timers"), and the heap is rebuilt when more than half of it is stale so that
+a loop of cancelled timeouts cannot grow it without bound.
 
-Guards: ``heap``, ``nactive``, ``nstale``, every ``Timer`` field: ``lock``.
-``next_when`` is written under ``lock`` and read racily by Ms deciding
-whether to look (stale OK: a reader that misses a new earlier timer is either
-the M that is about to park, which re-reads it under ``sched.lock``, or is
-woken by ``on_earlier``).
+A ``G`` entry is ``sleep``'s: one-shot, never stopped, so always live; it
+fires by readying the G (``G.wake``). The G is its own timer, as it is its
+own sudog for channel waits: a sleeping G keeps alive nothing but its
+generator and the entry (W6 parks 100 000 of them, and the cyclic GC
+traverses every live object on each full collection). It is armed by
+``arm_sleep``, sleep's unlock function, so after the G is suspended (Go's
+``resetForSleep``): the time is passed in ``g.elem``, unused while a G sleeps.
+
+Callbacks (and ``G.wake``) run outside ``lock``, on whichever M found the
+timer due: an M in ``find_runnable`` (with a P) or the M parked until the next
+timer (perhaps without one). They must not block: they ready a G or do a
+non-blocking send.
+
+Guards: ``heap``, ``nactive``, ``nstale``, ``seq``, every ``Timer`` field:
+``lock``. ``next_when`` is written under ``lock`` and read racily by Ms
+deciding whether to look (stale OK: a reader that misses a new earlier timer
+is either the M that is about to park, which re-reads it under
+``sched.lock``, or is woken by ``on_earlier``).
 """
 
 from __future__ import annotations
@@ -27,6 +38,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from ._goroutine import G
+
 __all__ = ["INF", "Timer", "Timers"]
 
 INF = float("inf")
@@ -34,6 +47,10 @@ INF = float("inf")
 #: goroutines keep running): any M that sees it fires it, and sysmon starts
 #: an M for it if none is idle-waiting for timers.
 TIMER_LATE = 1e-3
+
+_heappush = heapq.heappush
+_heappop = heapq.heappop
+_monotonic = time.monotonic
 
 
 class Timer:
@@ -54,12 +71,26 @@ class Timer:
         self.firing = 0
 
 
+def _live(e: tuple[float, int, Timer | G]) -> bool:
+    t = e[2]
+    return type(t) is not Timer or (t.active and e[1] == t.seq)
+
+
 class Timers:
-    __slots__ = ("heap", "lock", "nactive", "next_when", "nstale", "on_earlier", "seq")
+    __slots__ = (
+        "arm_sleep",
+        "heap",
+        "lock",
+        "nactive",
+        "next_when",
+        "nstale",
+        "on_earlier",
+        "seq",
+    )
 
     def __init__(self, on_earlier: Callable[[], None]) -> None:
         self.lock = threading.Lock()
-        self.heap: list[tuple[float, int, Timer]] = []
+        self.heap: list[tuple[float, int, Timer | G]] = []
         self.next_when = INF
         self.nactive = 0
         self.nstale = 0
@@ -67,6 +98,9 @@ class Timers:
         #: Called (no lock held) when a new timer becomes the earliest, to wake
         #: the M sleeping until the previous earliest one.
         self.on_earlier = on_earlier
+        #: ``_arm_sleep`` bound once: ``sleep`` binds it to its G with
+        #: ``types.MethodType``, one short-lived object per sleep.
+        self.arm_sleep: Callable[[G], None] = self._arm_sleep
 
     # -- lock held --------------------------------------------------------
 
@@ -78,7 +112,7 @@ class Timers:
         if not t.active:
             t.active = True
             self.nactive += 1
-        heapq.heappush(self.heap, (when, t.seq, t))
+        _heappush(self.heap, (when, t.seq, t))
         if when < self.next_when:
             self.next_when = when
             return True
@@ -92,7 +126,7 @@ class Timers:
         self.nactive -= 1
         self.nstale += 1
         if self.nstale > 64 and self.nstale * 2 > len(self.heap):
-            self.heap = [e for e in self.heap if e[2].active and e[1] == e[2].seq]
+            self.heap = [e for e in self.heap if _live(e)]
             heapq.heapify(self.heap)
             self.nstale = 0
         self._update_next()
@@ -102,10 +136,10 @@ class Timers:
         heap = self.heap
         while heap:
             when, seq, t = heap[0]
-            if t.active and seq == t.seq:
+            if type(t) is not Timer or (t.active and seq == t.seq):
                 self.next_when = when
                 return
-            heapq.heappop(heap)
+            _heappop(heap)
             if self.nstale:
                 self.nstale -= 1
         self.next_when = INF
@@ -120,6 +154,20 @@ class Timers:
             earliest = self._push(t, when)
         if earliest:
             self.on_earlier()
+
+    def _arm_sleep(self, g: G) -> None:
+        """``sleep``'s unlock function (bound to ``g``; see the module
+        docstring): ready ``g`` at the monotonic time in ``g.elem``."""
+        when: float = g.elem
+        g.elem = None
+        with self.lock:
+            self.seq += 1
+            self.nactive += 1
+            _heappush(self.heap, (when, self.seq, g))
+            if when >= self.next_when:
+                return
+            self.next_when = when
+        self.on_earlier()
 
     def stop(self, t: Timer) -> bool:
         """Disarm ``t``; return whether it was armed (Go's ``Timer.Stop``)."""
@@ -144,17 +192,25 @@ class Timers:
 
     def run_due(self) -> int:
         """Fire every timer that is due; return how many fired. Any M, no lock held."""
-        now = time.monotonic()
-        fired: list[tuple[Callable[[Any], None], Any, Timer]] = []
+        now = _monotonic()
+        # In heap order: a sleeping G, or (f, arg, timer), f and arg read
+        # under the lock (``reset`` may change them as soon as it is released).
+        fired: list[G | tuple[Callable[[Any], None], Any, Timer]] = []
+        ntimers = 0
         with self.lock:
             heap = self.heap
             while heap and heap[0][0] <= now:
-                when, seq, t = heapq.heappop(heap)
+                when, seq, t = _heappop(heap)
+                if isinstance(t, G):
+                    fired.append(t)
+                    self.nactive -= 1
+                    continue
                 if not (t.active and seq == t.seq):
                     if self.nstale:
                         self.nstale -= 1
                     continue
                 fired.append((t.f, t.arg, t))
+                ntimers += 1
                 t.firing += 1
                 if t.period > 0:
                     # Skip the ticks we are late for, as Go does.
@@ -162,20 +218,26 @@ class Timers:
                     self.seq += 1
                     t.seq = self.seq
                     t.when = nxt
-                    heapq.heappush(heap, (nxt, t.seq, t))
+                    _heappush(heap, (nxt, t.seq, t))
                 else:
                     t.active = False
                     self.nactive -= 1
             self._update_next()
-        if not fired:
-            return 0
+        if not ntimers:
+            for g in fired:
+                g.wake()  # type: ignore[union-attr]  # all Gs
+            return len(fired)
         try:
-            for f, arg, _ in fired:
-                f(arg)
+            for x in fired:
+                if isinstance(x, G):
+                    x.wake()
+                else:
+                    x[0](x[1])
         finally:
             with self.lock:
-                for _, _, t in fired:
-                    t.firing -= 1
+                for x in fired:
+                    if not isinstance(x, G):
+                        x[2].firing -= 1
         return len(fired)
 
     def until_next(self) -> float | None:
@@ -183,4 +245,4 @@ class Timers:
         nw = self.next_when
         if nw == INF:
             return None
-        return max(0.0, nw - time.monotonic())
+        return max(0.0, nw - _monotonic())
