@@ -23,6 +23,7 @@ from typing import Any, final
 from ._chan import Chan
 from ._runtime import _timers
 from ._runtime._goroutine import WaitReason, noop
+from ._runtime._machine import _tls
 from ._runtime._scheduler import current_g, require
 
 # Enum members bound once: ``WaitReason.X`` goes through EnumType.__getattr__
@@ -61,12 +62,18 @@ def sleep(seconds: float) -> Generator[Any, None, None]:
             yield noop
             return
     when = _monotonic() + seconds
-    g = current_g()
+    # current_g() and require(), inlined: this is the hot path (W6). Not
+    # ``try: _tls.m``: an exception handler would add a stack slot to the
+    # frame of every sleeping G.
+    m: Any = _tls.__dict__.get("m")
+    g: Any = None if m is None else m.curg
+    if g is None:
+        current_g()  # raises the error that says why
     # The G is its own timer (see _timers): the unlock function pushes it on
     # the heap once the G is suspended, taking the time from ``g.elem``.
     g.elem = when
     g.wait_reason = _SLEEP
-    yield _MethodType(require().timers.arm_sleep, g)
+    yield _MethodType(m.sched.timers.arm_sleep, g)
 
 
 def _fire(arg: tuple[_ChanTimer, int]) -> None:

@@ -50,6 +50,7 @@ TIMER_LATE = 1e-3
 
 _heappush = heapq.heappush
 _heappop = heapq.heappop
+_heapreplace = heapq.heapreplace
 _monotonic = time.monotonic
 
 
@@ -160,14 +161,20 @@ class Timers:
         docstring): ready ``g`` at the monotonic time in ``g.elem``."""
         when: float = g.elem
         g.elem = None
-        with self.lock:
-            self.seq += 1
+        # acquire/release, not ``with``: ~80 ns less, on every sleep.
+        lock = self.lock
+        lock.acquire()
+        try:
+            self.seq = seq = self.seq + 1
             self.nactive += 1
-            _heappush(self.heap, (when, self.seq, g))
-            if when >= self.next_when:
-                return
-            self.next_when = when
-        self.on_earlier()
+            _heappush(self.heap, (when, seq, g))
+            earliest = when < self.next_when
+            if earliest:
+                self.next_when = when
+        finally:
+            lock.release()
+        if earliest:
+            self.on_earlier()
 
     def stop(self, t: Timer) -> bool:
         """Disarm ``t``; return whether it was armed (Go's ``Timer.Stop``)."""
@@ -197,18 +204,29 @@ class Timers:
         # under the lock (``reset`` may change them as soon as it is released).
         fired: list[G | tuple[Callable[[Any], None], Any, Timer]] = []
         ntimers = 0
-        with self.lock:
+        lock = self.lock
+        lock.acquire()  # not ``with``, as in _arm_sleep
+        try:
             heap = self.heap
-            while heap and heap[0][0] <= now:
-                when, seq, t = _heappop(heap)
+            # _update_next, inlined: it ends the loop.
+            while heap:
+                when, seq, t = heap[0]
                 if isinstance(t, G):
+                    if when > now:
+                        self.next_when = when
+                        break
+                    _heappop(heap)
                     fired.append(t)
                     self.nactive -= 1
                     continue
                 if not (t.active and seq == t.seq):
+                    _heappop(heap)
                     if self.nstale:
                         self.nstale -= 1
                     continue
+                if when > now:
+                    self.next_when = when
+                    break
                 fired.append((t.f, t.arg, t))
                 ntimers += 1
                 t.firing += 1
@@ -218,11 +236,15 @@ class Timers:
                     self.seq += 1
                     t.seq = self.seq
                     t.when = nxt
-                    _heappush(heap, (nxt, t.seq, t))
+                    _heapreplace(heap, (nxt, t.seq, t))
                 else:
+                    _heappop(heap)
                     t.active = False
                     self.nactive -= 1
-            self._update_next()
+            else:
+                self.next_when = INF
+        finally:
+            lock.release()
         if not ntimers:
             for g in fired:
                 g.wake()  # type: ignore[union-attr]  # all Gs
