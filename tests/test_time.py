@@ -383,6 +383,96 @@ def test_many_stopped_timers_do_not_fire(procs: int) -> None:
     assert gr.run(main, procs=procs) == 0
 
 
+def test_sleepers_and_timers_share_the_heap(procs: int) -> None:
+    """Sleeping Gs are heap entries of their own (no Timer): they fire in
+    the same passes as Timers, Tickers and stale entries, and survive the
+    heap rebuild that stopped Timers trigger."""
+
+    async def main() -> tuple[int, int, int, int]:
+        n = 300
+        done: gr.Chan[int] = gr.Chan(n)
+        early = 0
+
+        async def sleeper(d: float) -> None:
+            nonlocal early
+            t0 = time.monotonic()
+            await gr.sleep(d)
+            early += time.monotonic() - t0 < d
+            await done.send(1)
+
+        async def waiter(d: float) -> None:
+            nonlocal early
+            t0 = time.monotonic()
+            await gr.after(d).recv()
+            early += time.monotonic() - t0 < d
+            await done.send(1)
+
+        ticker = gr.Ticker(0.003)
+        for i in range(n):
+            gr.go(sleeper if i % 2 else waiter, random.uniform(0.03, 0.08))
+        await gr.sleep(0.01)  # all of them parked
+        for _ in range(n + 100):
+            # Stale entries, more than half of the heap: it is rebuilt.
+            assert gr.Timer(1.0).stop()
+        got = 0
+        give_up = gr.after(5.0)  # fail rather than hang if sleepers were lost
+        for _ in range(n):
+            i, _ = await gr.select(done.recv, give_up.recv)
+            if i == 1:
+                break
+            got += 1
+        ticks = 0
+        while (await gr.select(ticker.c.recv, gr.default))[0] == 0:
+            ticks += 1
+        ticker.stop()
+        await gr.sleep(0.01)
+        stale = 0
+        while (await gr.select(ticker.c.recv, gr.default))[0] == 0:
+            stale += 1
+        return got, early, ticks, stale
+
+    got, early, ticks, stale = gr.run(main, procs=procs)
+    assert (got, early, stale) == (300, 0, 0)
+    assert ticks <= 1  # capacity 1: the ticks missed meanwhile are dropped
+
+
+def test_sleeps_between_channel_operations(procs: int) -> None:
+    """A sleep passes its wake-up time to the timer heap in the G's ``elem``,
+    which channel operations use too."""
+
+    async def main() -> list[int]:
+        ch: gr.Chan[int] = gr.Chan()
+        out: list[int] = []
+
+        async def producer() -> None:
+            for i in range(20):
+                await gr.sleep(0.0005)
+                await ch.send(i)
+            ch.close()
+
+        gr.go(producer)
+        async for v in ch:
+            out.append(v)
+            await gr.sleep(0.0005)
+        return out
+
+    assert gr.run(main, procs=procs) == list(range(20))
+
+
+class _Seconds(float):
+    pass
+
+
+def test_sleep_takes_ints_and_float_subclasses(procs: int) -> None:
+    async def main() -> float:
+        t0 = time.monotonic()
+        await gr.sleep(0)
+        await gr.sleep(_Seconds(0.02))
+        return time.monotonic() - t0
+
+    assert 0.02 <= gr.run(main, procs=procs) < 0.02 + SLACK
+
+
 # -- bad input -----------------------------------------------------------------------------------
 
 
@@ -412,7 +502,8 @@ def test_bad_durations(procs: int, make: Any, exc: type[Exception], pattern: str
 
 
 @pytest.mark.parametrize(
-    ("d", "exc"), [("0.1", TypeError), (None, TypeError), (math.nan, ValueError)]
+    ("d", "exc"),
+    [("0.1", TypeError), (None, TypeError), (True, TypeError), (math.nan, ValueError)],
 )
 def test_bad_sleep(procs: int, d: Any, exc: type[Exception]) -> None:
     async def main() -> None:
