@@ -2,7 +2,8 @@
 
 Each example is a generated program run inside one ``gr.run()``: a few
 channels (buffered and unbuffered) and a list of operations. Blocking
-operations (send, recv, recv_ok, select without default) each start in their
+operations (send, recv, recv_ok, ``async for``'s ``__anext__``, select without
+default) each start in their
 own goroutine; close and non-blocking selects (with default) run in main.
 After every operation main waits until every other goroutine is parked
 (``wait_blocked``), so the runtime is quiescent, and compares it with the
@@ -39,7 +40,7 @@ from goroutines._runtime import _scheduler
 
 NCHAN = 3
 
-# A case: (kind, channel index); ops: ("send"|"recv"|"recv_ok"|"close", c),
+# A case: (kind, channel index); ops: ("send"|"recv"|"recv_ok"|"anext"|"close", c),
 # ("select", cases) or ("try_select", cases, default position).
 Case = tuple[str, int] | None
 
@@ -180,10 +181,20 @@ def cases_st(draw: st.DrawFn) -> list[Case]:
 def op_st(draw: st.DrawFn) -> tuple[Any, ...]:
     kind = draw(
         st.sampled_from(
-            ["send", "recv", "select", "try_select", "send", "recv_ok", "select", "close"]
+            [
+                "send",
+                "recv",
+                "select",
+                "try_select",
+                "send",
+                "recv_ok",
+                "anext",
+                "select",
+                "close",
+            ]
         )
     )
-    if kind in ("send", "recv", "recv_ok", "close"):
+    if kind in ("send", "recv", "recv_ok", "anext", "close"):
         return (kind, draw(chan_idx))
     cases = draw(cases_st())
     if kind == "select":
@@ -198,6 +209,14 @@ program_st = st.tuples(
 
 
 # -- running a program -------------------------------------------------------------------------
+
+
+async def _anext_ok(ch: gr.Chan[Any]) -> tuple[Any, bool]:
+    """One step of ``async for v in ch``, as ``recv_ok`` would report it."""
+    try:
+        return await ch.__anext__(), True
+    except StopAsyncIteration:
+        return None, False
 
 
 def _case_obj(chans: list[gr.Chan[Any]], case: Case, value: Any) -> Any:
@@ -271,11 +290,16 @@ async def _execute(
             except gr.ChanClosed:
                 closed_ok = False
             assert closed_ok == model.close(c), f"step {wid}: close({c})"
-        elif kind in ("send", "recv", "recv_ok"):
+        elif kind in ("send", "recv", "recv_ok", "anext"):
             c = op[1]
             value = 1000 + wid
             ch = chans[c]
-            coro = ch.send(value) if kind == "send" else getattr(ch, kind)()
+            if kind == "send":
+                coro: Awaitable[Any] = ch.send(value)
+            elif kind == "anext":
+                coro = _anext_ok(ch)
+            else:
+                coro = getattr(ch, kind)()
             gr.go(run_op, wid, coro, kind == "send")
             await blocked()
             w = Waiter(wid, select=False)
