@@ -148,11 +148,13 @@ class M:
         sched = self.sched
         timers = sched.timers
         monotonic = time.monotonic
+        # Our P and its queues, reloaded only after the calls that may
+        # change our P (a park of the G keeps it).
+        p = self.p
+        assert p is not None
+        rn = p.runnext
+        runq = p.runq
         while True:
-            p = self.p
-            assert p is not None
-            rn = p.runnext
-            runq = p.runq
             gp: G | None = None
             if (
                 (rn or runq)
@@ -170,14 +172,21 @@ class M:
                 gp = self.find_runnable()
                 if gp is None:
                     return
+                p = self.p
+                assert p is not None
+                rn = p.runnext
+                runq = p.runq
             if self.spinning:  # we found work: stop spinning (both paths)
                 self.resetspinning()
-            lm = gp.locked_m
-            if lm is not None and lm is not self:
+            if gp.locked_m is not None and gp.locked_m is not self:
                 # gp may run only on its own M: give that M our P, and park.
                 self.startlockedm(gp)
                 if not self.stopm():
                     return
+                p = self.p
+                assert p is not None
+                rn = p.runnext
+                runq = p.runq
                 continue
             # ``execute(gp)``, inlined for its common case (a coroutine that
             # parks): one Python call less per step. Keep the two in step.
@@ -213,15 +222,20 @@ class M:
                         # A park changes nothing else about this M (no
                         # syscall: our P stays); ``stopping`` is seen at the
                         # top of the loop.
-                        if self.lockedg is not None and not self.after_execute():
+                        if self.lockedg is None:
+                            continue
+                        if not self.after_execute():
                             return
-                        continue
                 else:  # GOSCHED or SYSCALL: not a park
                     self.execute_request(gp, req)
             if (
                 self.lockedg is not None or self.p is None or sched.stopping
             ) and not self.after_execute():
                 return
+            p = self.p
+            assert p is not None
+            rn = p.runnext
+            runq = p.runq
 
     def after_execute(self) -> bool:
         """The unusual ends of a step; False when this M should exit."""
