@@ -104,6 +104,16 @@ class P:
         """Racy: may be stale by the time the caller acts on it."""
         return not self.runq and not self.runnext
 
+    def runnext_put(self, gp: G) -> None:
+        """Put ``gp`` in ``runnext``; the G there moves to the runq. Owner only."""
+        rn = self.runnext
+        if rn:
+            try:
+                self.runq.append(rn.pop())
+            except IndexError:  # a stealer took it
+                pass
+        rn.append(gp)
+
     def runnext_get(self) -> G | None:
         """Take the G in ``runnext``, if any. Owner, or a stealer of a stuck P."""
         rn = self.runnext

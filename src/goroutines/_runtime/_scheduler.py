@@ -468,16 +468,10 @@ def ready(gp: G) -> None:
         p = m.p
         if p is not None:
             rn = p.runnext
-            if not rn:
+            if rn:
+                p.runnext_put(gp)  # no wakep: see "Waking Ms" above
+            else:
                 rn.append(gp)
-                return
-            try:
-                old = rn.pop()
-            except IndexError:  # stolen meanwhile
-                rn.append(gp)
-                return
-            rn.append(gp)
-            p.runq.append(old)  # no wakep: see "Waking Ms" above
             return
         sched = m.sched
     else:
