@@ -52,6 +52,7 @@ from types import CodeType
 from typing import Any, TypeAlias, TypeVar
 
 __all__ = [
+    "EMPTY_CTX",
     "GOSCHED",
     "SYSCALL",
     "G",
@@ -124,6 +125,11 @@ goready: Callable[[G], None] = _goready_unset
 
 def noop() -> None:
     """The unlock function of a park that holds no lock."""
+
+
+#: What a finished G's ``ctx`` is set to (``goexit``): its own Context and the
+#: values in it can go.
+EMPTY_CTX = Context()
 
 
 #: Where a G was created: the code object and bytecode offset (``f_lasti``)

@@ -34,7 +34,7 @@ import time
 import types
 from typing import TYPE_CHECKING, Any
 
-from ._goroutine import GOSCHED, SYSCALL, G, GStatus
+from ._goroutine import EMPTY_CTX, GOSCHED, SYSCALL, G, GStatus
 from ._processor import P, PStatus
 from ._timers import INF, TIMER_LATE
 
@@ -60,6 +60,7 @@ _RUNNABLE = GStatus.RUNNABLE
 _WAITING = GStatus.WAITING
 _SYSCALL = GStatus.SYSCALL
 _PRUNNING = PStatus.RUNNING
+_DEAD = GStatus.DEAD
 
 #: An idle M exits after this long unused if more than ``gomaxprocs`` Ms are
 #: idle (bursts of blocking calls start many Ms; they should not stay
@@ -201,6 +202,13 @@ class M:
                     req = gp.ctx.run(coro.send, None)
             except StopIteration as e:
                 self.curg = None
+                if gp.locked_m is None and gp is not sched.main_g:
+                    # ``sched.goexit(gp, e.value, None)``, inlined for a
+                    # plain goroutine that returned: nothing else changes.
+                    gp.status = _DEAD
+                    sched.allgs.pop(gp.id, None)
+                    gp.ctx = EMPTY_CTX
+                    continue
                 sched.goexit(gp, e.value, None)
             except BaseException as e:
                 self.curg = None

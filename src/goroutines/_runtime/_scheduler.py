@@ -55,11 +55,11 @@ import time
 import types
 from collections import deque
 from collections.abc import Callable
-from contextvars import Context, copy_context
+from contextvars import copy_context
 from typing import Any
 
 from . import _goroutine
-from ._goroutine import G, GStatus, Site, Sites, WaitReason, make_coroutine
+from ._goroutine import EMPTY_CTX, G, GStatus, Site, Sites, WaitReason, make_coroutine
 from ._machine import M, _tls, current_m
 from ._netpoll import Netpoll
 from ._processor import P, PStatus
@@ -377,7 +377,8 @@ class Sched:
         return gid
 
     def goexit(self, gp: G, value: Any, exc: BaseException | None) -> None:
-        """``gp`` finished (returned ``value`` or raised ``exc``). On its M."""
+        """``gp`` finished (returned ``value`` or raised ``exc``). On its M.
+        (``M.schedule`` has the common case inline: keep the two in step.)"""
         gp.status = _DEAD
         self.allgs.pop(gp.id, None)
         lm = gp.locked_m
@@ -385,7 +386,7 @@ class Sched:
             lm.lockedg = None
             lm.lockedcount = 0
             gp.locked_m = None
-        gp.ctx = _EMPTY_CTX
+        gp.ctx = EMPTY_CTX
         if gp is self.main_g:
             with self.lock:
                 if exc is not None and self.panic is None:
@@ -431,7 +432,6 @@ class Sched:
             self.stop_locked()
 
 
-_EMPTY_CTX = Context()
 # Enum members bound once: ``GStatus.DEAD`` goes through EnumType.__getattr__
 # (~70 ns on 3.11), a module global is a dict hit.
 _RUNNABLE = GStatus.RUNNABLE
