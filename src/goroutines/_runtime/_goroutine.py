@@ -64,6 +64,7 @@ __all__ = [
     "gopark",
     "is_async_callable",
     "make_coroutine",
+    "new_g",
     "noop",
     "returns_awaitable",
 ]
@@ -153,26 +154,22 @@ class G:
         "wait_since",
     )
 
-    # ``_scheduler.go`` builds Gs inline (no ``__init__`` call on the spawn
-    # path): keep the two in step.
-    def __init__(
-        self,
-        gid: int,
-        coro: Coroutine[Any, Any, Any] | Generator[Any, Any, Any],
-        ctx: Context,
-        site: Site | None,
-    ) -> None:
-        self.id = gid
-        self.coro = coro
-        self.ctx = ctx
-        self.site = site
-        self.status = GStatus.RUNNABLE
-        self.wait_reason = WaitReason.NONE
-        self.wait_since = 0.0
-        self.locked_m: Any = None  # gr.lock_os_thread: the only M that may run this G
-        # Sudog fields: the G is its own sudog for single-channel waits.
-        self.elem: Any = None
-        self.success = False
+    # No ``__init__``: ``G()`` is then a bare allocation, ~300 CPU
+    # instructions cheaper than ``object.__new__(G)`` (W2 spawns 100 000).
+    # ``new_g`` sets every field; ``_scheduler.go`` does the same inline:
+    # keep the two in step.
+    id: int
+    coro: Coroutine[Any, Any, Any] | Generator[Any, Any, Any]
+    ctx: Context
+    site: Site | None
+    status: GStatus
+    wait_reason: WaitReason
+    wait_since: float
+    #: gr.lock_os_thread: the only M that may run this G.
+    locked_m: Any
+    # Sudog fields: the G is its own sudog for single-channel waits.
+    elem: Any
+    success: bool
 
     #: A G is never a select's waiter (its Sudogs are): a class constant,
     #: not a slot (wakers read it on every waiter; see Sudog).
@@ -210,6 +207,27 @@ class G:
 
     def __repr__(self) -> str:
         return f"<G {self.id} {self.entry} {self.status.name.lower()}>"
+
+
+def new_g(
+    gid: int,
+    coro: Coroutine[Any, Any, Any] | Generator[Any, Any, Any],
+    ctx: Context,
+    site: Site | None,
+) -> G:
+    """A new RUNNABLE G (``_scheduler.go`` has this inline)."""
+    g = G()
+    g.id = gid
+    g.coro = coro
+    g.ctx = ctx
+    g.site = site
+    g.status = GStatus.RUNNABLE
+    g.wait_reason = WaitReason.NONE
+    g.wait_since = 0.0
+    g.locked_m = None
+    g.elem = None
+    g.success = False
+    return g
 
 
 def site_line(code: CodeType, lasti: int) -> int:

@@ -59,7 +59,7 @@ from contextvars import copy_context
 from typing import Any
 
 from . import _goroutine
-from ._goroutine import EMPTY_CTX, G, GStatus, Site, Sites, WaitReason, make_coroutine
+from ._goroutine import EMPTY_CTX, G, GStatus, Site, Sites, WaitReason, make_coroutine, new_g
 from ._machine import M, _tls, current_m
 from ._netpoll import Netpoll
 from ._processor import P, PStatus
@@ -522,7 +522,6 @@ def current_g() -> G:
     return g  # type: ignore[no-any-return]
 
 
-_new = object.__new__
 _getframe = sys._getframe
 _FunctionType = types.FunctionType
 _CO_COROUTINE = 0x80
@@ -537,8 +536,8 @@ def go(fn: Any, *args: Any, **kwargs: Any) -> None:
     spawn path, ``ready`` included, kept inline (W2 spawns 100 000
     goroutines): a plain async function skips ``make_coroutine``'s checks
     (calling it can only give a coroutine), the creation site is looked up
-    in ``Sched.sites``, and the G is built without an ``__init__`` call
-    (``G.__init__`` says the same).
+    in ``Sched.sites``, and the G is built field by field (``new_g`` says
+    the same).
     """
     sched = current
     if sched is None:
@@ -573,7 +572,7 @@ def go(fn: Any, *args: Any, **kwargs: Any) -> None:
         p.goidcache = gid + 1
     else:
         gid = sched.goidbatch(None)
-    gp = _new(G)
+    gp = G()
     gp.id = gid
     gp.coro = coro
     gp.ctx = copy_context()
@@ -608,7 +607,7 @@ def start(sched: Sched, main: Any, args: tuple[Any, ...]) -> None:
             raise RuntimeError("gr.run() called while a goroutines runtime is already running")
         coro = make_coroutine(main, args, {}, "run()")
         current = sched
-    gp = G(1, coro, copy_context(), None)
+    gp = new_g(1, coro, copy_context(), None)
     sched.main_g = gp
     sched.allgs[1] = gp
     with sched.lock:
