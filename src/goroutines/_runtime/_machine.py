@@ -3,7 +3,8 @@
 Each M is a ``threading.Thread`` running ``schedule``: find a runnable G,
 step its coroutine until it parks, yields or ends, repeat. ``execute`` (and
 ``execute_request`` for its rare cases) is the one place where goroutine
-code actually runs.
+code actually runs; ``schedule`` has a copy of its common case inline (a
+Python call per step is ~1.5% of a channel round trip).
 
 An M with nothing to do gives its P back and parks on its own ``note`` (a
 lock it holds while awake; whoever wakes it releases it once). At most one
@@ -144,7 +145,8 @@ class M:
         our runq, e.g. just started by ``go``; no timer due, no 61st tick,
         nothing unusual about this M) are taken inline, in the order
         ``find_runnable`` would take them; every other case goes through
-        ``find_runnable``, which gives the full order.
+        ``find_runnable``, which gives the full order. So are the common
+        ends of a step (``execute``'s park, ``goexit`` of a plain G).
         """
         sched = self.sched
         timers = sched.timers
@@ -261,7 +263,8 @@ class M:
     def execute(self, gp: G) -> None:
         """Step ``gp`` until it parks, yields or ends (``schedule`` has this inline).
 
-        This is the only place where goroutine code runs. Once the coroutine
+        This is the only place where goroutine code runs (with the copy
+        inline in ``schedule``). Once the coroutine
         is suspended (``send`` returned) the G is parked by calling the unlock
         function it yielded; after that another M may already be running it,
         so this M must not touch ``gp`` again.
