@@ -124,20 +124,18 @@ class Chan(Generic[T]):
 
         Raises ChanClosed if the channel is closed (or gets closed while waiting).
         """
-        lock = self.lock
-        lock.acquire()
+        self.lock.acquire()
         if self._closed:
-            lock.release()
+            self.lock.release()
             raise ChanClosed("send on closed channel")
-        recvq = self._recvq
-        if recvq:
-            sg = recvq.popleft()
+        if self._recvq:
+            sg = self._recvq.popleft()
             if sg.sel is not None and not _claim(sg):
-                sg = dequeue(recvq)
+                sg = dequeue(self._recvq)
             if sg is not None:
                 sg.elem = v
                 sg.success = True
-                lock.release()
+                self.lock.release()
                 if sg.sel is None:
                     # ``ready(sg)``, inlined as in ``recv``.
                     sg.status = _RUNNABLE
@@ -156,14 +154,14 @@ class Chan(Generic[T]):
                 return
         if len(self._buf) < self._cap:
             self._buf.append(v)
-            lock.release()
+            self.lock.release()
             return
         try:
             g = _tls.m.curg  # current_g(), inlined: this is the hot path
         except AttributeError:
             g = None
         if g is None:
-            lock.release()
+            self.lock.release()
             current_g()  # raises the error that says why
         g.elem = v
         g.success = False
