@@ -159,7 +159,7 @@ class G:
     # ``new_g`` sets every field; ``_scheduler.go`` does the same inline:
     # keep the two in step.
     id: int
-    coro: Coroutine[Any, Any, Any] | Generator[Any, Any, Any]
+    coro: Coroutine[Any, Any, Any]  # a generator's is wrapped: see make_coroutine
     ctx: Context
     site: Site | None
     status: GStatus
@@ -211,7 +211,7 @@ class G:
 
 def new_g(
     gid: int,
-    coro: Coroutine[Any, Any, Any] | Generator[Any, Any, Any],
+    coro: Coroutine[Any, Any, Any],
     ctx: Context,
     site: Site | None,
 ) -> G:
@@ -313,14 +313,28 @@ _CO_COROUTINE = 0x80
 _CO_ITERABLE_COROUTINE = 0x100
 
 
+async def _generator_goroutine(gen: Any) -> Any:
+    """The coroutine of a G whose code is a ``types.coroutine`` generator."""
+    return await gen
+
+
+def _as_coroutine(gen: Any) -> Coroutine[Any, Any, Any]:
+    coro = _generator_goroutine(gen)
+    # What dumps call the goroutine (``G.entry``): the generator's name.
+    coro.__qualname__ = gen.__qualname__  # type: ignore[attr-defined]
+    return coro
+
+
 def make_coroutine(
     fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any], what: str
-) -> Coroutine[Any, Any, Any] | Generator[Any, Any, Any]:
-    """Turn ``fn(*args, **kwargs)`` or a coroutine object into something a G can run.
+) -> Coroutine[Any, Any, Any]:
+    """Turn ``fn(*args, **kwargs)`` or a coroutine object into the coroutine a G runs.
 
     Raises TypeError, without calling ``fn``, unless ``fn`` is an async
     function (or a ``types.coroutine`` generator function, or a callable whose
-    ``__call__`` is async) or ``fn`` is already a coroutine object.
+    ``__call__`` is async) or ``fn`` is already a coroutine object. A
+    ``types.coroutine`` generator is wrapped in a coroutine: the M steps
+    only coroutines (one unbound ``send``, no type test, at every step).
     """
     if isinstance(fn, types.CoroutineType):
         if args or kwargs:
@@ -329,17 +343,17 @@ def make_coroutine(
     if isinstance(fn, types.GeneratorType) and fn.gi_code.co_flags & _CO_ITERABLE_COROUTINE:
         if args or kwargs:
             raise TypeError(f"{what}: arguments given with a coroutine object {fn!r}")
-        return fn
+        return _as_coroutine(fn)
     if not is_async_callable(fn):
         raise TypeError(
             f"{what} needs an async function or a coroutine object, got {fn!r}"
             + (" (a plain function: declare it 'async def')" if callable(fn) else "")
         )
     coro = fn(*args, **kwargs)
-    if isinstance(coro, types.CoroutineType) or (
-        isinstance(coro, types.GeneratorType) and coro.gi_code.co_flags & _CO_ITERABLE_COROUTINE
-    ):
+    if isinstance(coro, types.CoroutineType):
         return coro
+    if isinstance(coro, types.GeneratorType) and coro.gi_code.co_flags & _CO_ITERABLE_COROUTINE:
+        return _as_coroutine(coro)
     raise TypeError(f"{what}: {fn!r} returned {type(coro).__name__}, not a coroutine")
 
 

@@ -55,8 +55,7 @@ def current_m() -> M | None:
 _RUNNING = GStatus.RUNNING
 _P_SYSCALL = PStatus.SYSCALL
 _P_RUNNING = PStatus.RUNNING
-_CoroutineType = types.CoroutineType
-_coro_send = types.CoroutineType.send
+_coro_send: Any = types.CoroutineType.send
 _RUNNABLE = GStatus.RUNNABLE
 _WAITING = GStatus.WAITING
 _SYSCALL = GStatus.SYSCALL
@@ -196,12 +195,10 @@ class M:
             gp.status = _RUNNING
             self.curg = gp
             self.nsched += 1
-            coro = gp.coro
             try:
-                if type(coro) is _CoroutineType:
-                    req = gp.ctx.run(_coro_send, coro, None)
-                else:  # a types.coroutine generator
-                    req = gp.ctx.run(coro.send, None)
+                # The unbound ``send`` of coroutines (``make_coroutine``
+                # wraps generators): ``coro.send`` would make a bound method.
+                req = gp.ctx.run(_coro_send, gp.coro, None)
             except StopIteration as e:
                 self.curg = None
                 if gp.locked_m is None and gp is not sched.main_g:
@@ -272,15 +269,10 @@ class M:
         gp.status = _RUNNING
         self.curg = gp
         self.nsched += 1
-        coro = gp.coro
         try:
-            # The unbound ``send`` of coroutines: ``coro.send`` would make a
-            # bound method object per step. (``type(x)`` is a specialized
-            # call on 3.11; ``x.__class__`` is a generic attribute lookup.)
-            if type(coro) is _CoroutineType:
-                req = gp.ctx.run(_coro_send, coro, None)
-            else:  # a types.coroutine generator
-                req = gp.ctx.run(coro.send, None)
+            # The unbound ``send`` of coroutines (``make_coroutine`` wraps
+            # generators): ``coro.send`` would make a bound method per step.
+            req = gp.ctx.run(_coro_send, gp.coro, None)
         except StopIteration as e:
             self.curg = None
             self.sched.goexit(gp, e.value, None)
