@@ -1,9 +1,9 @@
 """G: the goroutine, its statuses and wait reasons, and how it parks.
 
-A G wraps a coroutine (an ``async def`` coroutine, or a generator marked with
-``types.coroutine``) plus the bookkeeping Go keeps in ``runtime.g``. Python
-coroutines, unlike greenlets, can be resumed from any OS thread, so a G really
-migrates between Ms.
+A G wraps a coroutine (an ``async def`` coroutine; a generator marked with
+``types.coroutine`` is wrapped in one) plus the bookkeeping Go keeps in
+``runtime.g``. Python coroutines, unlike greenlets, can be resumed from any
+OS thread, so a G really migrates between Ms.
 
 Parking (Go's ``gopark``) is a ``yield`` to the M that is running the G. The
 parking code takes the lock of whatever it waits on, enqueues itself there,

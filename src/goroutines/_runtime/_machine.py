@@ -145,7 +145,9 @@ class M:
         nothing unusual about this M) are taken inline, in the order
         ``find_runnable`` would take them; every other case goes through
         ``find_runnable``, which gives the full order. So are the common
-        ends of a step (``execute``'s park, ``goexit`` of a plain G).
+        ends of a step (``execute``'s park, ``goexit`` of a plain G). A P
+        removed by ``gomaxprocs`` is retired by ``find_runnable``, so within
+        61 steps (a rare event need not cost a test at every step).
         """
         sched = self.sched
         timers = sched.timers
@@ -162,7 +164,6 @@ class M:
                 (rn or runq)
                 and (p.schedtick + 1) % 61
                 and not sched.stopping
-                and p.id < sched.gomaxprocs
                 and (timers.next_when == INF or timers.next_when > monotonic())
             ):
                 try:

@@ -141,9 +141,9 @@ class Sched:
         """Change the number of Ps to ``n`` while running; return the old number.
 
         New Ps go idle (and an M is woken if work is queued). Removed idle Ps
-        die at once; a removed P that an M holds is retired by that M at its
-        next schedule step (``M.retirep``), which moves its Gs to the global
-        queue.
+        die at once; a removed P that an M holds is retired by that M within
+        61 schedule steps, the next time it looks beyond its own queues
+        (``M.retirep``), which moves its Gs to the global queue.
         """
         with self.lock:
             old = self.gomaxprocs
