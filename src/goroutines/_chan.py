@@ -84,6 +84,7 @@ class Chan(Generic[T]):
         "_closed",
         "_ndead",
         "_recvq",
+        "_room",
         "_sendq",
         "_unlock",
         "lock",
@@ -101,6 +102,9 @@ class Chan(Generic[T]):
         self._cap = cap
         self._buf: deque[T] = deque()
         self._closed = False
+        #: ``cap`` while open, -1 once closed: ``send`` tests "open and room
+        #: in the buffer" with one comparison.
+        self._room = cap
         self._recvq: deque[Any] = deque()  # waiters: G or Sudog, elem filled in by a sender
         self._sendq: deque[Any] = deque()  # waiters: G or Sudog, elem is the value to send
         self._ndead = 0
@@ -125,9 +129,9 @@ class Chan(Generic[T]):
         Raises ChanClosed if the channel is closed (or gets closed while waiting).
         """
         self.lock.acquire()
-        if self._closed:
-            self.lock.release()
-            raise ChanClosed("send on closed channel")
+        # A closed channel has no waiting receiver (``close`` woke them all,
+        # and none waits on a closed channel) and no room (``_room``): its
+        # ``closed`` test comes after the two fast paths.
         if self._recvq:
             sg = self._recvq.popleft()
             if sg.sel is not None and not _claim(sg):
@@ -152,10 +156,13 @@ class Chan(Generic[T]):
                 else:
                     sg.wake()
                 return
-        if len(self._buf) < self._cap:
+        if len(self._buf) < self._room:
             self._buf.append(v)
             self.lock.release()
             return
+        if self._closed:
+            self.lock.release()
+            raise ChanClosed("send on closed channel")
         try:
             g = _tls.m.curg  # current_g(), inlined: this is the hot path
         except AttributeError:
@@ -341,6 +348,7 @@ class Chan(Generic[T]):
             if self._closed:
                 raise ChanClosed("close of closed channel")
             self._closed = True
+            self._room = -1
             woken: list[Any] = []
             for q in (self._recvq, self._sendq):
                 while q:
