@@ -176,5 +176,3 @@ def select(*cases: Any) -> Generator[Any, None, tuple[int, Any]]:
     if kind == _RECV_OK:
         return won.case, (won.elem, won.success)
     return won.case, won.elem
-
-

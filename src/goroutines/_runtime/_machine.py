@@ -312,10 +312,13 @@ class M:
                     return
                 send, arg = gp.coro.send, None
             else:  # not one of ours: an asyncio future, a trio trap...
-                send, arg = gp.coro.throw, TypeError(
-                    f"goroutine {gp.id} awaited {req!r}, which only works inside its own "
-                    "event loop; inside a goroutine await goroutines' own operations "
-                    "(channels, select, sleep, sync, syscall)"
+                send, arg = (
+                    gp.coro.throw,
+                    TypeError(
+                        f"goroutine {gp.id} awaited {req!r}, which only works inside its own "
+                        "event loop; inside a goroutine await goroutines' own operations "
+                        "(channels, select, sleep, sync, syscall)"
+                    ),
                 )
             try:
                 req = gp.ctx.run(send, arg)
