@@ -528,6 +528,19 @@ _CO_COROUTINE = 0x80
 _NO_REASON = WaitReason.NONE
 
 
+async def _nothing() -> None:
+    """``_last_fn``'s first value (a plain async function, as every later one)."""
+
+
+#: One-entry caches of ``go`` (``go`` in a loop starts the same function from
+#: the same place): the last plain async function it was given (the checks of
+#: ``fn.__class__`` and ``fn.__code__`` are generic attribute lookups, ~5% of
+#: W2), and the last creation site. Any thread: a stale or lost write only
+#: costs a lookup; each holds one object alive.
+_last_fn: Any = _nothing
+_last_site: Site = (_nothing.__code__, -1)  # no bytecode offset is -1
+
+
 def go(fn: Any, *args: Any, **kwargs: Any) -> None:
     """Start ``fn(*args, **kwargs)`` (an async function, or a coroutine object) as a goroutine.
 
@@ -545,7 +558,11 @@ def go(fn: Any, *args: Any, **kwargs: Any) -> None:
             fn.close()  # it will never run: don't leave a "never awaited" warning behind
         require()
         raise AssertionError  # pragma: no cover - require raised
-    if fn.__class__ is _FunctionType and fn.__code__.co_flags & _CO_COROUTINE:
+    global _last_fn, _last_site
+    if fn is _last_fn:
+        coro = fn(*args, **kwargs)
+    elif fn.__class__ is _FunctionType and fn.__code__.co_flags & _CO_COROUTINE:
+        _last_fn = fn
         coro = fn(*args, **kwargs)
     else:
         coro = make_coroutine(fn, args, kwargs, "go()")
@@ -556,10 +573,13 @@ def go(fn: Any, *args: Any, **kwargs: Any) -> None:
     else:
         code = f.f_code
         lasti = f.f_lasti
-        at = sched.sites.codes.get(id(code))
-        site = at.get(lasti) if at is not None else None
-        if site is None:
-            site = sched.sites.intern(code, lasti)
+        site = _last_site
+        if site[0] is not code or site[1] != lasti:
+            at = sched.sites.codes.get(id(code))
+            site = at.get(lasti) if at is not None else None
+            if site is None:
+                site = sched.sites.intern(code, lasti)
+            _last_site = site
     try:
         m: M | None = _tls.m
     except AttributeError:
