@@ -39,7 +39,7 @@ from collections.abc import Awaitable, Generator
 from typing import Any, Generic, TypeVar, final
 
 from ._errors import ChanClosed
-from ._runtime._goroutine import GStatus, WaitReason, returns_awaitable
+from ._runtime._goroutine import G, GStatus, WaitReason, returns_awaitable
 from ._runtime._machine import _tls
 from ._runtime._scheduler import current_g, ready
 
@@ -134,27 +134,30 @@ class Chan(Generic[T]):
         # ``closed`` test comes after the two fast paths.
         if self._recvq:
             sg = self._recvq.popleft()
+            if sg.__class__ is G:  # a parked receiver G: hand it v, ready it
+                sg.elem = v
+                sg.success = True
+                self.lock.release()
+                # ``ready(sg)``, inlined as in ``recv``.
+                sg.status = _RUNNABLE
+                try:
+                    p = _tls.m.p
+                except AttributeError:
+                    p = None
+                if p is None:  # not on an M with a P
+                    ready(sg)
+                elif p.runnext:
+                    p.runnext_put(sg)
+                else:
+                    p.runnext.append(sg)
+                return
             if sg.sel is not None and not _claim(sg):
                 sg = dequeue(self._recvq)
             if sg is not None:
                 sg.elem = v
                 sg.success = True
                 self.lock.release()
-                if sg.sel is None:
-                    # ``ready(sg)``, inlined as in ``recv``.
-                    sg.status = _RUNNABLE
-                    try:
-                        p = _tls.m.p
-                    except AttributeError:
-                        p = None
-                    if p is None:  # not on an M with a P
-                        ready(sg)
-                    elif p.runnext:
-                        p.runnext_put(sg)
-                    else:
-                        p.runnext.append(sg)
-                else:
-                    sg.wake()
+                sg.wake()
                 return
         if len(self._buf) < self._room:
             self._buf.append(v)
@@ -236,7 +239,7 @@ class Chan(Generic[T]):
                 return v  # type: ignore[no-any-return]
         elif self._sendq:
             sg = self._sendq.popleft()
-            if sg.sel is None:  # a parked sender G: take its value, ready it
+            if sg.__class__ is G:  # a parked sender G: take its value, ready it
                 v = sg.elem
                 sg.success = True
                 self.lock.release()
@@ -253,7 +256,7 @@ class Chan(Generic[T]):
                 else:
                     m.runnext.append(sg)
                 return v  # type: ignore[no-any-return]
-            if _claim(sg):
+            if sg.sel is None or _claim(sg):
                 v = sg.elem
                 sg.success = True
                 self.lock.release()
