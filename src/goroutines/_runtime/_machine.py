@@ -102,7 +102,7 @@ class M:
         self.polling = False  # parked in netpoll.poll rather than on note
         self.note = threading.Lock()
         self.note.acquire()
-        self.nsched = 0  # Gs stepped
+        self.nsched = 0  # Gs stepped (``schedule`` adds its own count in batches)
         self.npark = 0  # times this M parked
         self.nsteal = 0  # Gs stolen from other Ps
         self.nsyscall = 0  # blocking calls made
@@ -158,92 +158,102 @@ class M:
         assert p is not None
         rn = p.runnext
         runq = p.runq
-        while True:
-            gp: G | None = None
-            if (
-                (rn or runq)
-                and (p.schedtick + 1) % 61
-                and not sched.stopping
-                and (timers.next_when == INF or timers.next_when > monotonic())
-            ):
-                try:
-                    gp = rn.pop() if rn else runq.popleft()
-                    p.schedtick += 1
-                except IndexError:  # a stealer took it
-                    pass
-            if gp is None:
-                gp = self.find_runnable()
-                if gp is None:
-                    return
-                p = self.p
-                assert p is not None
-                rn = p.runnext
-                runq = p.runq
-            if self.spinning:  # we found work: stop spinning (both paths)
-                self.resetspinning()
-            if gp.locked_m is not None and gp.locked_m is not self:
-                # gp may run only on its own M: give that M our P, and park.
-                self.startlockedm(gp)
-                if not self.stopm():
-                    return
-                p = self.p
-                assert p is not None
-                rn = p.runnext
-                runq = p.runq
-                continue
-            # ``execute(gp)``, inlined for its common case (a coroutine that
-            # parks): one Python call less per step. Keep the two in step.
-            gp.status = _RUNNING
-            self.curg = gp
-            self.nsched += 1
-            try:
-                # The unbound ``send`` of coroutines (``make_coroutine``
-                # wraps generators): ``coro.send`` would make a bound method.
-                req = gp.ctx.run(_coro_send, gp.coro, None)
-            except StopIteration as e:
-                self.curg = None
-                if gp.locked_m is None and gp is not sched.main_g:
-                    # ``sched.goexit(gp, e.value, None)``, inlined for a
-                    # plain goroutine that returned: nothing else changes.
-                    gp.status = _DEAD
-                    sched.allgs.pop(gp.id, None)
-                    gp.ctx = EMPTY_CTX
-                    continue
-                sched.goexit(gp, e.value, None)
-            except BaseException as e:
-                self.curg = None
-                sched.goexit(gp, None, e)
-            else:
-                if type(req) is not str:
-                    self.curg = None
-                    gp.status = _WAITING
-                    gp.wait_since = sched.now
+        # Gs stepped since ``nsched`` was last brought up to date (before
+        # each ``find_runnable``: at least every 61 steps). Kept small so
+        # that counting allocates no int object: counters past 256 would,
+        # at every step (as ``schedtick`` does, once).
+        n = 0
+        try:
+            while True:
+                gp: G | None = None
+                if (
+                    (rn or runq)
+                    and (t := p.schedtick + 1) % 61
+                    and not sched.stopping
+                    and (timers.next_when == INF or timers.next_when > monotonic())
+                ):
                     try:
-                        req()
-                    except TypeError:
-                        if callable(req):
-                            raise
-                        self.curg = gp
-                        gp.status = _RUNNING
+                        gp = rn.pop() if rn else runq.popleft()
+                        p.schedtick = t
+                    except IndexError:  # a stealer took it
+                        pass
+                if gp is None:
+                    self.nsched += n
+                    n = 0
+                    gp = self.find_runnable()
+                    if gp is None:
+                        return
+                    p = self.p
+                    assert p is not None
+                    rn = p.runnext
+                    runq = p.runq
+                if self.spinning:  # we found work: stop spinning (both paths)
+                    self.resetspinning()
+                if gp.locked_m is not None and gp.locked_m is not self:
+                    # gp may run only on its own M: give that M our P, and park.
+                    self.startlockedm(gp)
+                    if not self.stopm():
+                        return
+                    p = self.p
+                    assert p is not None
+                    rn = p.runnext
+                    runq = p.runq
+                    continue
+                # ``execute(gp)``, inlined for its common case (a coroutine that
+                # parks): one Python call less per step. Keep the two in step.
+                gp.status = _RUNNING
+                self.curg = gp
+                n += 1
+                try:
+                    # The unbound ``send`` of coroutines (``make_coroutine``
+                    # wraps generators): ``coro.send`` would make a bound method.
+                    req = gp.ctx.run(_coro_send, gp.coro, None)
+                except StopIteration as e:
+                    self.curg = None
+                    if gp.locked_m is None and gp is not sched.main_g:
+                        # ``sched.goexit(gp, e.value, None)``, inlined for a
+                        # plain goroutine that returned: nothing else changes.
+                        gp.status = _DEAD
+                        sched.allgs.pop(gp.id, None)
+                        gp.ctx = EMPTY_CTX
+                        continue
+                    sched.goexit(gp, e.value, None)
+                except BaseException as e:
+                    self.curg = None
+                    sched.goexit(gp, None, e)
+                else:
+                    if type(req) is not str:
+                        self.curg = None
+                        gp.status = _WAITING
+                        gp.wait_since = sched.now
+                        try:
+                            req()
+                        except TypeError:
+                            if callable(req):
+                                raise
+                            self.curg = gp
+                            gp.status = _RUNNING
+                            self.execute_request(gp, req)
+                        else:
+                            # A park changes nothing else about this M (no
+                            # syscall: our P stays); ``stopping`` is seen at the
+                            # top of the loop.
+                            if self.lockedg is None:
+                                continue
+                            if not self.after_execute():
+                                return
+                    else:  # GOSCHED or SYSCALL: not a park
                         self.execute_request(gp, req)
-                    else:
-                        # A park changes nothing else about this M (no
-                        # syscall: our P stays); ``stopping`` is seen at the
-                        # top of the loop.
-                        if self.lockedg is None:
-                            continue
-                        if not self.after_execute():
-                            return
-                else:  # GOSCHED or SYSCALL: not a park
-                    self.execute_request(gp, req)
-            if (
-                self.lockedg is not None or self.p is None or sched.stopping
-            ) and not self.after_execute():
-                return
-            p = self.p
-            assert p is not None
-            rn = p.runnext
-            runq = p.runq
+                if (
+                    self.lockedg is not None or self.p is None or sched.stopping
+                ) and not self.after_execute():
+                    return
+                p = self.p
+                assert p is not None
+                rn = p.runnext
+                runq = p.runq
+        finally:
+            self.nsched += n
 
     def after_execute(self) -> bool:
         """The unusual ends of a step; False when this M should exit."""
