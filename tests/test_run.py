@@ -441,6 +441,27 @@ def test_stack_dump(procs: int, blocked: Blocked) -> None:
     assert f"{__file__}:{lines[0]}" in other
 
 
+def test_stack_dump_of_generator_goroutines(procs: int, blocked: Blocked) -> None:
+    """A goroutine started on a ``types.coroutine`` generator (``gr.go(ch.recv)``)
+    runs inside a wrapper coroutine; dumps show the generator's frames, not
+    the wrapper's, before and after it has started."""
+
+    async def main() -> tuple[str, str]:
+        c: gr.Chan[int] = gr.Chan()
+        gr.go(c.recv)
+        before = gr.stack_dump()  # goroutine 2 has not run yet
+        await blocked(1)
+        after = gr.stack_dump()
+        await c.send(1)
+        return before, after
+
+    for dump in grun(main, procs=procs):
+        blocks = dump.strip().split("\n\n")
+        assert len(blocks) == 2, dump
+        assert "  _generator_goroutine(...)" not in dump, dump
+        assert "  Chan.recv(...)" in blocks[1], dump
+
+
 def test_stack_dump_outside_run() -> None:
     with pytest.raises(RuntimeError, match="no goroutines runtime"):
         gr.stack_dump()

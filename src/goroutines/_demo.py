@@ -85,14 +85,14 @@ class Probe:
         # Goroutine ids are handed to each P in batches (Go's goidcache); ids
         # still cached on a P were never used.
         unused = sum(p.goidcacheend - p.goidcache for p in allp)
-        allm = list(sched.allm)
+        counts = sched.mcounters()
         return RunStats(
             procs=sched.gomaxprocs,
             goroutines=1 + (sched.goidgen - _FIRST_GOID) - unused,
             ms_started=sched.mnext,
-            parks=sum(m.npark for m in allm),
-            steals=sum(m.nsteal for m in allm),
-            steps=sum(m.nsched for m in allm),
+            parks=counts["npark"],
+            steals=counts["nsteal"],
+            steps=counts["nsched"],
         )
 
 

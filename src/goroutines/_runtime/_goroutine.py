@@ -24,7 +24,9 @@ Ownership of a G's fields:
   single-channel waits (``param``, the Sudog that woke a select, is kept in
   ``elem``). Written by the G before it parks (under the lock of
   what it waits on) and by the one waker that dequeued it (under the same
-  lock); read by the G after it is resumed.
+  lock); read by the G after it is resumed. ``sleep`` also passes its wake-up
+  time to its unlock function in ``elem`` (written before the park, cleared
+  by the unlock function, while nobody else can find the G).
 - ``locked_m``: the G itself (``gr.lock_os_thread``), read by the M that
   picks the G up. The nesting count lives on that M (``lockedcount``, Go's
   ``m.lockedExt``): only a locked G has one.
@@ -55,6 +57,7 @@ __all__ = [
     "EMPTY_CTX",
     "GOSCHED",
     "SYSCALL",
+    "WRAPPER_CODE",
     "G",
     "GStatus",
     "Site",
@@ -316,6 +319,10 @@ _CO_ITERABLE_COROUTINE = 0x100
 async def _generator_goroutine(gen: Any) -> Any:
     """The coroutine of a G whose code is a ``types.coroutine`` generator."""
     return await gen
+
+
+#: Dumps show the wrapped generator's frames, not the wrapper's (``_traceback``).
+WRAPPER_CODE = _generator_goroutine.__code__
 
 
 def _as_coroutine(gen: Any) -> Coroutine[Any, Any, Any]:

@@ -109,6 +109,9 @@ class M:
         self.nsyscallslow = 0  # ... after which the P had been handed off
         self.thread = threading.Thread(target=self.mstart, name=f"goroutines-M{mid}", daemon=True)
 
+    #: Counters kept per M for stats (``Sched.mcounters`` sums them).
+    COUNTERS = ("nsched", "npark", "nsteal", "nsyscall", "nsyscallslow")
+
     def __repr__(self) -> str:
         return f"<M {self.id} p={self.p.id if self.p else None} curg={self.curg}>"
 

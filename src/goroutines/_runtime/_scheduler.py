@@ -36,7 +36,7 @@ specific M (needs to know which Ps are about to go idle). Chosen protocol:
 Deadlock (``checkdead``): when the last M parks and no timer is armed, no G
 can ever become runnable again; if Gs remain, ``run()`` raises Deadlock.
 
-Guards (``lock``, Go's ``sched.lock``): ``pidle``, ``midle``, ``allm``, ``mcount``,
+Guards (``lock``, Go's ``sched.lock``): ``pidle``, ``midle``, ``allm``, ``mexited``, ``mcount``,
 ``nmspinning``, ``poll_m``, ``gomaxprocs``, ``allp`` (replaced, never
 mutated, so racy readers see a consistent list), ``goidgen``, ``stopping``
 (racy reads, stale OK: an M rechecks at each schedule step), the outcome
@@ -87,7 +87,9 @@ class Sched:
         self.allp: list[P] = [P(i) for i in range(procs)]
         self.pidle: list[P] = []
         self.midle: list[M] = []
-        self.allm: list[M] = []
+        self.allm: list[M] = []  # Ms whose thread has not exited
+        #: The counters (``M.COUNTERS``) of Ms that have exited, summed.
+        self.mexited: dict[str, int] = dict.fromkeys(M.COUNTERS, 0)
         self.mcount = 0  # Ms started and not exited
         self.mnext = 0
         self.nmspinning = 0
@@ -225,7 +227,12 @@ class Sched:
 
     def lower_running(self, p: P) -> bool:
         """Whether a P with a lower id than ``p`` is held by a running M (racy)."""
-        return any(pp.status == PStatus.RUNNING for pp in self.allp[: p.id])
+        # A plain loop, not any(genexpr): this is on every timer check
+        # (W6 makes ~60 000), and P0 has nothing below it.
+        for pp in self.allp[: p.id]:  # noqa: SIM110 - see above
+            if pp.status == _P_RUNNING:
+                return True
+        return False
 
     def startm_locked(self, p: P, spinning: bool) -> M | None:
         """Give ``p`` to an idle M (woken) or to a new one, returned for the
@@ -336,6 +343,18 @@ class Sched:
             if m in self.midle:
                 self.midle.remove(m)
             self.allm.remove(m)
+            for k in M.COUNTERS:
+                self.mexited[k] += getattr(m, k)
+
+    def mcounters(self) -> dict[str, int]:
+        """Each of ``M.COUNTERS`` summed over every M this runtime started.
+        Racy for Ms still running (a snapshot for stats and tests)."""
+        with self.lock:
+            total = dict(self.mexited)
+            for m in self.allm:
+                for k in M.COUNTERS:
+                    total[k] += getattr(m, k)
+        return total
 
     def checkdead(self) -> bool:
         """Called by an M about to park with no timer armed. ``lock`` held.
@@ -435,6 +454,7 @@ class Sched:
 # Enum members bound once: ``GStatus.DEAD`` goes through EnumType.__getattr__
 # (~70 ns on 3.11), a module global is a dict hit.
 _RUNNABLE = GStatus.RUNNABLE
+_P_RUNNING = PStatus.RUNNING
 _DEAD = GStatus.DEAD
 
 

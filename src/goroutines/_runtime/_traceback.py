@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from types import FrameType
 from typing import Any
 
-from ._goroutine import G, GStatus
+from ._goroutine import WRAPPER_CODE, G, GStatus
 from ._machine import current_m
 
 __all__ = ["format_g", "stack_dump"]
@@ -29,6 +29,11 @@ def _await_frames(coro: Any) -> Iterator[FrameType]:
     while coro is not None:
         frame = getattr(coro, "cr_frame", None) or getattr(coro, "gi_frame", None)
         if frame is not None:
+            if frame.f_code is WRAPPER_CODE:
+                # ``make_coroutine``'s wrapper of a generator: show the
+                # generator, even before the wrapper has started it.
+                coro = frame.f_locals["gen"]
+                continue
             yield frame
         coro = getattr(coro, "cr_await", None) or getattr(coro, "gi_yieldfrom", None)
 
@@ -40,7 +45,8 @@ def _running_frames() -> list[FrameType]:
     while f is not None and f.f_code.co_filename.startswith(_PKG):  # the dump itself
         f = f.f_back
     while f is not None and not f.f_code.co_filename.endswith("_machine.py"):
-        frames.append(f)
+        if f.f_code is not WRAPPER_CODE:
+            frames.append(f)
         f = f.f_back
     frames.reverse()
     return frames
