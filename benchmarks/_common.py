@@ -79,6 +79,17 @@ def rss_bytes() -> int:
         return peak if sys.platform == "darwin" else peak * 1024
 
 
+#: W5 also measures how much CPU the runtime burns while every goroutine is
+#: parked (and main sleeps): the issue's "idle" target, < 1 % of a core.
+IDLE_S = 0.5
+
+
+def idle_pct(cpu0: float, t0: float) -> float:
+    """Percent of one core this process used since ``process_time()`` was
+    ``cpu0`` and ``perf_counter()`` was ``t0``."""
+    return (time.process_time() - cpu0) / (time.perf_counter() - t0) * 100
+
+
 def sieve_sum(n: int) -> int:
     """The sum of the first ``n`` primes, the W3 answer (computed plainly)."""
     primes: list[int] = []

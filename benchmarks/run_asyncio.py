@@ -198,12 +198,15 @@ async def _w5(n: int) -> Metrics:
     await started.event.wait()
     await asyncio.sleep(0)
     used = c.rss_bytes() - base
+    cpu0, t0 = time.process_time(), time.perf_counter()
+    await asyncio.sleep(c.IDLE_S)
+    idle = c.idle_pct(cpu0, t0)
     t0 = time.perf_counter()
     closed.set()
     await done.event.wait()
     dt = time.perf_counter() - t0
     c.check(done.n == 0 and len(tasks) == n, f"{n - done.n} of {n} woken")
-    return {"kib_per_g": used / n / 1024, "wake_ms": dt * 1e3}
+    return {"kib_per_g": used / n / 1024, "wake_ms": dt * 1e3, "idle_cpu_pct": idle}
 
 
 def w5(args: argparse.Namespace) -> Metrics:

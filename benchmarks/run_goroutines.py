@@ -179,11 +179,14 @@ async def _w5(n: int) -> Metrics:
     await gr.gosched()  # let the last one reach its recv
     used = c.rss_bytes() - base
     c.check(gr.num_goroutine() == n + 1, f"{gr.num_goroutine()} goroutines alive")
+    cpu0, t0 = time.process_time(), time.perf_counter()
+    await gr.sleep(c.IDLE_S)
+    idle = c.idle_pct(cpu0, t0)
     t0 = time.perf_counter()
     ch.close()
     await done.wait()
     dt = time.perf_counter() - t0
-    return {"kib_per_g": used / n / 1024, "wake_ms": dt * 1e3}
+    return {"kib_per_g": used / n / 1024, "wake_ms": dt * 1e3, "idle_cpu_pct": idle}
 
 
 def w5(args: argparse.Namespace) -> Metrics:

@@ -185,12 +185,15 @@ async def _w5(n: int) -> Metrics:
         await started.event.wait()
         await trio.lowlevel.checkpoint()
         used = c.rss_bytes() - base
+        cpu0, t0 = time.process_time(), time.perf_counter()
+        await trio.sleep(c.IDLE_S)
+        idle = c.idle_pct(cpu0, t0)
         t0 = time.perf_counter()
         closed.set()
         await done.event.wait()
         dt = time.perf_counter() - t0
     c.check(done.n == 0, f"{n - done.n} of {n} woken")
-    return {"kib_per_g": used / n / 1024, "wake_ms": dt * 1e3}
+    return {"kib_per_g": used / n / 1024, "wake_ms": dt * 1e3, "idle_cpu_pct": idle}
 
 
 def w5(args: argparse.Namespace) -> Metrics:

@@ -217,7 +217,7 @@ def test_rows_and_targets_from_synthetic_results() -> None:
         Cell("W4", g, 1): _res(us_per_job=0.6),
         Cell("W4", g, 2): CellResult(error="boom"),
         Cell("W4", "asyncio", 0): _res(us_per_job=1.2),
-        Cell("W5", g, 0): _res(kib_per_g=0.71, wake_ms=100.0),
+        Cell("W5", g, 0): _res(kib_per_g=0.71, wake_ms=100.0, idle_cpu_pct=0.2),
         # W7: 0.12 s (met) but only 8x faster than asyncio (not met).
         Cell("W7", g, 0): _res(s=0.12),
         Cell("W7", "asyncio", 0): _res(s=0.96),
@@ -253,6 +253,7 @@ def test_rows_and_targets_from_synthetic_results() -> None:
         ("W4", "us_per_job", "asyncio"): "met",
         ("W4", "procs_ratio", None): "not measured",
         ("W5", "kib_per_g", None): "not met",
+        ("W5", "idle_cpu_pct", None): "met",
         ("W7", "s", None): "met",
         ("W7", "s", "asyncio"): "not met",
         ("W8", "rt_per_s", "asyncio"): "met",
@@ -267,7 +268,10 @@ def test_rows_and_targets_from_synthetic_results() -> None:
     assert got["W7", "s", "asyncio"]["target"] == want
     assert got["W8", "rt_per_s", "asyncio"]["value"] == pytest.approx(2.25)
     # Workloads not selected have no targets listed.
-    assert evaluate_targets(rows, ["W5"]) == [got["W5", "kib_per_g", None]]
+    assert evaluate_targets(rows, ["W5"]) == [
+        got["W5", "kib_per_g", None],
+        got["W5", "idle_cpu_pct", None],
+    ]
 
 
 def test_targets_cover_the_issue() -> None:

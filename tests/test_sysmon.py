@@ -15,6 +15,7 @@ import socket
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 
@@ -290,3 +291,64 @@ def test_idle_runtime_uses_little_cpu(procs: int) -> None:
     used = grun(main, procs=procs)
     print(f"procs={procs}: {used:.4f}s CPU while asleep for 1 s")
     assert used < 0.1
+
+
+@pytest.mark.parametrize("procs", [1, 4], ids=lambda n: f"procs{n}")
+def test_sysmon_sleeps_while_every_p_is_idle(procs: int) -> None:
+    """With every goroutine parked, sysmon sleeps until woken (Go's
+    sysmonwait): a couple of rounds in 0.5 s, not the ~60 of its 10 ms
+    back-off."""
+
+    async def blocked(c: gr.Chan[int]) -> None:
+        await c.recv()
+
+    async def main() -> int:
+        c: gr.Chan[int] = gr.Chan()
+        gr.go(blocked, c)
+        await gr.sleep(0.05)  # let the start-up settle
+        sysmon = _scheduler.require().sysmon
+        r0 = sysmon.nrounds
+        await gr.sleep(0.5)
+        rounds = sysmon.nrounds - r0
+        c.close()
+        return rounds
+
+    rounds = grun(main, procs=procs)
+    assert rounds <= 5, f"sysmon made {rounds} rounds while every P was idle"
+
+
+@pytest.mark.parametrize("procs", [1, 2], ids=lambda n: f"procs{n}")
+def test_sysmon_wakes_when_work_comes_back(procs: int) -> None:
+    """sysmon asleep (every P idle, no timer: it would sleep a whole second)
+    is woken when an M takes a P: here main, readied by the poller when a
+    plain thread writes to its socket, queues goroutines behind a blocking
+    call, and they run while the call sleeps (sysmon handed the P off)."""
+    a, b = socket.socketpair()
+
+    def poke() -> None:
+        time.sleep(0.3)  # main is parked on the socket meanwhile
+        b.send(b"x")
+
+    async def other(ran: list[float]) -> None:
+        ran.append(time.monotonic())
+
+    async def main() -> tuple[float, float]:
+        conn = gr.net.wrap(a)
+        assert await conn.read(1) == b"x"
+        ran: list[float] = []
+        for _ in range(procs):  # one per P, queued behind the call
+            gr.go(other, ran)
+        await gr.syscall(time.sleep, 0.3)
+        done = time.monotonic()
+        assert len(ran) == procs
+        conn.close()
+        return ran[0], done
+
+    t = threading.Thread(target=poke)
+    t.start()
+    try:
+        first, done = grun(main, procs=procs)
+    finally:
+        t.join()
+        b.close()
+    assert done - first > 0.2, "the queued goroutine waited for the blocking call to end"

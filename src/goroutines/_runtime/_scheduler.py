@@ -134,10 +134,21 @@ class Sched:
     # -- Ps -----------------------------------------------------------------
 
     def pidleget(self) -> P | None:
-        """Take an idle P. ``lock`` held."""
-        if self.pidle:
-            return self.pidle.pop()
-        return None
+        """Take an idle P. ``lock`` held.
+
+        The only way a P leaves ``pidle`` for an M: so it is where sysmon,
+        asleep while every P was idle (Go's ``sysmonwait``), is woken.
+        """
+        if not self.pidle:
+            return None
+        sysmon = self.sysmon
+        if sysmon.waiting:
+            sysmon.waiting = False
+            # sysmon's coarse clock stopped while it slept: Gs about to park
+            # read it for their dumps' "waiting N seconds".
+            self.now = time.monotonic()
+            sysmon.wake()
+        return self.pidle.pop()
 
     def procresize(self, n: int) -> int:
         """Change the number of Ps to ``n`` while running; return the old number.
@@ -201,7 +212,8 @@ class Sched:
                 return
             if not self.stealable_work():
                 return
-            p = self.pidle.pop()
+            p = self.pidleget()
+            assert p is not None
             self.nmspinning += 1
             m = self.startm_locked(p, spinning=True)
         if m is not None:
@@ -330,7 +342,9 @@ class Sched:
                 self.wake_m_locked(self.poll_m)
             elif self.pidle and not self.nmspinning and not self.stopping:
                 self.nmspinning += 1
-                m = self.startm_locked(self.pidle.pop(), spinning=True)
+                p = self.pidleget()
+                assert p is not None
+                m = self.startm_locked(p, spinning=True)
         if m is not None:
             m.thread.start()
 

@@ -23,6 +23,12 @@ about 100 rounds a second.
 Each round it also sets ``sched.now``, the coarse clock that parking Gs
 read for ``wait_since``.
 
+When every P is idle (all goroutines parked, none in a blocking call) it has
+nothing to watch: it sleeps until the next timer, or at most IDLE_SLEEP,
+until an M takes a P (``Sched.pidleget`` wakes it, Go's ``sysmonwait``). A
+runtime whose goroutines are all parked then costs a wake-up per timer and
+one a second, instead of sysmon's 100 rounds a second.
+
 With ``GOROUTINES_DEBUG=schedtrace=MS`` it prints Go's SCHED line to
 stderr every MS ms (gomaxprocs, idle Ps, threads, spinning and idle Ms,
 the global queue's length and each P's), to see wasted wake-ups;
@@ -32,8 +38,8 @@ It also polls the network if no M has for 10 ms (an M busy running
 goroutines does not look), and with ``GOROUTINES_DEBUG=slowgoroutine=MS``
 warns about a goroutine that has run MS ms without yielding.
 
-Guards: ``sched_ticks`` is sysmon's own. It reads Ps racily and re-checks under
-``sched.lock`` before taking one.
+Guards: ``sched_ticks`` is sysmon's own; ``waiting``: ``sched.lock``. It
+reads Ps racily and re-checks under ``sched.lock`` before taking one.
 """
 
 from __future__ import annotations
@@ -70,6 +76,8 @@ IDLE_SYSCALL_RETAKE = 10e-3
 RUNNEXT_STUCK = max(1e-3, 2 * sys.getswitchinterval())
 #: Poll the network if no M has for this long.
 NETPOLL_STALE = 10e-3
+#: sysmon's longest sleep while every P is idle (Go: half of forcegcperiod).
+IDLE_SLEEP = 1.0
 
 
 def _debug_setting(name: str) -> str | None:
@@ -118,6 +126,9 @@ class Sysmon:
         self.thread = threading.Thread(target=self.loop, name="goroutines-sysmon", daemon=True)
         #: The current sleep between rounds (racy read by ``kick``).
         self.delay = MIN_DELAY
+        #: Asleep because every P is idle; cleared by whoever takes a P.
+        self.waiting = False
+        self.nrounds = 0
         self.nretake = 0
         self.slow_limit = _debug_ms("slowgoroutine")
         self.schedtrace = _debug_ms("schedtrace")
@@ -146,6 +157,19 @@ class Sysmon:
         idle = 0
         delay = MIN_DELAY
         while not sched.stopping:
+            if not self.schedtrace and len(sched.pidle) == sched.gomaxprocs:
+                until = sched.timers.until_next()
+                # Not with a timer due: then we must go on looking (is it late?).
+                if (until is None or until > 0) and self.all_idle():
+                    # Until pidleget or stop wakes us, or the next timer is
+                    # due (an idle M waits for it too; we look if it is late).
+                    woken = self.note.acquire(
+                        True, IDLE_SLEEP if until is None else min(until, IDLE_SLEEP)
+                    )
+                    with sched.lock:
+                        self.waiting = False
+                    if woken:  # an M took a P: watch it closely again
+                        idle = 0
             if idle == 0:
                 delay = MIN_DELAY
             elif idle > 50:
@@ -155,6 +179,7 @@ class Sysmon:
                 idle = 0  # kicked: a blocking call has work queued behind it
             if sched.stopping:
                 return
+            self.nrounds += 1
             sched.now = now = time.monotonic()
             busy = self.retake(now)
             np = sched.netpoll
@@ -178,6 +203,17 @@ class Sysmon:
                 idle = 0
             else:
                 idle += 1
+
+    def all_idle(self) -> bool:
+        """Whether every P is idle; if so, ``waiting`` is set (under
+        ``sched.lock``, as ``pidleget`` clears it) before sysmon sleeps."""
+        sched = self.sched
+        if len(sched.pidle) != sched.gomaxprocs:  # racy first look
+            return False
+        with sched.lock:
+            if len(sched.pidle) == sched.gomaxprocs and not sched.stopping:
+                self.waiting = True
+        return self.waiting
 
     def schedline(self, now: float) -> str:
         """Go's ``schedtrace`` line (racy reads: a snapshot for a human)."""
