@@ -225,19 +225,29 @@ class Chan(Generic[T]):
     @types.coroutine
     def recv(self) -> Generator[Any, None, T | None]:
         """Receive a value; None once the channel is closed and drained."""
-        # ``_recv(False)``, written out: the most common receive saves a
-        # Python call. A parked receiver keeps this frame alive (W5): four
-        # locals and a stack of three, 224 bytes like ``_recv``'s (pymalloc
-        # rounds to 16: a fifth local would cost 16 bytes per parked G).
-        # Keep the two in step.
+        # ``__anext__`` is the same code but for a closed channel (which
+        # raises there): keep the two in step. Not one generator calling
+        # the other: a generator per receive costs ~1 000 CPU instructions.
+        # A parked receiver keeps this frame alive (W5): four locals and a
+        # stack of three, 224 bytes (pymalloc rounds to 16: a fifth local
+        # would cost 16 bytes per parked G).
         v: Any
         self.lock.acquire()
-        if self._buf:
-            if not self._sendq:
+        while True:  # again after a select's waiter that had fired elsewhere
+            if self._buf:
                 v = self._buf.popleft()
+                if self._sendq:  # the buffer was full: a waiting sender's value moves in
+                    sg = dequeue(self._sendq)
+                    if sg is not None:
+                        self._buf.append(sg.elem)
+                        sg.success = True
+                        self.lock.release()
+                        sg.wake()
+                        return v  # type: ignore[no-any-return]
                 self.lock.release()
                 return v  # type: ignore[no-any-return]
-        elif self._sendq:
+            if not self._sendq:
+                break
             sg = self._sendq.popleft()
             if sg.__class__ is G:  # a parked sender G: take its value, ready it
                 v = sg.elem
@@ -262,67 +272,9 @@ class Chan(Generic[T]):
                 self.lock.release()
                 sg.wake()
                 return v  # type: ignore[no-any-return]
-        if self._buf or self._sendq or self._closed:
-            v = self.try_recv_locked()  # (state, value, waiter)
-            if v[0]:
-                self.lock.release()
-                if v[2] is not None:
-                    v[2].wake()
-                return v[1]  # type: ignore[no-any-return]
-        sg = _tls.__dict__.get("m")
-        if sg is not None:
-            sg = sg.curg
-        if sg is None:
+        if self._closed:  # and drained
             self.lock.release()
-            current_g()  # raises the error that says why
-        sg.elem = None
-        sg.success = False
-        self._recvq.append(sg)
-        sg.wait_reason = _CHAN_RECEIVE
-        yield self._unlock
-        v = sg.elem
-        sg.elem = None
-        return v  # type: ignore[no-any-return]
-
-    @returns_awaitable
-    def recv_ok(self) -> Awaitable[tuple[T | None, bool]]:
-        """Receive a value: ``(v, True)``, or ``(None, False)`` once closed and drained."""
-        return self._recv(True)
-
-    @types.coroutine
-    def _recv(self, with_ok: bool) -> Generator[Any, None, Any]:
-        """Receive; return the value, or ``(value, ok)`` if ``with_ok``."""
-        # A small frame on purpose: this generator (or ``recv``'s, or
-        # ``__anext__``'s, the same code written out) is what a parked
-        # receiver keeps alive, 8 bytes per local or stack slot (W5 parks
-        # 100 000 of them in ``recv``). Four locals here, three there, a
-        # stack of three (no try/except, no ``lock`` local): 224 and 216
-        # bytes; the nine locals it had took 272. ``sg`` is also the
-        # receiving G when we park.
-        v: Any
-        self.lock.acquire()
-        # The two common cases inline: a buffered value, or (unbuffered) a
-        # parked sender to take the value from.
-        if self._buf:
-            if not self._sendq:
-                v = self._buf.popleft()
-                self.lock.release()
-                return (v, True) if with_ok else v
-        elif self._sendq:
-            sg = self._sendq.popleft()
-            if sg.sel is None or _claim(sg):
-                v = sg.elem
-                sg.success = True
-                self.lock.release()
-                sg.wake()
-                return (v, True) if with_ok else v
-        if self._buf or self._sendq or self._closed:
-            v = self.try_recv_locked()  # (state, value, waiter)
-            if v[0]:
-                self.lock.release()
-                if v[2] is not None:
-                    v[2].wake()
-                return (v[1], v[0] == RECV_OK) if with_ok else v[1]
+            return None
         # current_g(), inlined: this is the hot path. Not ``try: _tls.m``:
         # an exception handler would add a stack slot to this frame.
         sg = _tls.__dict__.get("m")
@@ -338,7 +290,22 @@ class Chan(Generic[T]):
         yield self._unlock  # gopark, inlined: this is the hot path
         v = sg.elem
         sg.elem = None
-        return (v, sg.success) if with_ok else v
+        return v  # type: ignore[no-any-return]
+
+    @returns_awaitable
+    def recv_ok(self) -> Awaitable[tuple[T | None, bool]]:
+        """Receive a value: ``(v, True)``, or ``(None, False)`` once closed and drained."""
+        return self._recv_ok()
+
+    @types.coroutine
+    def _recv_ok(self) -> Generator[Any, None, tuple[T | None, bool]]:
+        # Through ``__anext__``: a third copy of the receive would save
+        # recv_ok a generator (~1 000 CPU instructions per receive).
+        try:
+            v = yield from self.__anext__()
+        except StopAsyncIteration:
+            return None, False
+        return v, True
 
     # -- close -----------------------------------------------------------------
 
@@ -373,32 +340,50 @@ class Chan(Generic[T]):
 
     @types.coroutine
     def __anext__(self) -> Generator[Any, None, T]:
-        # ``_recv(True)``, written out like ``recv``: one generator per
-        # item, not two, and no (value, ok) tuple. Keep them in step.
+        # ``recv``, but a closed channel ends the iteration: keep the two
+        # in step (see ``recv``).
         v: Any
         self.lock.acquire()
-        if self._buf:
-            if not self._sendq:
+        while True:  # again after a select's waiter that had fired elsewhere
+            if self._buf:
                 v = self._buf.popleft()
+                if self._sendq:  # the buffer was full: a waiting sender's value moves in
+                    sg = dequeue(self._sendq)
+                    if sg is not None:
+                        self._buf.append(sg.elem)
+                        sg.success = True
+                        self.lock.release()
+                        sg.wake()
+                        return v  # type: ignore[no-any-return]
                 self.lock.release()
                 return v  # type: ignore[no-any-return]
-        elif self._sendq:
+            if not self._sendq:
+                break
             sg = self._sendq.popleft()
+            if sg.__class__ is G:  # a parked sender G: take its value, ready it
+                v = sg.elem
+                sg.success = True
+                self.lock.release()
+                sg.status = _RUNNABLE
+                m = _tls.__dict__.get("m")
+                if m is not None:
+                    m = m.p
+                if m is None:  # not on an M with a P
+                    ready(sg)
+                elif m.runnext:
+                    m.runnext_put(sg)
+                else:
+                    m.runnext.append(sg)
+                return v  # type: ignore[no-any-return]
             if sg.sel is None or _claim(sg):
                 v = sg.elem
                 sg.success = True
                 self.lock.release()
                 sg.wake()
                 return v  # type: ignore[no-any-return]
-        if self._buf or self._sendq or self._closed:
-            v = self.try_recv_locked()  # (state, value, waiter)
-            if v[0]:
-                self.lock.release()
-                if v[2] is not None:
-                    v[2].wake()
-                if v[0] != RECV_OK:
-                    raise StopAsyncIteration
-                return v[1]  # type: ignore[no-any-return]
+        if self._closed:  # and drained
+            self.lock.release()
+            raise StopAsyncIteration
         sg = _tls.__dict__.get("m")
         if sg is not None:
             sg = sg.curg
@@ -409,7 +394,7 @@ class Chan(Generic[T]):
         sg.success = False
         self._recvq.append(sg)
         sg.wait_reason = _CHAN_RECEIVE
-        yield self._unlock
+        yield self._unlock  # gopark, inlined: this is the hot path
         v = sg.elem
         sg.elem = None
         if not sg.success:
