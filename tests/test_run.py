@@ -696,6 +696,11 @@ _OTHERS = {
 def test_ctrl_c_raises_keyboard_interrupt(procs: int, other: str) -> None:
     """SIGINT reaches run() while main is blocked on a channel forever."""
     script = (
+        # A shell starts background jobs with SIGINT ignored, and Python
+        # keeps an ignored SIGINT: put back what a program run from a
+        # terminal has, or the test hangs whenever pytest runs in the background.
+        "import signal\n"
+        "signal.signal(signal.SIGINT, signal.default_int_handler)\n"
         "import goroutines as gr\n"
         + _OTHERS[other]
         + textwrap.dedent(

@@ -456,6 +456,10 @@ gr.run(main, procs=2)
 
 def _sigquit_run(notify: str) -> subprocess.CompletedProcess[str]:
     script = textwrap.dedent(SIGQUIT_SCRIPT).replace("NOTIFY", notify)
+    # A shell starts background jobs with SIGQUIT ignored (and run() keeps an
+    # ignored SIGQUIT, as it keeps any handler the program chose): give the
+    # script the default a program run from a terminal has.
+    script = "import signal\nsignal.signal(signal.SIGQUIT, signal.SIG_DFL)\n" + script
     proc = subprocess.Popen(
         [sys.executable, "-c", script],
         stdout=subprocess.PIPE,
