@@ -124,55 +124,58 @@ def test_bad_goroutines_debug(monkeypatch: pytest.MonkeyPatch, value: str) -> No
     assert grun(ok, procs=1) == 1
 
 
-def test_schedtrace_prints_go_sched_lines(tmp_path: Path) -> None:
-    script = tmp_path / "trace.py"
+def _traced(tmp_path: Path, debug: str, main: str) -> list[str]:
+    """Run ``main`` (an async function's source) at procs=2 in a fresh
+    process with ``GOROUTINES_DEBUG=debug``; return its stderr lines."""
+    script = tmp_path / "traced.py"
     script.write_text(
-        "import goroutines as gr\n"
-        "async def main():\n"
-        "    await gr.sleep(0.3)\n"
-        "gr.run(main, procs=2)\n"
+        "import goroutines as gr\n" + textwrap.dedent(main) + "gr.run(main, procs=2)\n"
     )
     r = subprocess.run(
         [sys.executable, str(script)],
         capture_output=True,
         text=True,
         timeout=20,
-        env={**os.environ, "GOROUTINES_DEBUG": "schedtrace=50"},
+        env={**os.environ, "GOROUTINES_DEBUG": debug},
     )
     assert r.returncode == 0, r.stderr
+    return r.stderr.splitlines()
+
+
+def test_schedtrace_prints_go_sched_lines(tmp_path: Path) -> None:
+    lines = _traced(
+        tmp_path,
+        "schedtrace=50",
+        """
+        async def main():
+            await gr.sleep(0.3)
+        """,
+    )
     line = re.compile(
         r"SCHED \d+ms: gomaxprocs=2 idleprocs=\d+ threads=\d+ spinningthreads=\d+ "
         r"idlethreads=\d+ runqueue=\d+ \[\d+ \d+\]"
     )
-    lines = r.stderr.splitlines()
-    assert len(lines) >= 3, r.stderr
-    assert all(line.fullmatch(ln) for ln in lines), r.stderr
+    assert len(lines) >= 3, lines
+    assert all(line.fullmatch(ln) for ln in lines), lines
 
 
 def test_scheddetail_adds_a_line_per_p_m_and_g(tmp_path: Path) -> None:
-    script = tmp_path / "detail.py"
-    script.write_text(
-        "import goroutines as gr\n"
-        "async def waiter(c):\n"
-        "    await c.recv()\n"
-        "async def main():\n"
-        "    c = gr.Chan()\n"
-        "    gr.go(waiter, c)\n"
-        "    await gr.sleep(0.3)\n"
-        "    await c.send(1)\n"
-        "gr.run(main, procs=2)\n"
+    lines = _traced(
+        tmp_path,
+        "schedtrace=50,scheddetail=1",
+        """
+        async def waiter(c):
+            await c.recv()
+
+        async def main():
+            c = gr.Chan()
+            gr.go(waiter, c)
+            await gr.sleep(0.3)
+            await c.send(1)
+        """,
     )
-    r = subprocess.run(
-        [sys.executable, str(script)],
-        capture_output=True,
-        text=True,
-        timeout=20,
-        env={**os.environ, "GOROUTINES_DEBUG": "schedtrace=50,scheddetail=1"},
-    )
-    assert r.returncode == 0, r.stderr
-    lines = r.stderr.splitlines()
     sched = [i for i, ln in enumerate(lines) if ln.startswith("SCHED ")]
-    assert len(sched) >= 3, r.stderr
+    assert len(sched) >= 3, lines
     p_line = re.compile(
         r"  P[01]: status=(idle|running|syscall) schedtick=\d+ syscalltick=\d+ m=-?\d+ "
         r"runqsize=\d+ stuck=(True|False)"
@@ -184,10 +187,10 @@ def test_scheddetail_adds_a_line_per_p_m_and_g(tmp_path: Path) -> None:
     detail = [ln for ln in lines if not ln.startswith("SCHED ")]
     assert all(
         p_line.fullmatch(ln) or m_line.fullmatch(ln) or g_line.fullmatch(ln) for ln in detail
-    ), r.stderr
+    ), lines
     # A trace taken while both sleep: G1 sleeping, G2 waiting on the channel.
-    assert "  G1: status=4(sleep) m=-1 lockedm=-1" in detail, r.stderr
-    assert "  G2: status=4(chan receive) m=-1 lockedm=-1" in detail, r.stderr
+    assert "  G1: status=4(sleep) m=-1 lockedm=-1" in detail, lines
+    assert "  G2: status=4(chan receive) m=-1 lockedm=-1" in detail, lines
     assert sum(ln.startswith("  P") for ln in detail) == 2 * len(sched)
 
 
