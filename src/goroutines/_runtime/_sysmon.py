@@ -17,8 +17,8 @@ would pick up new work anyway), which spares a thread start for short calls.
 Why a thread and not a check in the Ms: the Ms that would check are the ones
 that are stuck. Under the GIL its rounds cost the running Ms a GIL hand-over
 each; a blocking call releases the GIL, so sysmon runs at once when it
-matters, and the back-off keeps an idle or busy-but-not-blocking runtime at
-about 100 rounds a second.
+matters, and the back-off keeps a busy-but-not-blocking runtime at
+about 100 rounds a second (an idle one at about one: see below).
 
 Each round it also sets ``sched.now``, the coarse clock that parking Gs
 read for ``wait_since``.
