@@ -4,11 +4,18 @@
 ``grun`` is ``gr.run`` with a watchdog: a run that hangs (a lost wake-up, a
 crashed M) is stopped after ``timeout`` seconds and the test fails with the
 goroutine dump, instead of the whole session dying at the pytest-timeout.
+
+``signal_when_ready`` runs a script in a fresh process and sends it a signal
+once it prints "ready".
 """
 
 from __future__ import annotations
 
+import signal
+import subprocess
+import sys
 import threading
+import time
 from typing import Any
 
 import pytest
@@ -17,7 +24,7 @@ import goroutines as gr
 from goroutines._runtime import _scheduler
 from goroutines._runtime._traceback import stack_dump as _dump_gs
 
-__all__ = ["grun"]
+__all__ = ["grun", "signal_when_ready"]
 
 
 def grun(main: Any, *args: Any, procs: int | None = None, timeout: float = 10.0) -> Any:
@@ -46,3 +53,38 @@ def grun(main: Any, *args: Any, procs: int | None = None, timeout: float = 10.0)
     if fired:
         pytest.fail(f"gr.run() did not finish within {timeout}s; goroutines:\n{fired[0]}")
     return result
+
+
+def signal_when_ready(script: str, signum: int) -> tuple[subprocess.CompletedProcess[str], float]:
+    """Run ``script`` with this Python; once it prints a line "ready", send it
+    ``signum``. Return the finished process (its stdout includes what came
+    before "ready") and the seconds from the signal to its exit.
+
+    A shell starts background jobs with SIGINT and SIGQUIT ignored, and a
+    Python process keeps an ignored signal: the script first gets the
+    handler a program run from a terminal has, or a test would hang whenever
+    pytest runs in the background.
+    """
+    handler = "default_int_handler" if signum == signal.SIGINT else "SIG_DFL"
+    script = f"import signal\nsignal.signal({int(signum)}, signal.{handler})\n" + script
+    proc = subprocess.Popen(
+        [sys.executable, "-c", script],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        before = ""
+        while (line := proc.stdout.readline()) and line.strip() != "ready":
+            before += line
+        assert line.strip() == "ready", proc.communicate(timeout=10)
+        proc.send_signal(signum)
+        t0 = time.monotonic()
+        out, err = proc.communicate(timeout=10)
+        elapsed = time.monotonic() - t0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    return subprocess.CompletedProcess(proc.args, proc.returncode, before + out, err), elapsed

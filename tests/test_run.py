@@ -12,7 +12,6 @@ import asyncio
 import contextvars
 import inspect
 import signal
-import subprocess
 import sys
 import textwrap
 import threading
@@ -24,7 +23,7 @@ import pytest
 
 import goroutines as gr
 from goroutines import _run
-from helpers import grun
+from helpers import grun, signal_when_ready
 
 Blocked = Callable[..., Awaitable[None]]
 
@@ -696,11 +695,6 @@ _OTHERS = {
 def test_ctrl_c_raises_keyboard_interrupt(procs: int, other: str) -> None:
     """SIGINT reaches run() while main is blocked on a channel forever."""
     script = (
-        # A shell starts background jobs with SIGINT ignored, and Python
-        # keeps an ignored SIGINT: put back what a program run from a
-        # terminal has, or the test hangs whenever pytest runs in the background.
-        "import signal\n"
-        "signal.signal(signal.SIGINT, signal.default_int_handler)\n"
         "import goroutines as gr\n"
         + _OTHERS[other]
         + textwrap.dedent(
@@ -714,24 +708,8 @@ def test_ctrl_c_raises_keyboard_interrupt(procs: int, other: str) -> None:
             """
         )
     )
-    proc = subprocess.Popen(
-        [sys.executable, "-c", script],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert proc.stdout is not None
-        line = proc.stdout.readline()
-        assert line.strip() == "ready"
-        proc.send_signal(signal.SIGINT)
-        t0 = time.monotonic()
-        _, err = proc.communicate(timeout=10)
-        elapsed = time.monotonic() - t0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
+    proc, elapsed = signal_when_ready(script, signal.SIGINT)
+    err = proc.stderr
     assert "KeyboardInterrupt" in err
     assert "Traceback" in err
     assert proc.returncode != 0

@@ -30,7 +30,7 @@ import goroutines as gr
 from goroutines._runtime import _scheduler
 from goroutines._runtime._scheduler import call_on_main
 from goroutines._signal import signal_notify, signal_stop
-from helpers import grun
+from helpers import grun, signal_when_ready
 
 USR1 = signal.SIGUSR1
 USR2 = signal.SIGUSR2
@@ -456,30 +456,7 @@ gr.run(main, procs=2)
 
 def _sigquit_run(notify: str) -> subprocess.CompletedProcess[str]:
     script = textwrap.dedent(SIGQUIT_SCRIPT).replace("NOTIFY", notify)
-    # A shell starts background jobs with SIGQUIT ignored (and run() keeps an
-    # ignored SIGQUIT, as it keeps any handler the program chose): give the
-    # script the default a program run from a terminal has.
-    script = "import signal\nsignal.signal(signal.SIGQUIT, signal.SIG_DFL)\n" + script
-    proc = subprocess.Popen(
-        [sys.executable, "-c", script],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert proc.stdout is not None
-        before = ""
-        while (line := proc.stdout.readline()) and line.strip() != "ready":
-            before += line
-        assert line.strip() == "ready", proc.communicate(timeout=10)
-        proc.send_signal(signal.SIGQUIT)
-        out, err = proc.communicate(timeout=10)
-        out = before + out
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
-    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+    return signal_when_ready(script, signal.SIGQUIT)[0]
 
 
 def test_sigquit_dumps_goroutines_and_exits_2() -> None:

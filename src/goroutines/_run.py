@@ -109,7 +109,7 @@ def _serve_main(sched: Sched) -> None:
             # wait for the next request. Any other signal interrupts the
             # wait at once, so the timeout only bounds that rare case; 4
             # wake-ups a second are most of what an idle runtime costs
-            # (about 0.05 % of a core; 20 a second cost 0.2 %).
+            # (about 0.06 % of a core; 20 a second cost 0.2 %).
             item = sched.mainq.get(timeout=MAIN_WAIT)
         except queue.Empty:
             continue
