@@ -41,7 +41,7 @@ from typing import Any, Generic, TypeVar, final
 from ._errors import ChanClosed
 from ._runtime._goroutine import G, GStatus, WaitReason, returns_awaitable
 from ._runtime._machine import _tls
-from ._runtime._scheduler import current_g, ready
+from ._runtime._scheduler import current_g, current_run_id, ready
 
 __all__ = ["Chan"]
 
@@ -79,6 +79,7 @@ class Chan(Generic[T]):
 
     __slots__ = (
         "__weakref__",
+        "_bound",
         "_buf",
         "_cap",
         "_closed",
@@ -108,6 +109,27 @@ class Chan(Generic[T]):
         self._recvq: deque[Any] = deque()  # waiters: G or Sudog, elem filled in by a sender
         self._sendq: deque[Any] = deque()  # waiters: G or Sudog, elem is the value to send
         self._ndead = 0
+        #: ``(run_id, what)`` when only an object of one run sends on this
+        #: channel (a Timer's ``c``): waiting on it in a later run, when no
+        #: value can ever come, raises RuntimeError instead (``bind_to_run``).
+        self._bound: tuple[int, str] | None = None
+
+    def bind_to_run(self, run_id: int, what: str) -> None:
+        """Only ``what`` (e.g. "the channel of a Timer"), an object of run
+        ``run_id``, sends on this channel: a goroutine of a later run that
+        would wait on it gets RuntimeError naming that run."""
+        self._bound = (run_id, what)
+
+    def check_bound_locked(self) -> None:
+        """Raise (releasing ``lock``) if waiting here could never end: the
+        only sender belonged to a run that has ended. ``lock`` held."""
+        bound = self._bound
+        if bound is not None and bound[0] != current_run_id():
+            self.lock.release()
+            raise RuntimeError(
+                f"{bound[1]} belongs to goroutines run #{bound[0]}, which has ended: "
+                "no value will ever come; make a new one in this run"
+            )
 
     @property
     def cap(self) -> int:
@@ -166,6 +188,8 @@ class Chan(Generic[T]):
         if self._closed:
             self.lock.release()
             raise ChanClosed("send on closed channel")
+        if self._bound is not None:
+            self.check_bound_locked()
         try:
             g = _tls.m.curg  # current_g(), inlined: this is the hot path
         except AttributeError:
@@ -275,6 +299,8 @@ class Chan(Generic[T]):
         if self._closed:  # and drained
             self.lock.release()
             return None
+        if self._bound is not None:
+            self.check_bound_locked()
         # current_g(), inlined: this is the hot path. Not ``try: _tls.m``:
         # an exception handler would add a stack slot to this frame.
         sg = _tls.__dict__.get("m")
@@ -384,6 +410,8 @@ class Chan(Generic[T]):
         if self._closed:  # and drained
             self.lock.release()
             raise StopAsyncIteration
+        if self._bound is not None:
+            self.check_bound_locked()
         sg = _tls.__dict__.get("m")
         if sg is not None:
             sg = sg.curg

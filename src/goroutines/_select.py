@@ -28,7 +28,7 @@ from typing import Any, Final, final
 from ._chan import RECV_OK, Chan
 from ._errors import ChanClosed
 from ._runtime._goroutine import Sudog, WaitReason, gopark, noop
-from ._runtime._scheduler import current_g
+from ._runtime._scheduler import current_g, current_run_id
 
 # Enum members bound once: ``WaitReason.X`` goes through EnumType.__getattr__
 # (~70 ns on 3.11) on every park.
@@ -146,6 +146,14 @@ def select(*cases: Any) -> Generator[Any, None, tuple[int, Any]]:
         return dflt, None
 
     # pass 2: enqueue on every channel and park
+    for ch in lockorder:
+        bound = ch._bound
+        if bound is not None and bound[0] != current_run_id():
+            unlock()
+            raise RuntimeError(
+                f"select: {bound[1]} belongs to goroutines run #{bound[0]}, which has "
+                "ended: no value will ever come on it; make a new one in this run"
+            )
     g = current_g()
     token = [True]
     sudogs = [Sudog(g, i, ch, token, v if kind == _SEND else None) for i, kind, ch, v in ops]

@@ -70,6 +70,7 @@ __all__ = [
     "Sched",
     "current",
     "current_g",
+    "current_run_id",
     "go",
     "ready",
     "require",
@@ -78,10 +79,25 @@ __all__ = [
 #: The running runtime, or None. Written under ``_run_lock``.
 current: Sched | None = None
 _run_lock = threading.Lock()
+#: The number of the last ``run()`` of this process (``Sched.run_id``);
+#: guarded by ``_run_lock``.
+_last_run_id = 0
+
+
+def current_run_id() -> int:
+    """The number of the running ``run()``, 0 when none is running."""
+    s = current
+    return 0 if s is None else s.run_id
 
 
 class Sched:
     def __init__(self, procs: int) -> None:
+        global _last_run_id
+        with _run_lock:
+            _last_run_id += 1
+            #: Which ``run()`` of this process this is (1, 2, ...): objects
+            #: bound to one run (timers, connections) name it in their errors.
+            self.run_id = _last_run_id
         self.lock = threading.Lock()
         self.gomaxprocs = procs
         self.allp: list[P] = [P(i) for i in range(procs)]
