@@ -7,10 +7,21 @@ is parked (WAITING), so a test can order "the receivers are parked" before
 by anyone is RUNNABLE before the readier returns, so "all others WAITING",
 seen from the only running G, means nothing can move until the caller acts
 (timers aside: a sleeping G also counts as WAITING).
+
+Environment (set by ``tools/stress.py``, usable by hand):
+
+- ``GOROUTINES_TEST_PROCS=N``: run every procs-parametrized test at procs N
+  only: the ``procs`` fixture, and any ``@pytest.mark.parametrize("procs", ...)``
+  (its values are replaced by ``[N]``).
+- ``GOROUTINES_TEST_SWITCHINTERVAL=S``: ``sys.setswitchinterval(S)`` for the
+  whole session (put back at the end). A test's own setting still wins
+  while that test runs.
 """
 
 from __future__ import annotations
 
+import os
+import sys
 import time
 from collections.abc import Awaitable, Callable
 
@@ -21,11 +32,59 @@ from goroutines._runtime import _scheduler
 from goroutines._runtime._goroutine import GStatus
 
 
-@pytest.fixture(params=[1, 4], ids=lambda n: f"procs{n}")
+def _env_procs() -> int | None:
+    """``GOROUTINES_TEST_PROCS`` as an int, None when unset or empty."""
+    raw = os.environ.get("GOROUTINES_TEST_PROCS", "").strip()
+    if not raw:
+        return None
+    n = int(raw)
+    if n < 1:
+        raise ValueError(f"GOROUTINES_TEST_PROCS must be >= 1, got {raw!r}")
+    return n
+
+
+TEST_PROCS = _env_procs()
+
+
+@pytest.fixture(params=[1, 4] if TEST_PROCS is None else [TEST_PROCS], ids=lambda n: f"procs{n}")
 def procs(request: pytest.FixtureRequest) -> int:
-    """Run the test once on one P and once on four."""
+    """Run the test once on one P and once on four (or on GOROUTINES_TEST_PROCS only)."""
     n: int = request.param
     return n
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """With GOROUTINES_TEST_PROCS=N, a ``parametrize("procs", [...])`` mark
+    (on the test, its class or module) becomes ``parametrize("procs", [N])``.
+    Runs before pytest's own hook, which then reads the replaced mark."""
+    if TEST_PROCS is None or "procs" not in metafunc.fixturenames:
+        return
+    only = pytest.mark.parametrize("procs", [TEST_PROCS], ids=[f"procs{TEST_PROCS}"]).mark
+    for node in metafunc.definition.listchain():
+        node.own_markers[:] = [
+            only
+            if m.name == "parametrize" and m.args and m.args[0] in ("procs", ["procs"], ("procs",))
+            else m
+            for m in node.own_markers
+        ]
+
+
+#: The switch interval GOROUTINES_TEST_SWITCHINTERVAL replaced, to put back.
+_old_switch = pytest.StashKey[float]()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    raw = os.environ.get("GOROUTINES_TEST_SWITCHINTERVAL", "").strip()
+    if raw:
+        config.stash[_old_switch] = sys.getswitchinterval()
+        sys.setswitchinterval(float(raw))
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    old = config.stash.get(_old_switch, None)
+    if old is not None:
+        sys.setswitchinterval(old)
 
 
 async def wait_blocked(n: int | None = None, timeout: float = 5.0) -> None:

@@ -27,8 +27,15 @@ from goroutines._runtime._traceback import stack_dump as _dump_gs
 __all__ = ["grun", "signal_when_ready"]
 
 
-def grun(main: Any, *args: Any, procs: int | None = None, timeout: float = 10.0) -> Any:
-    """``gr.run(main, *args, procs=procs)``, failing the test if it runs over ``timeout``."""
+def grun(
+    main: Any,
+    *args: Any,
+    procs: int | None = None,
+    timeout: float = 10.0,
+    seed: int | None = None,
+) -> Any:
+    """``gr.run(main, *args, procs=procs, seed=seed)``, failing the test if it
+    runs over ``timeout``."""
     fired: list[str] = []
 
     def watchdog() -> None:
@@ -42,7 +49,8 @@ def grun(main: Any, *args: Any, procs: int | None = None, timeout: float = 10.0)
     t.daemon = True
     t.start()
     try:
-        result = gr.run(main, *args, procs=procs)
+        extra = {} if seed is None else {"seed": seed}
+        result = gr.run(main, *args, procs=procs, **extra)
     except BaseException:
         if not fired:
             raise

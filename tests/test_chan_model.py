@@ -351,6 +351,7 @@ async def _execute(
     await settle(len(ops), "close all")
 
 
+@pytest.mark.stress
 @pytest.mark.parametrize("procs", [1, 4])
 @settings(
     max_examples=100,

@@ -510,6 +510,7 @@ def test_close_wakes_blocked_read_and_write(procs: int) -> None:
     run_clean(main, procs)
 
 
+@pytest.mark.stress
 def test_close_races_with_io(procs: int) -> None:
     """close() while other goroutines read and write the same Conn: every
     operation ends, with data, end of stream or a connection error, and the

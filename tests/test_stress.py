@@ -21,6 +21,8 @@ import pytest
 import goroutines as gr
 import helpers
 
+pytestmark = pytest.mark.stress
+
 PROCS = [1, 2, 4, 8]
 
 

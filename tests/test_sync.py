@@ -235,6 +235,7 @@ def test_mutex_parks_goroutine_not_thread(procs: int) -> None:
     assert gr.run(main, procs=procs) == "got it"
 
 
+@pytest.mark.stress
 @PROCS
 def test_mutex_stress(procs: int) -> None:
     n_g, n_iter = 500, 20

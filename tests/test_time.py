@@ -483,8 +483,8 @@ def test_sleep_takes_ints_and_float_subclasses(procs: int) -> None:
         (lambda: gr.Timer(math.nan), ValueError, r"Timer.*NaN"),
         (lambda: gr.Ticker(0), ValueError, r"Ticker.*> 0"),
         (lambda: gr.Ticker(-0.5), ValueError, r"Ticker.*-0.5"),
-        (lambda: gr.tick(0), ValueError, r"Ticker.*> 0"),
-        (lambda: gr.after(-1), ValueError, r"-1"),
+        (lambda: gr.tick(0), ValueError, r"^tick: .*> 0"),
+        (lambda: gr.after(-1), ValueError, r"^after: .*-1"),
         (lambda: gr.Timer("1"), TypeError, r"Timer.*number.*str"),  # type: ignore[arg-type]
         (lambda: gr.Ticker(None), TypeError, r"Ticker.*number.*NoneType"),  # type: ignore[arg-type]
         (lambda: gr.after(True), TypeError, r"number.*bool"),

@@ -2,12 +2,23 @@
 
 Invariants (``lock`` held):
 
-- At least one of ``sendq`` and ``recvq`` is empty, except for waiters that
-  are already dead (a select that fired on another case and has not yet
-  cleaned up), which are skipped when they reach the head.
+- At least one of ``sendq`` and ``recvq`` has no live waiter, except (as in
+  Go's ``hchan``) for an unbuffered channel on which one select waits both
+  to send and to receive: then both queues hold its sudogs, and no other
+  goroutine's. Dead waiters (sudogs of a select that fired on another case,
+  or of a goroutine closed at the end of its run) are skipped when they
+  reach the head.
 - For buffered channels: ``buf`` non-empty implies ``recvq`` has no live
   waiter; ``len(buf) < cap`` implies ``sendq`` has no live waiter.
+- A G found in a queue (``lock`` held) is WAITING: it enqueued itself
+  under ``lock``, and the lock is released only once its M has marked it
+  so (the unlock function runs after the coroutine is suspended). Asserted
+  at each hand-off.
 - Closed: no new waiter is enqueued; ``close`` readies every waiter.
+- No waiter of a goroutine that has ended stays in a queue: a run closing
+  the goroutines it leaves takes them off (``_unpark``, see
+  ``_runtime._goroutine``), so a later send or receive (in that run's
+  ``finally`` blocks, or in a later run) never pairs with a dead one.
 
 Each operation is a non-blocking core under ``lock`` plus a slow path that
 enqueues the waiter and parks with ``lock.release`` (bound once: ``_unlock``)
@@ -36,10 +47,11 @@ import threading
 import types
 from collections import deque
 from collections.abc import Awaitable, Generator
+from types import FrameType
 from typing import Any, Generic, TypeVar, final
 
 from ._errors import ChanClosed
-from ._runtime._goroutine import G, GStatus, WaitReason, returns_awaitable
+from ._runtime._goroutine import G, GStatus, Unlock, WaitReason, register_unpark, returns_awaitable
 from ._runtime._machine import _tls
 from ._runtime._scheduler import current_g, current_run_id, ready
 
@@ -50,6 +62,7 @@ T = TypeVar("T")
 _CHAN_SEND = WaitReason.CHAN_SEND
 _CHAN_RECEIVE = WaitReason.CHAN_RECEIVE
 _RUNNABLE = GStatus.RUNNABLE
+_WAITING = GStatus.WAITING
 
 RECV_BLOCK, RECV_OK, RECV_CLOSED = 0, 1, 2
 
@@ -97,9 +110,9 @@ class Chan(Generic[T]):
         if cap < 0:
             raise ValueError(f"Chan capacity must be >= 0, got {cap}")
         self.lock = threading.Lock()
-        #: ``lock.release``, bound once: what a parking G yields (a bound
-        #: method made at each park costs ~500 CPU instructions).
-        self._unlock = self.lock.release
+        #: ``Unlock(lock.release)``, made once: what a parking G yields (a
+        #: bound method made at each park costs ~500 CPU instructions).
+        self._unlock = Unlock(self.lock.release)
         self._cap = cap
         self._buf: deque[T] = deque()
         self._closed = False
@@ -157,6 +170,7 @@ class Chan(Generic[T]):
         if self._recvq:
             sg = self._recvq.popleft()
             if sg.__class__ is G:  # a parked receiver G: hand it v, ready it
+                assert sg.status is _WAITING, sg
                 sg.elem = v
                 sg.success = True
                 self.lock.release()
@@ -274,6 +288,7 @@ class Chan(Generic[T]):
                 break
             sg = self._sendq.popleft()
             if sg.__class__ is G:  # a parked sender G: take its value, ready it
+                assert sg.status is _WAITING, sg
                 v = sg.elem
                 sg.success = True
                 self.lock.release()
@@ -387,6 +402,7 @@ class Chan(Generic[T]):
                 break
             sg = self._sendq.popleft()
             if sg.__class__ is G:  # a parked sender G: take its value, ready it
+                assert sg.status is _WAITING, sg
                 v = sg.elem
                 sg.success = True
                 self.lock.release()
@@ -442,3 +458,21 @@ class Chan(Generic[T]):
             self._recvq = deque(s for s in self._recvq if s.sel is None or s.sel)
             self._sendq = deque(s for s in self._sendq if s.sel is None or s.sel)
             self._ndead = 0
+
+
+def _unpark(g: G, frame: FrameType) -> None:
+    """``register_unpark``'s hook for a G parked in ``send``, ``recv`` or
+    ``__anext__``: take it off the channel's queue (a single-channel waiter
+    is the G itself), unless a waker has dequeued it already."""
+    ch: Chan[Any] = frame.f_locals["self"]
+    with ch.lock:
+        for q in (ch._recvq, ch._sendq):
+            try:
+                q.remove(g)
+            except ValueError:
+                continue
+            return
+
+
+for _fn in (Chan.send, Chan.recv, Chan.__anext__):
+    register_unpark(_fn.__code__, _unpark)

@@ -47,10 +47,24 @@ Lock order: parent ``mu`` < child ``mu`` < ``Chan.lock`` and
 ``done``). Removing a cancelled context from its parent's ``children``
 happens after its own ``mu`` is released.
 
+Across runs: a ``_TimerCtx`` belongs to the run that made it (``_sched``;
+its timer is in that run's heap, dropped when the run ends). While it is
+not settled (``err is None``), ``done()``, ``err()`` and deriving a
+cancellable child from it in a later run, or with no run, raise
+RuntimeError naming the run (``_check_run``): it could never expire there.
+Its ``done`` channel is bound to the run too (``Chan.bind_to_run``), for a
+goroutine that kept the channel itself. ``cancel()`` always works (it stops
+the timer only in its own run), and a settled context works everywhere.
+A deadline of ``inf`` arms no timer and binds nothing (``_run`` 0). Plain
+``with_cancel`` contexts hold no runtime state and work in any run (a
+child made in run 1 under a ``_TimerCtx`` of run 1 is not checked: it is
+cancelled only by hand after that run).
+
 Guards: ``_CancelCtx.done``, ``err``, ``children``, ``_TimerCtx.timer``:
 ``mu`` (``done`` is also read racily on the fast path of ``done()``: a
 reference read is atomic, and a stale None only sends the reader to the
-lock). Everything else is immutable after construction.
+lock; ``err`` is read racily by ``_check_run``: once set it never changes).
+Everything else is immutable after construction.
 """
 
 from __future__ import annotations
@@ -66,8 +80,9 @@ from ._chan import Chan
 from ._errors import Canceled, DeadlineExceeded
 from ._run import go
 from ._runtime import _scheduler
-from ._runtime._timers import Timer, Timers
+from ._runtime._timers import Timer
 from ._select import select
+from ._time import as_float
 
 __all__ = [
     "CancelFunc",
@@ -315,22 +330,57 @@ class _CancelCtx(Context):
 class _TimerCtx(_CancelCtx):
     """A ``_CancelCtx`` that also cancels itself with ``DeadlineExceeded`` at ``deadline``."""
 
-    __slots__ = ("_deadline", "_timer", "_timers")
+    __slots__ = ("_deadline", "_run", "_sched", "_timer")
 
-    def __init__(self, parent: Context, deadline: float, timers: Timers) -> None:
+    def __init__(self, parent: Context, deadline: float, sched: _scheduler.Sched) -> None:
         super().__init__(parent)
         self._deadline = deadline
-        self._timers = timers
+        #: The run whose heap holds our timer (see the module docstring);
+        #: ``_run`` is its number, 0 if we have no timer (``inf``).
+        self._sched = sched
+        self._run = 0 if deadline == math.inf else sched.run_id
         self._timer: Timer | None = None  # guarded by mu; armed only while err is None
+
+    def done(self) -> Chan[None]:
+        d = self._done
+        if d is not None and self._sched is _scheduler.current:
+            return d
+        self._check_run("Context.done")
+        with self._mu:
+            if self._done is None:
+                self._done = Chan()
+                if self._run:
+                    self._done.bind_to_run(
+                        self._run, "the done() channel of a context with a deadline"
+                    )
+            return self._done
+
+    def err(self) -> ErrType | None:
+        with self._mu:
+            e = self._err
+        if e is None:
+            self._check_run("Context.err")
+        return e
 
     def deadline(self) -> float | None:
         return self._deadline
+
+    def _check_run(self, what: str) -> None:
+        """Raise if our run has ended and we are not settled. No lock held."""
+        if self._sched is _scheduler.current or not self._run or self._err is not None:
+            return
+        where = "inside gr.run()" if _scheduler.current is None else "in this run"
+        raise RuntimeError(
+            f"{what}: this context with a deadline belongs to goroutines run #{self._run}, "
+            f"which has ended, and can no longer expire; cancel it, or make a new one {where}"
+        )
 
     def _cancel_self_locked(self, err: ErrType) -> dict[_CancelCtx, None]:
         t = self._timer
         if t is not None:
             self._timer = None
-            self._timers.stop(t)
+            if self._sched is _scheduler.current:  # else its heap is gone
+                self._sched.timers.stop(t)
         return super()._cancel_self_locked(err)
 
     def __repr__(self) -> str:
@@ -399,27 +449,20 @@ def _check_parent(parent: Any, what: str) -> Context:
     return parent
 
 
-def _check_number(x: Any, what: str, name: str) -> float:
-    if isinstance(x, bool) or not isinstance(x, (int, float)):
-        raise TypeError(f"{what}: {name} must be a number, got {type(x).__name__}")
-    if math.isnan(x):
-        raise ValueError(f"{what}: {name} is NaN")
-    return float(x)
-
-
-def _require_timers(what: str) -> Timers:
+def _require_sched(what: str) -> _scheduler.Sched:
     sched = _scheduler.current
     if sched is None:
         raise RuntimeError(
             f"{what} needs a running goroutines runtime for its timer: call it inside gr.run()"
         )
-    return sched.timers
+    return sched
 
 
-def _propagate_cancel(parent: Context, child: _CancelCtx) -> None:
+def _propagate_cancel(parent: Context, child: _CancelCtx, what: str) -> None:
     """Arrange for ``child`` to be cancelled with ``parent`` (Go's ``propagateCancel``).
 
-    ``child`` is not shared yet.
+    ``child`` is not shared yet. RuntimeError (``what`` names the call) if
+    the parent is a ``_TimerCtx`` of an ended run, not settled.
     """
     # Find where parent's cancellation comes from: through value contexts
     # to the nearest context of ours that is not one.
@@ -443,6 +486,8 @@ def _propagate_cancel(parent: Context, child: _CancelCtx) -> None:
         if isinstance(q, _CancelCtx) and q.done() is done:
             p = q
     if p is not None:
+        if type(p) is _TimerCtx:
+            p._check_run(what)
         with p._mu:
             if p._err is not None:
                 child._cancel(False, p._err)
@@ -478,7 +523,7 @@ def with_cancel(parent: Context) -> tuple[Context, CancelFunc]:
     """
     parent = _check_parent(parent, "with_cancel")
     c = _CancelCtx(parent)
-    _propagate_cancel(parent, c)
+    _propagate_cancel(parent, c, "with_cancel")
     return c, c._cancel_canceled
 
 
@@ -490,25 +535,27 @@ def with_deadline(parent: Context, deadline: float) -> tuple[Context, CancelFunc
     ``err()`` ``DeadlineExceeded``. Needs a running runtime (the timer).
     """
     parent = _check_parent(parent, "with_deadline")
-    d = _check_number(deadline, "with_deadline", "deadline")
+    d = as_float(deadline, "with_deadline", "deadline")
     return _with_deadline(parent, d, "with_deadline")
 
 
 def with_timeout(parent: Context, seconds: float) -> tuple[Context, CancelFunc]:
     """``with_deadline(parent, time.monotonic() + seconds)``."""
     parent = _check_parent(parent, "with_timeout")
-    s = _check_number(seconds, "with_timeout", "seconds")
+    s = as_float(seconds, "with_timeout", "seconds")
     return _with_deadline(parent, time.monotonic() + s, "with_timeout")
 
 
 def _with_deadline(parent: Context, d: float, what: str) -> tuple[Context, CancelFunc]:
-    timers = _require_timers(what)
+    sched = _require_sched(what)
     cur = parent.deadline()
     if cur is not None and cur <= d:
         # The parent expires first: its timer is the one that matters.
-        return with_cancel(parent)
-    c = _TimerCtx(parent, d, timers)
-    _propagate_cancel(parent, c)
+        c0 = _CancelCtx(parent)
+        _propagate_cancel(parent, c0, what)
+        return c0, c0._cancel_canceled
+    c = _TimerCtx(parent, d, sched)
+    _propagate_cancel(parent, c, what)
     if d <= time.monotonic():
         c._cancel(True, DeadlineExceeded)
         return c, c._cancel_canceled
@@ -516,7 +563,7 @@ def _with_deadline(parent: Context, d: float, what: str) -> tuple[Context, Cance
         with c._mu:
             if c._err is None:
                 c._timer = Timer(_expire, c)
-                timers.add(c._timer, d)
+                sched.timers.add(c._timer, d)
     return c, c._cancel_canceled
 
 

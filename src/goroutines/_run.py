@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import queue
+import time
 import types
 import warnings
 from collections.abc import Awaitable, Callable, Coroutine, Generator
@@ -17,9 +18,9 @@ from typing import Any, TypeVar, overload
 from . import _signal
 from ._errors import Deadlock
 from ._runtime import _scheduler
-from ._runtime._goroutine import GOSCHED, GStatus
+from ._runtime._goroutine import GOSCHED, G, GStatus, add_note
 from ._runtime._machine import M, _tls, current_m
-from ._runtime._scheduler import Sched, current_g
+from ._runtime._scheduler import DEAD_GRACE, DEADCHECK, Sched, current_g
 from ._runtime._traceback import stack_dump as _stack_dump
 
 __all__ = [
@@ -49,48 +50,84 @@ def _check_procs(n: Any, what: str) -> int:
 
 
 @overload
-def run(main: Callable[..., Coroutine[Any, Any, T]], *args: Any, procs: int | None = None) -> T: ...
+def run(
+    main: Callable[..., Coroutine[Any, Any, T]],
+    /,
+    *args: Any,
+    procs: int | None = None,
+    seed: int | None = None,
+) -> T: ...
 @overload
-def run(main: Coroutine[Any, Any, T], *, procs: int | None = None) -> T: ...
+def run(
+    main: Coroutine[Any, Any, T], /, *, procs: int | None = None, seed: int | None = None
+) -> T: ...
 @overload
-def run(main: Callable[..., Awaitable[T]], *args: Any, procs: int | None = None) -> T: ...
-def run(main: Any, *args: Any, procs: int | None = None) -> Any:
+def run(
+    main: Callable[..., Awaitable[T]],
+    /,
+    *args: Any,
+    procs: int | None = None,
+    seed: int | None = None,
+) -> T: ...
+def run(main: Any, /, *args: Any, procs: int | None = None, seed: int | None = None) -> Any:
     """Start the runtime, run ``main(*args)`` as the main goroutine, return its result.
 
     When main returns the program is over: the other goroutines are closed
     (their ``finally`` blocks run) and ``run`` returns. An exception escaping
     any goroutine stops the runtime and is raised here; so is ``Deadlock``
     when no goroutine can ever run again, and KeyboardInterrupt on Ctrl-C.
+
+    ``seed`` (else ``GOROUTINES_SEED``) seeds every random choice of the
+    runtime (select's poll order, steal victims); at ``procs=1`` a program
+    that does not depend on real time then makes the same choices in every
+    run. An exception raised by a seeded run says how to replay it.
     """
     if procs is None:
         n = _default_procs or os.cpu_count() or 1
     else:
         n = _check_procs(procs, "run()")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+        raise TypeError(f"run(): seed must be an int, got {type(seed).__name__}")
     if _scheduler.current is not None:
         if isinstance(main, types.CoroutineType):
             main.close()
         raise RuntimeError("gr.run() called while a goroutines runtime is already running")
-    sched = Sched(n)
-    _scheduler.start(sched, main, args)
-    _signal.install_sigquit()
+    sched = Sched(n, seed)
     try:
+        _scheduler.start(sched, main, args)
+        _signal.install_sigquit()
         _serve_main(sched)
-    except BaseException:  # Ctrl-C: stop everything, then let it through
-        _shutdown(sched)
+    except BaseException:  # Ctrl-C (even during start): stop everything, then let it through
+        if _scheduler.current is sched:
+            _shutdown(sched)
         raise
     dump, errors = _shutdown(sched)
     if sched.deadlock:
-        raise Deadlock("all goroutines are asleep - deadlock!\n\n" + dump)
+        dead = Deadlock("all goroutines are asleep - deadlock!\n\n" + dump)
+        _note_seed(sched, dead)
+        raise dead
     if sched.panic is not None:
         exc = sched.panic
+        _note_seed(sched, exc)
         for e in errors:
-            exc.add_note(f"also, while closing goroutines: {type(e).__name__}: {e}")
+            add_note(exc, f"also, while closing goroutines: {type(e).__name__}: {e}")
         raise exc
     if errors:
         if len(errors) == 1:
             raise errors[0]
         raise BaseExceptionGroup("errors while closing goroutines left when main returned", errors)
     return sched.result
+
+
+def _note_seed(sched: Sched, exc: BaseException) -> None:
+    """Tell how to replay a failure found under a seed or in shuffle mode."""
+    if sched.seeded or sched.shuffle:
+        add_note(
+            exc,
+            f"goroutines: run #{sched.run_id} used seed {sched.seed}"
+            f"{' in shuffle mode' if sched.shuffle else ''}; replay with "
+            f"GOROUTINES_SEED={sched.seed} (or run(..., seed={sched.seed})) at procs=1",
+        )
 
 
 #: How long the main thread waits for a request before it looks for a
@@ -110,11 +147,15 @@ def _serve_main(sched: Sched) -> None:
             # wait at once, so the timeout only bounds that rare case; 4
             # wake-ups a second are most of what an idle runtime costs
             # (about 0.06 % of a core; 20 a second cost 0.2 %).
-            item = sched.mainq.get(timeout=MAIN_WAIT)
+            item = sched.mainq.get(timeout=DEAD_GRACE if sched.deadcheck else MAIN_WAIT)
         except queue.Empty:
+            if sched.deadcheck:
+                sched.confirm_dead()
             continue
         if item is None:
             return
+        if item is DEADCHECK:
+            continue  # look again in DEAD_GRACE (the timeout above)
         fn, box, ev = item
         try:
             box[:] = [True, fn()]
@@ -128,64 +169,114 @@ def _shutdown(sched: Sched) -> tuple[str, list[BaseException]]:
 
     The runtime stays installed while leftovers are closed, so a ``finally``
     block that wakes another goroutine (closing a channel, unlocking a
-    Mutex) just queues it, and that one is closed in turn.
+    Mutex) just queues it, and that one is closed in turn. Whatever
+    interrupts this (a second Ctrl-C), the runtime is uninstalled: a later
+    ``run()`` in the same process (a REPL, a notebook, pytest) must work.
     """
-    _signal.reset(sched)  # no signal is relayed while goroutines are closed
-    _scheduler.stopms(sched)
-    while not sched.mainq.empty():  # requests that came too late to be served
-        item = sched.mainq.get()
-        if item is not None:
-            item[1][:] = [False, RuntimeError("the goroutines runtime stopped")]
-            item[2].set()
     try:
+        _signal.reset(sched)  # no signal is relayed while goroutines are closed
+        _scheduler.stopms(sched)
+        while not sched.mainq.empty():  # requests that came too late to be served
+            item = sched.mainq.get()
+            if item is not None and item is not DEADCHECK:
+                item[1][:] = [False, RuntimeError("the goroutines runtime stopped")]
+                item[2].set()
         dump = _stack_dump(list(sched.allgs.values())) if sched.deadlock else ""
         return dump, _close_leftovers(sched)
     finally:
-        _scheduler.uninstall(sched)
-        _signal.restore_sigquit()
+        _uninstall(sched)
+
+
+def _uninstall(sched: Sched) -> None:
+    """Uninstall ``sched`` and put SIGQUIT's handler back, even if Ctrl-C
+    interrupts that (then it is done again, and the interrupt raised after)."""
+    interrupt: BaseException | None = None
+    while True:
+        try:
+            _scheduler.uninstall(sched)
+            _signal.restore_sigquit()
+            break
+        except KeyboardInterrupt as e:
+            interrupt = e
+    if interrupt is not None:
+        raise interrupt
 
 
 def _close_leftovers(sched: Sched) -> list[BaseException]:
     """Close every goroutine still alive (their ``finally`` blocks run), including
     any that those ``finally`` blocks start. Main thread."""
     errors: list[BaseException] = []
-    seen: set[int] = set()
     # The closing thread acts as an M without a P, so that code in a
     # ``finally`` runs as its goroutine (goroutine_id, channel ops that do not
     # block) and anything it readies lands on the global queue.
     closer = M(sched, -1, None, False)
     _tls.m = closer
     try:
-        _close_all(sched, closer, seen, errors)
+        _close_all(sched, closer, errors)
     finally:
         del _tls.m
     sched.allgs.clear()
     return errors
 
 
-def _close_all(sched: Sched, closer: M, seen: set[int], errors: list[BaseException]) -> None:
-    while not seen.issuperset(sched.allgs.keys()):
+#: How long ``run()`` waits, after stopping the Ms, for goroutines that are
+#: still running on a thread to come back (see ``_close_all``).
+CLOSE_WAIT = 1.0
+
+
+def _close_all(sched: Sched, closer: M, errors: list[BaseException]) -> None:
+    """Close the goroutines left, each on this thread (``M.close_g``).
+
+    Which Gs are ours to close: ``stopping`` was set before we look at any
+    status, and an M marks a G RUNNING before it reads ``stopping`` (see
+    ``M.abandon``): so a G we read as RUNNING or SYSCALL may still be
+    stepped by its M (we leave it, and look again: its M gives it back as
+    soon as it yields, or comes back from its blocking call), and any other
+    G will never be stepped by an M again. Those still running after
+    CLOSE_WAIT are left with a warning; if one comes back after that, its
+    M closes it (``closed``, under ``sched.lock``).
+    """
+    seen: set[int] = set()
+    deadline = time.monotonic() + CLOSE_WAIT
+    while True:
+        busy: list[G] = []
         for g in sorted(sched.allgs.copy().values(), key=lambda g: g.id):
             if g.id in seen:
                 continue
+            status = g.status
+            if status == GStatus.RUNNING or status == GStatus.SYSCALL:
+                busy.append(g)
+                continue
             seen.add(g.id)
-            if g.status == GStatus.RUNNING or g.status == GStatus.SYSCALL:
+            if status != GStatus.DEAD:
+                err = closer.close_g(g)
+                if err is not None:
+                    add_note(err, f"while closing goroutine {g.id} ({g.entry})")
+                    errors.append(err)
+            sched.allgs.pop(g.id, None)
+        if not busy:
+            with sched.lock:  # the last look, under the lock ``M.abandon`` reads ``closed`` with
+                if all(g.id in seen for g in sched.allgs.copy().values()):
+                    sched.closed = True
+                    return
+            continue
+        if time.monotonic() >= deadline:
+            with sched.lock:
+                if any(
+                    g.id not in seen and g.status not in (GStatus.RUNNING, GStatus.SYSCALL)
+                    for g in sched.allgs.copy().values()
+                ):
+                    continue  # one came back meanwhile: close it first
+                sched.closed = True
+            for g in busy:
                 warnings.warn(
                     f"goroutine {g.id} ({g.entry}) was still running on its thread when "
-                    "run() returned; it could not be closed",
+                    "run() returned; it is closed when it next yields",
                     RuntimeWarning,
-                    stacklevel=4,
+                    stacklevel=5,
                 )
-                continue
-            closer.curg = g
-            g.status = GStatus.RUNNING
-            try:
-                g.ctx.run(g.coro.close)
-            except BaseException as e:  # reported by run()
-                e.add_note(f"while closing goroutine {g.id} ({g.entry})")
-                errors.append(e)
-            closer.curg = None
-            g.status = GStatus.DEAD
+            return
+        time.sleep(0.005)
 
 
 #: ``gr.go``: the spawn path is one function, with no wrapper (see ``_scheduler.go``).
@@ -258,4 +349,8 @@ def stack_dump() -> str:
     """Every goroutine: id, state or wait reason, how long it has waited,
     its stack and where it was created (Go's SIGQUIT dump)."""
     sched = _scheduler.require()
-    return _stack_dump(list(sched.allgs.copy().values()))
+    sched.stop_the_world()
+    try:
+        return _stack_dump(list(sched.allgs.copy().values()))
+    finally:
+        sched.start_the_world()

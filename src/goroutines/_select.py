@@ -23,11 +23,13 @@ from __future__ import annotations
 import random
 import types
 from collections.abc import Generator
+from types import FrameType
 from typing import Any, Final, final
 
 from ._chan import RECV_OK, Chan
 from ._errors import ChanClosed
-from ._runtime._goroutine import Sudog, WaitReason, gopark, noop
+from ._runtime._goroutine import Sudog, WaitReason, gopark, noop, register_unpark
+from ._runtime._machine import _tls
 from ._runtime._scheduler import current_g, current_run_id
 
 # Enum members bound once: ``WaitReason.X`` goes through EnumType.__getattr__
@@ -111,7 +113,10 @@ def select(*cases: Any) -> Generator[Any, None, tuple[int, Any]]:
         raise AssertionError("a select with no cases was woken")  # pragma: no cover
 
     if len(ops) > 1:
-        random.shuffle(ops)  # poll order
+        # The poll order, from the run's seeded generator (a replay with the
+        # same seed makes the same choices).
+        m = _tls.__dict__.get("m")
+        (random if m is None else m.sched.rand).shuffle(ops)
     chans = {id(ch): ch for _, _, ch, _ in ops}
     lockorder = [chans[k] for k in sorted(chans)]
     for ch in lockorder:
@@ -165,11 +170,16 @@ def select(*cases: Any) -> Generator[Any, None, tuple[int, Any]]:
     # pass 3: the winner is in g.param; the other sudogs are dead
     won = g.param
     g.param = None
-    assert won is not None
+    assert won is not None and won.sel == [], "woken by a case that did not claim the select"
     dead: dict[int, int] = {}
     for sg in sudogs:
         if sg is not won:
             dead[id(sg.c)] = dead.get(id(sg.c), 0) + 1
+            # A dead sudog stays in its queue until compaction (see _chan):
+            # let it keep nothing alive, neither this G nor a losing send's
+            # value. No waker reads them: the claim fails first.
+            sg.g = None
+            sg.elem = None
     if dead:
         for ch in lockorder:
             n = dead.get(id(ch))
@@ -184,3 +194,26 @@ def select(*cases: Any) -> Generator[Any, None, tuple[int, Any]]:
     if kind == _RECV_OK:
         return won.case, (won.elem, won.success)
     return won.case, won.elem
+
+
+def _unpark(g: Any, frame: FrameType) -> None:
+    """``register_unpark``'s hook for a G parked in a ``select``: claim the
+    select (no case can fire for it now) and let its sudogs keep nothing
+    alive; they are skipped where they wait, and compacted away."""
+    f_locals = frame.f_locals
+    token: list[bool] | None = f_locals.get("token")
+    sudogs: list[Sudog] | None = f_locals.get("sudogs")
+    if token is None or sudogs is None:
+        return  # parked with no cases: in no queue
+    try:
+        token.pop()
+    except IndexError:
+        return  # a case fired: the waker dequeued its sudog and readied g
+    for sg in sudogs:
+        with sg.c.lock:
+            sg.c.forget_locked(1)
+            sg.g = None
+            sg.elem = None
+
+
+register_unpark(select.__code__, _unpark)

@@ -391,7 +391,12 @@ _sigquit_prev: _Handler = None
 def _sigquit(signum: int, frame: FrameType | None) -> None:
     """Go's SIGQUIT: print every goroutine's stack to stderr and exit with status 2."""
     sched = _scheduler.current
-    dump = stack_dump(list(sched.allgs.copy().values())) if sched is not None else ""
+    dump = ""
+    if sched is not None:
+        # The world stays stopped: we exit. Not for ever if this thread was
+        # interrupted holding sched.lock: then the dump shows what it can.
+        sched.stop_the_world(timeout=1.0)
+        dump = stack_dump(list(sched.allgs.copy().values()))
     for f in (sys.stdout, sys.stderr):
         with contextlib.suppress(Exception):  # a broken stream must not stop the dump
             f.flush()

@@ -49,6 +49,7 @@ it parks, read by wakers under ``_lock``), like a channel's sudog.
 
 from __future__ import annotations
 
+import functools
 import threading
 import types
 from collections import deque
@@ -93,11 +94,21 @@ class _WaitQ:
 
     @types.coroutine
     def park(
-        self, lock: threading.Lock, reason: WaitReason, elem: Any = None
+        self,
+        lock: threading.Lock,
+        reason: WaitReason,
+        elem: Any = None,
+        give_back: Callable[[], None] | None = None,
     ) -> Generator[Any, None, None]:
         """Enqueue the calling G and park it; ``lock`` is released once it is
         suspended. ``lock`` held on entry, not on return. Returns when a waker
-        has dequeued it (having handed it what it waited for)."""
+        has dequeued it (having handed it what it waited for).
+
+        ``give_back`` undoes a hand-off (unlocks the Mutex handed to us, ...)
+        for a G that is closed after it was handed what it waited for but
+        before it ran (``run()`` closing the goroutines left): otherwise a
+        Mutex would stay locked by a goroutine that no longer exists.
+        """
         try:
             g = current_g()
         except BaseException:
@@ -110,13 +121,16 @@ class _WaitQ:
         except BaseException:
             # Nothing throws into a parked G except run() closing the
             # goroutines left when main returned. Leave the queue, so that a
-            # `finally` in another closed goroutine does not hand this dead
-            # G what it waited for.
+            # `finally` in another closed goroutine (or a later run) does
+            # not hand this dead G what it waited for.
             with lock:
                 try:
                     self._q.remove(g)
+                    handed = False
                 except ValueError:
-                    pass  # already dequeued by a waker
+                    handed = True  # dequeued by a waker: we hold what it handed us
+            if handed and give_back is not None:
+                give_back()
             raise
         finally:
             g.elem = None
@@ -210,7 +224,7 @@ class Mutex(_AsyncWith):
             self._locked = True
             lk.release()
             return
-        yield from self._waitq.park(lk, _SYNC_MUTEX_LOCK)
+        yield from self._waitq.park(lk, _SYNC_MUTEX_LOCK, None, self.unlock)
         # unlock handed the mutex to us: it never became unlocked.
 
     def try_lock(self) -> bool:
@@ -276,7 +290,7 @@ class RWMutex(_AsyncWith):
             self._readers += 1
             lk.release()
             return
-        yield from self._rwaitq.park(lk, _SYNC_RWMUTEX_RLOCK)
+        yield from self._rwaitq.park(lk, _SYNC_RWMUTEX_RLOCK, None, self.runlock)
         # the unlocking writer counted us in _readers.
 
     def try_rlock(self) -> bool:
@@ -313,7 +327,7 @@ class RWMutex(_AsyncWith):
             self._writer = True
             lk.release()
             return
-        yield from self._wwaitq.park(lk, _SYNC_RWMUTEX_LOCK)
+        yield from self._wwaitq.park(lk, _SYNC_RWMUTEX_LOCK, None, self.unlock)
         # runlock or unlock set _writer on our behalf.
 
     def try_lock(self) -> bool:
@@ -567,7 +581,7 @@ class Semaphore:
             self._cur += k
             lk.release()
             return
-        yield from self._waitq.park(lk, _SEMACQUIRE, k)
+        yield from self._waitq.park(lk, _SEMACQUIRE, k, functools.partial(self.release, k))
         # release counted our k in _cur.
 
     def try_acquire(self, k: int = 1) -> bool:

@@ -5,24 +5,55 @@ when due (no Timer object: see ``_runtime._timers``). It is armed by the
 unlock function, after the G is suspended, so it cannot fire early enough to
 ready a G that is still running (Go's ``resetForSleep``).
 
-``Timer`` and ``Ticker`` deliver ``time.monotonic()`` on a channel of
-capacity 1 with a non-blocking send (a slow reader of a Ticker misses ticks,
-as in Go). As in Go 1.23, after ``stop()`` or ``reset()`` returns no stale
-value is received: both bump a generation under the channel's lock and
-drain the buffer, and a firing whose generation is old is dropped.
+``Timer`` and ``Ticker`` deliver ``time.monotonic()`` on a channel ``c``
+of capacity 1 with a non-blocking send (a slow reader of a Ticker misses
+ticks, as in Go). Their state is ``_armed`` (a Timer: not yet fired since
+it was last armed; a Ticker: running) and ``_gen``, the generation that
+the runtime timer's callback carries in its ``arg``.
+
+Invariant (Go 1.23's contract), ``c.lock`` held: a callback delivers only
+if its generation is ``_gen``, and then (a Timer) clears ``_armed`` in the
+same critical section. ``stop``/``reset`` are one critical section under
+``c.lock``: they read the answer (``_armed`` or a value still in the
+buffer: "active", exact), bump ``_gen`` (so a firing already popped from
+the heap but still waiting for ``c.lock`` is dropped), drain the buffer,
+and disarm/re-arm the runtime timer, all before the lock is released. So
+after they return no stale value is received, a value received before
+they started makes them answer False, and of overlapping resets the last
+to take the lock is the one armed (with its own generation). Rejected: the
+bump under ``c.lock`` and the disarm under ``Timers.lock`` as two steps, the
+answer taken from the runtime timer (a firing in between was dropped as
+stale and then "not armed" said False: ``if not t.stop(): await
+t.c.recv()`` hung; and "firing" counted as pending after its value was
+received). Lock order: ``c.lock`` < ``Timers.lock`` (< ``sched.lock``,
+through ``on_earlier``).
+
+A Timer or Ticker belongs to the run that made it (``_run``, a
+``Sched.run_id``): its channel is bound to that run (``Chan.bind_to_run``:
+waiting on it in a later run raises, a value already buffered is still
+received) and ``stop``/``reset`` from a later run, or with no run, raise
+RuntimeError naming it. That run's timer heap is dropped with it. A timer
+at ``inf`` never fires: it is armed (``stop`` says True) but has no entry
+in the heap, so it keeps nobody alive (as ``sleep(inf)``).
+
+Durations are ints or floats; an int too large for a float is a ValueError
+naming the call (too negative: ``-inf``, a duration long past).
+
+Guards: ``_armed``, ``_gen``: ``c.lock``. ``_run``, ``_t``, ``c``: immutable.
 """
 
 from __future__ import annotations
 
 import math
+import sys
 import time
 import types
 from collections.abc import Generator
 from typing import Any, final
 
 from ._chan import Chan
-from ._runtime import _timers
-from ._runtime._goroutine import WaitReason, noop
+from ._runtime import _scheduler, _timers
+from ._runtime._goroutine import Unlock, WaitReason, noop
 from ._runtime._machine import _tls
 from ._runtime._scheduler import current_g, require
 
@@ -30,22 +61,49 @@ from ._runtime._scheduler import current_g, require
 # (~70 ns on 3.11) on every park.
 _SLEEP = WaitReason.SLEEP
 _INF = math.inf
-_MethodType = types.MethodType
+_Unlock = Unlock
 _monotonic = time.monotonic
 
 __all__ = ["Ticker", "Timer", "after", "sleep", "tick"]
 
 
+def show_number(x: int | float) -> str:
+    """``x`` for an error message: a huge int as ``~1e+400`` (its digits
+    would fill the screen, and ``str`` refuses more than 4300 of them)."""
+    if type(x) is not float and isinstance(x, int) and not -(10**17) < x < 10**17:
+        lg = math.log10(abs(x))
+        e = int(lg)
+        return f"~{'-' if x < 0 else ''}{10 ** (lg - e):.3g}e+{e}"
+    return f"{x}"
+
+
+def as_float(x: Any, what: str, name: str) -> float:
+    """``x``, an int or a float, as a float: TypeError for another kind,
+    ValueError (naming ``what`` and ``name``) for NaN or an int too large
+    for a float; an int too negative for one is ``-inf``."""
+    if isinstance(x, bool) or not isinstance(x, (int, float)):
+        raise TypeError(f"{what}: {name} must be a number, got {type(x).__name__}")
+    try:
+        f = float(x)
+    except OverflowError:  # an int beyond the float range
+        if x < 0:
+            return -_INF
+        raise ValueError(
+            f"{what}: {name} {show_number(x)} is too large for a float "
+            f"(the largest is {sys.float_info.max:.4g})"
+        ) from None
+    if f != f:
+        raise ValueError(f"{what}: {name} is NaN")
+    return f
+
+
 def _check_seconds(seconds: Any, what: str, positive: bool = False) -> float:
-    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)):
-        raise TypeError(f"{what}: seconds must be a number, got {type(seconds).__name__}")
-    if math.isnan(seconds):
-        raise ValueError(f"{what}: seconds is NaN")
-    if positive and seconds <= 0:
-        raise ValueError(f"{what}: seconds must be > 0, got {seconds}")
-    if seconds < 0 and what != "sleep":
-        raise ValueError(f"{what}: seconds must be >= 0, got {seconds}")
-    return float(seconds)
+    d = as_float(seconds, what, "seconds")
+    if positive and d <= 0:
+        raise ValueError(f"{what}: seconds must be > 0, got {show_number(seconds)}")
+    if d < 0 and what != "sleep":
+        raise ValueError(f"{what}: seconds must be >= 0, got {show_number(seconds)}")
+    return d
 
 
 @types.coroutine
@@ -73,17 +131,34 @@ def sleep(seconds: float) -> Generator[Any, None, None]:
     # the heap once the G is suspended, taking the time from ``g.elem``.
     g.elem = when
     g.wait_reason = _SLEEP
-    yield _MethodType(m.sched.timers.arm_sleep, g)
+    yield _Unlock(m.sched.timers.arm_sleep, g)
 
 
 def _fire(arg: tuple[_ChanTimer, int]) -> None:
-    """Timer callback: deliver the time unless stop/reset came since it was armed."""
+    """A Timer's callback: deliver the time, unless stop/reset came since it
+    was armed (see the module docstring)."""
+    owner, gen = arg
+    c = owner.c
+    with c.lock:
+        if owner._gen != gen:
+            return
+        owner._armed = False
+        if c._closed:
+            return
+        res = c.try_send_locked(_monotonic())
+    if res is not True and res is not False:
+        res.wake()
+
+
+def _tick(arg: tuple[_ChanTimer, int]) -> None:
+    """A Ticker's callback: as ``_fire``, but it stays armed (a full buffer
+    drops the tick: a slow reader misses ticks)."""
     owner, gen = arg
     c = owner.c
     with c.lock:
         if owner._gen != gen or c._closed:
             return
-        res = c.try_send_locked(time.monotonic())
+        res = c.try_send_locked(_monotonic())
     if res is not True and res is not False:
         res.wake()
 
@@ -91,24 +166,59 @@ def _fire(arg: tuple[_ChanTimer, int]) -> None:
 class _ChanTimer:
     """What Timer and Ticker share: a runtime timer that sends on ``c``."""
 
-    __slots__ = ("_gen", "_t", "_timers", "c")
+    __slots__ = ("_armed", "_gen", "_run", "_t", "c")
 
-    def __init__(self, seconds: float, period: float) -> None:
-        self._timers = require().timers
+    def _start(self, d: float, period: float, what: str) -> None:
+        """Arm for ``d`` seconds from now (then every ``period`` if > 0);
+        ``what`` names the channel in errors."""
+        sched = require()
+        self._run = sched.run_id
         self.c: Chan[float] = Chan(1)
+        self.c.bind_to_run(self._run, what)
         self._gen = 0
-        self._t = _timers.Timer(_fire, (self, 0), period)
-        self._timers.add(self._t, time.monotonic() + seconds)
+        self._armed = True
+        self._t = _timers.Timer(_tick if period else _fire, (self, 0), period)
+        when = _monotonic() + d
+        if when != _INF:  # never fires: no heap entry (see the module docstring)
+            sched.timers.add(self._t, when)
 
-    def _bump(self) -> tuple[int, bool]:
-        """Invalidate firings in flight and drain the channel; return the new
-        generation and whether an unreceived value was drained."""
+    def _timers_of_run(self, what: str) -> _timers.Timers:
+        """The timers of our run; RuntimeError if it has ended."""
+        s = _scheduler.current
+        if s is None or s.run_id != self._run:
+            where = "inside gr.run()" if s is None else "in this run"
+            raise RuntimeError(
+                f"{what}: this {type(self).__name__} belongs to goroutines run "
+                f"#{self._run}, which has ended; make a new one {where}"
+            )
+        return s.timers
+
+    def _stop(self, timers: _timers.Timers) -> bool:
+        """Disarm, drop what fired and was not received; return whether the
+        timer was active (armed, or its value unreceived)."""
         c = self.c
         with c.lock:
+            was = self._armed or bool(c._buf)
             self._gen += 1
-            drained = bool(c._buf)
+            self._armed = False
             c._buf.clear()
-            return self._gen, drained
+            timers.stop(self._t)
+        return was
+
+    def _reset(self, timers: _timers.Timers, d: float, period: float | None) -> bool:
+        """Re-arm for ``d`` seconds from now; return what ``_stop`` would."""
+        c = self.c
+        with c.lock:
+            was = self._armed or bool(c._buf)
+            self._gen += 1
+            self._armed = True
+            c._buf.clear()
+            when = _monotonic() + d
+            if when == _INF:
+                timers.stop(self._t)
+            else:
+                timers.reset(self._t, when, arg=(self, self._gen), period=period)
+        return was
 
 
 @final
@@ -118,23 +228,23 @@ class Timer(_ChanTimer):
     __slots__ = ()
 
     def __init__(self, seconds: float) -> None:
-        super().__init__(_check_seconds(seconds, "Timer"), 0.0)
+        self._start(_check_seconds(seconds, "Timer"), 0.0, "the channel of a Timer")
 
     def stop(self) -> bool:
-        """Stop the timer; return whether it was still pending.
+        """Stop the timer; return whether it was active.
 
         As in Go 1.23, a value that fired but was not received counts as
-        pending: it is discarded and stop returns True.
+        active: it is discarded, and stop returns True. False means the
+        value was received (or the timer was stopped already). Either way
+        no value comes on ``c`` after stop returns.
         """
-        _, drained = self._bump()
-        return self._timers.stop(self._t) or drained
+        return self._stop(self._timers_of_run("Timer.stop"))
 
     def reset(self, seconds: float) -> bool:
         """Re-arm the timer for ``seconds`` from now; return whether it was
-        pending (counted as in ``stop``)."""
+        active (as in ``stop``). Only the new firing comes on ``c``."""
         d = _check_seconds(seconds, "Timer.reset")
-        gen, drained = self._bump()
-        return self._timers.reset(self._t, time.monotonic() + d, arg=(self, gen)) or drained
+        return self._reset(self._timers_of_run("Timer.reset"), d, None)
 
 
 @final
@@ -145,25 +255,29 @@ class Ticker(_ChanTimer):
 
     def __init__(self, seconds: float) -> None:
         d = _check_seconds(seconds, "Ticker", positive=True)
-        super().__init__(d, d)
+        self._start(d, d, "the channel of a Ticker")
 
     def stop(self) -> None:
-        """Stop the ticker; no more ticks are delivered."""
-        self._bump()
-        self._timers.stop(self._t)
+        """Stop the ticker; no tick comes on ``c`` after stop returns."""
+        self._stop(self._timers_of_run("Ticker.stop"))
 
     def reset(self, seconds: float) -> None:
-        """Stop the ticker and restart it with period ``seconds``."""
+        """Restart the ticker with period ``seconds``; the ticks that come on
+        ``c`` after reset returns are all of the new period."""
         d = _check_seconds(seconds, "Ticker.reset", positive=True)
-        gen, _ = self._bump()
-        self._timers.reset(self._t, time.monotonic() + d, arg=(self, gen), period=d)
+        self._reset(self._timers_of_run("Ticker.reset"), d, d)
 
 
 def after(seconds: float) -> Chan[float]:
     """A channel that receives the time once, ``seconds`` from now (Go's ``time.After``)."""
-    return Timer(seconds).c
+    t = Timer.__new__(Timer)
+    t._start(_check_seconds(seconds, "after"), 0.0, "the channel of an after()")
+    return t.c
 
 
 def tick(seconds: float) -> Chan[float]:
     """A channel that receives the time every ``seconds`` (Go's ``time.Tick``)."""
-    return Ticker(seconds).c
+    d = _check_seconds(seconds, "tick", positive=True)
+    k = Ticker.__new__(Ticker)
+    k._start(d, d, "the channel of a tick()")
+    return k.c

@@ -75,6 +75,7 @@ from ._runtime._goroutine import G, WaitReason, gopark
 from ._runtime._netpoll import ErrClosed, PollDesc
 from ._runtime._scheduler import current_g, require
 from ._syscall import syscall
+from ._time import as_float
 
 __all__ = [
     "Addr",
@@ -284,8 +285,12 @@ class _FD:
         self.decref()
         return True
 
-    def set_deadline(self, deadline: Any, which: str) -> None:
-        d = _check_deadline(deadline)
+    def set_deadline(self, deadline: Any, which: str, what: str = "") -> None:
+        what = (
+            what
+            or {"rw": "set_deadline", "r": "set_read_deadline", "w": "set_write_deadline"}[which]
+        )
+        d = _check_deadline(deadline, what)
         self.incref()
         try:
             self.pd.set_deadline(d, d, which=which)
@@ -299,18 +304,17 @@ def _prepare(deadline: float) -> None:
         raise TimeoutError(_TIMEOUT)
 
 
-def _check_deadline(d: Any) -> float | None:
+def _check_deadline(d: Any, what: str = "set_deadline") -> float | None:
     if d is None:
         return None
     if isinstance(d, bool) or not isinstance(d, (int, float)):
         raise TypeError(
-            f"deadline must be a time.monotonic() value or None, got {type(d).__name__}"
+            f"{what}: deadline must be a time.monotonic() value or None, got {type(d).__name__}"
         )
-    if math.isnan(d):
-        raise ValueError("deadline is NaN")
-    if d == math.inf:
+    f = as_float(d, what, "deadline")
+    if f == math.inf:
         return None
-    return float(d)
+    return f
 
 
 def _empty(n: int) -> bytes:
@@ -647,7 +651,7 @@ class Listener(_Socket):
 
     def set_deadline(self, deadline: float | None) -> None:
         """Set the deadline of ``accept`` (a ``time.monotonic()`` value; None: none)."""
-        self._fd.set_deadline(deadline, "r")
+        self._fd.set_deadline(deadline, "r", "set_deadline")
 
 
 # -- PacketConn -----------------------------------------------------------------

@@ -14,6 +14,26 @@ G that is still running: "a G is owned by at most one M at a time" is kept by
 construction, not checked. (Free-threaded CPython 3.13/3.14 crashes rather
 than raising when a coroutine is resumed from two threads at once.)
 
+The yield protocol (what a G may yield to its M) uses private types only, so
+that nothing a foreign awaitable yields (an asyncio future, a trio trap, a
+callable, the string "syscall") is mistaken for a request of ours:
+
+- an ``Unlock`` (a ``functools.partial`` subclass, called at C speed): park;
+- ``GOSCHED`` or ``SYSCALL`` (``Request`` instances): yield the P, or make
+  the blocking call in ``g.elem`` on this thread;
+- anything else: the M throws a TypeError into the goroutine that says it
+  awaited something that works only inside its own event loop.
+
+Where a parked G waits is found from its innermost frame (the parking
+generator, as dumps find its stack): ``register_unpark`` maps that code object
+to a function that takes the G off that wait queue. ``run()`` uses it when it
+closes goroutines left behind (``M.close_g``), so that no queue keeps a closed
+G that a later operation (in this run's ``finally`` blocks, or in a later
+run) would hand a value to. Rejected: an ``except`` at each parking yield.
+For a channel receive that adds a stack slot to the generator a parked
+receiver keeps (16 bytes per parked G with pymalloc's rounding, measured by
+W5), on every receive, to serve the end of a run.
+
 Ownership of a G's fields:
 
 - ``status``: written by the M that owns the G (RUNNING -> WAITING/RUNNABLE/
@@ -45,13 +65,16 @@ not weak-referenceable (nothing needs it), ``sel`` is a class constant and
 from __future__ import annotations
 
 import enum
-import sys
+import functools
+import inspect
+import threading
 import time
 import types
+import weakref
 from collections.abc import Callable, Coroutine, Generator
 from contextvars import Context
-from types import CodeType
-from typing import Any, TypeAlias, TypeVar
+from types import CodeType, FrameType
+from typing import Any, TypeAlias, TypeVar, final
 
 __all__ = [
     "EMPTY_CTX",
@@ -60,16 +83,22 @@ __all__ = [
     "WRAPPER_CODE",
     "G",
     "GStatus",
+    "Request",
     "Site",
     "Sites",
     "Sudog",
+    "Unlock",
     "WaitReason",
+    "add_note",
+    "await_frames",
     "gopark",
     "is_async_callable",
     "make_coroutine",
     "new_g",
     "noop",
+    "register_unpark",
     "returns_awaitable",
+    "unpark",
 ]
 
 
@@ -113,10 +142,34 @@ class WaitReason(enum.Enum):
     IO_WAIT = "IO wait"
 
 
+@final
+class Request:
+    """A request a G yields to its M that is not a park (see the module docstring)."""
+
+    __slots__ = ("name",)
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __repr__(self) -> str:
+        return f"<goroutines {self.name} request>"
+
+
 #: Yielded by ``gosched``: "put me back on the global queue".
-GOSCHED: Any = sys.intern("gosched")
+GOSCHED: Any = Request("gosched")
 #: Yielded by ``syscall``: "call ``g.elem = (fn, args, kwargs)`` on your thread".
-SYSCALL: Any = sys.intern("syscall")
+SYSCALL: Any = Request("syscall")
+
+
+@final
+class Unlock(functools.partial):  # type: ignore[type-arg]
+    """What a parking G yields: the function that releases what it waits on.
+
+    A ``partial`` so that the M's call runs at C speed (``Unlock(lock.release)``
+    is made once per channel; ``Unlock(arm_sleep, g)`` once per sleep).
+    """
+
+    __slots__ = ()
 
 
 def _goready_unset(g: G) -> None:
@@ -127,8 +180,12 @@ def _goready_unset(g: G) -> None:
 goready: Callable[[G], None] = _goready_unset
 
 
-def noop() -> None:
-    """The unlock function of a park that holds no lock."""
+def _nothing() -> None:
+    pass
+
+
+#: The unlock function of a park that holds no lock.
+noop = Unlock(_nothing)
 
 
 #: What a finished G's ``ctx`` is set to (``goexit``): its own Context and the
@@ -287,7 +344,8 @@ class Sudog:
     __slots__ = ("c", "case", "elem", "g", "sel", "success")
 
     def __init__(self, g: G, case: int, c: Any, sel: list[bool], elem: Any) -> None:
-        self.g = g
+        #: None once the select has fired (it keeps nothing alive then).
+        self.g: G | None = g
         self.case = case
         self.c = c
         self.sel: list[bool] | None = sel
@@ -296,6 +354,7 @@ class Sudog:
 
     def wake(self) -> None:
         g = self.g
+        assert g is not None, "a dead sudog was woken"
         g.param = self
         g.wake()
 
@@ -309,7 +368,45 @@ def gopark(unlockf: Callable[[], None], reason: WaitReason, g: G) -> Generator[A
     suspended.
     """
     g.wait_reason = reason
-    yield unlockf
+    yield unlockf if unlockf.__class__ is Unlock else Unlock(unlockf)
+
+
+#: code object of a parking generator -> how to take a G parked there off its
+#: wait queue (see the module docstring). Written at import time only.
+_unparkers: dict[CodeType, Callable[[G, FrameType], None]] = {}
+
+
+def register_unpark(code: CodeType, unparkf: Callable[[G, FrameType], None]) -> None:
+    """A G whose innermost frame runs ``code`` is parked in a wait queue that
+    ``unparkf(g, frame)`` takes it off (if it is still there: a waker may
+    have dequeued it already). Called at import by the modules that park."""
+    _unparkers[code] = unparkf
+
+
+def await_frames(g: G) -> list[FrameType]:
+    """The frames of ``g``'s await chain, outermost first, down to the one
+    suspended at the yield (empty once finished). Only for a G that no M is
+    running."""
+    coro: Any = g.coro
+    frames = []
+    while coro is not None:
+        f = getattr(coro, "cr_frame", None) or getattr(coro, "gi_frame", None)
+        if f is not None:
+            frames.append(f)
+        coro = getattr(coro, "cr_await", None) or getattr(coro, "gi_yieldfrom", None)
+    return frames
+
+
+def unpark(g: G) -> None:
+    """Take a parked ``g`` off the wait queue it parked in, if it is still
+    there and the parking site registered how (``register_unpark``: the
+    innermost registered frame, since a site may park through ``gopark``).
+    For a G that no M is running (``run()`` closing the goroutines left)."""
+    for frame in reversed(await_frames(g)):
+        f = _unparkers.get(frame.f_code)
+        if f is not None:
+            f(g, frame)
+            return
 
 
 _CO_COROUTINE = 0x80
@@ -346,10 +443,12 @@ def make_coroutine(
     if isinstance(fn, types.CoroutineType):
         if args or kwargs:
             raise TypeError(f"{what}: arguments given with a coroutine object {fn!r}")
+        _claim_fresh(fn, what)
         return fn
     if isinstance(fn, types.GeneratorType) and fn.gi_code.co_flags & _CO_ITERABLE_COROUTINE:
         if args or kwargs:
             raise TypeError(f"{what}: arguments given with a coroutine object {fn!r}")
+        _claim_fresh(fn, what)
         return _as_coroutine(fn)
     if not is_async_callable(fn):
         raise TypeError(
@@ -362,6 +461,42 @@ def make_coroutine(
     if isinstance(coro, types.GeneratorType) and coro.gi_code.co_flags & _CO_ITERABLE_COROUTINE:
         return _as_coroutine(coro)
     raise TypeError(f"{what}: {fn!r} returned {type(coro).__name__}, not a coroutine")
+
+
+#: Coroutine objects (and generators) given to ``go``/``run`` that have not
+#: started yet; guarded by ``_given_lock``. Once started a coroutine says so
+#: itself (``inspect.getcoroutinestate``), so only the not-yet-started ones
+#: need remembering, and weakly: the set holds nothing alive.
+_given: weakref.WeakSet[Any] = weakref.WeakSet()
+_given_lock = threading.Lock()
+
+
+def _claim_fresh(coro: Any, what: str) -> None:
+    """Accept ``coro`` for one goroutine only: RuntimeError if it was given to
+    ``go``/``run`` before, is running or suspended inside another coroutine,
+    or has finished. Two Gs sharing one coroutine would each take the other's
+    wake-ups (and, on a free-threaded build, two threads would resume it)."""
+    state: str
+    if isinstance(coro, types.CoroutineType):
+        state = inspect.getcoroutinestate(coro)
+        created, closed = inspect.CORO_CREATED, inspect.CORO_CLOSED
+    else:
+        state = inspect.getgeneratorstate(coro)
+        created, closed = inspect.GEN_CREATED, inspect.GEN_CLOSED
+    if state == closed:
+        problem = "has already finished (or was closed)"
+    elif state != created:
+        problem = "has already started: it is running, or awaited by another coroutine"
+    else:
+        with _given_lock:
+            if coro not in _given:
+                _given.add(coro)
+                return
+        problem = "was already given to go() or run()"
+    raise RuntimeError(
+        f"{what}: the coroutine object {coro!r} {problem}; a coroutine object runs as one "
+        "goroutine only: pass the async function (and its arguments) to start another"
+    )
 
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -392,6 +527,22 @@ def is_async_callable(fn: Any) -> bool:
     call = getattr(type(fn), "__call__", None)  # noqa: B004 - we want the class attribute
     code = getattr(call, "__code__", None)
     return code is not None and bool(code.co_flags & _CO_COROUTINE)
+
+
+def add_note(exc: BaseException, note: str) -> None:
+    """``exc.add_note(note)``, also when the exception's ``__notes__`` is not
+    a list (``add_note`` raises TypeError then, and the exception a user
+    raised would be replaced by ours): a sequence is copied into a list."""
+    notes = getattr(exc, "__notes__", None)
+    if notes is not None and not isinstance(notes, list):
+        try:
+            exc.__notes__ = [*notes] if not isinstance(notes, str) else [notes]
+        except Exception:  # not iterable, or a read-only attribute: start afresh
+            try:
+                exc.__notes__ = []
+            except Exception:
+                return  # an exception that refuses notes gets none
+    exc.add_note(note)
 
 
 def now() -> float:

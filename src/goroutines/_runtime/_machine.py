@@ -29,13 +29,13 @@ Guards:
 
 from __future__ import annotations
 
-import random
 import threading
 import time
 import types
+import warnings
 from typing import TYPE_CHECKING, Any
 
-from ._goroutine import EMPTY_CTX, GOSCHED, SYSCALL, G, GStatus
+from ._goroutine import EMPTY_CTX, GOSCHED, SYSCALL, G, GStatus, Unlock, unpark
 from ._processor import P, PStatus
 from ._timers import INF, TIMER_LATE
 
@@ -56,11 +56,30 @@ _RUNNING = GStatus.RUNNING
 _P_SYSCALL = PStatus.SYSCALL
 _P_RUNNING = PStatus.RUNNING
 _coro_send: Any = types.CoroutineType.send
+_Unlock = Unlock
 _RUNNABLE = GStatus.RUNNABLE
 _WAITING = GStatus.WAITING
 _SYSCALL = GStatus.SYSCALL
 _PRUNNING = PStatus.RUNNING
 _DEAD = GStatus.DEAD
+
+#: How many times a goroutine that is being closed (``M.close_g``) may try
+#: to wait again before it is left unfinished.
+CLOSE_TRIES = 100
+#: Coroutines left unfinished by ``close_g``: kept for ever, so that no
+#: finalizer closes them again (``coroutine.close`` would leave the lock of
+#: their next wait held).
+_abandoned: list[Any] = []
+
+
+def foreign_await_error(gp: G, req: Any) -> TypeError:
+    """What a goroutine gets that yielded something not of ours."""
+    return TypeError(
+        f"goroutine {gp.id} awaited {req!r}, which only works inside its own "
+        "event loop; inside a goroutine await goroutines' own operations "
+        "(channels, select, sleep, sync, syscall)"
+    )
+
 
 #: An idle M exits after this long unused if more than ``gomaxprocs`` Ms are
 #: idle (bursts of blocking calls start many Ms; they should not stay
@@ -166,13 +185,16 @@ class M:
         # that counting allocates no int object: counters past 256 would,
         # at every step (as ``schedtick`` does, once).
         n = 0
+        # The inline pick is Go's order; in shuffle mode every pick goes
+        # through find_runnable (``shuffle_pick``).
+        inline = not sched.shuffle
         try:
             while True:
                 gp: G | None = None
                 if (
-                    (rn or runq)
+                    inline
+                    and (rn or runq)
                     and (t := p.schedtick + 1) % 61
-                    and not sched.stopping
                     and (timers.next_when == INF or timers.next_when > monotonic())
                 ):
                     try:
@@ -206,6 +228,8 @@ class M:
                 # parks): one Python call less per step. Keep the two in step.
                 gp.status = _RUNNING
                 self.curg = gp
+                if sched.gate and not self.at_gate(gp):  # after claiming gp: see at_gate
+                    return
                 n += 1
                 try:
                     # The unbound ``send`` of coroutines (``make_coroutine``
@@ -225,27 +249,19 @@ class M:
                     self.curg = None
                     sched.goexit(gp, None, e)
                 else:
-                    if type(req) is not str:
+                    if req.__class__ is _Unlock:  # a park
                         self.curg = None
                         gp.status = _WAITING
                         gp.wait_since = sched.now
-                        try:
-                            req()
-                        except TypeError:
-                            if callable(req):
-                                raise
-                            self.curg = gp
-                            gp.status = _RUNNING
-                            self.execute_request(gp, req)
-                        else:
-                            # A park changes nothing else about this M (no
-                            # syscall: our P stays); ``stopping`` is seen at the
-                            # top of the loop.
-                            if self.lockedg is None:
-                                continue
-                            if not self.after_execute():
-                                return
-                    else:  # GOSCHED or SYSCALL: not a park
+                        req()
+                        # A park changes nothing else about this M (no
+                        # syscall: our P stays); ``stopping`` is seen once
+                        # the next G is claimed.
+                        if self.lockedg is None:
+                            continue
+                        if not self.after_execute():
+                            return
+                    else:  # GOSCHED, SYSCALL, or not ours
                         self.execute_request(gp, req)
                 if (
                     self.lockedg is not None or self.p is None or sched.stopping
@@ -282,6 +298,8 @@ class M:
         """
         gp.status = _RUNNING
         self.curg = gp
+        if self.sched.gate and not self.at_gate(gp):  # after claiming gp: see at_gate
+            return
         self.nsched += 1
         try:
             # The unbound ``send`` of coroutines (``make_coroutine`` wraps
@@ -295,20 +313,64 @@ class M:
             self.curg = None
             self.sched.goexit(gp, None, e)
             return
-        if type(req) is str:  # GOSCHED or SYSCALL: not a park
+        if req.__class__ is not _Unlock:  # GOSCHED, SYSCALL, or not ours
             self.execute_request(gp, req)
             return
         self.curg = None
         gp.status = _WAITING
         gp.wait_since = self.sched.now  # coarse, shared: see Sched.now
-        try:
-            req()
-        except TypeError:
-            if callable(req):
-                raise
-            self.curg = gp
+        req()
+
+    def at_gate(self, gp: G) -> bool:
+        """``sched.gate`` is set: the world is stopped (a goroutine dump is
+        reading stacks, ``Sched.stop_the_world``) or the runtime is stopping.
+        ``gp`` was just claimed (RUNNING, ``curg``). Wait until the world
+        starts again and return True (run ``gp``), or, once stopping, give
+        ``gp`` back without running it (``abandon``) and return False.
+
+        Who may touch a G that is not running is a handshake between each M
+        and a thread that stops the world (to read stacks) or closes the
+        goroutines left (``_run._close_all``), as in Dekker's algorithm: an
+        M marks a G RUNNING, then reads ``gate``; the other thread sets
+        ``gate``, then reads each G's status. At least one of them sees the
+        other's write (attribute accesses, atomic under the GIL and
+        sequentially consistent on a free-threaded build): either the M
+        waits here, or the other thread sees RUNNING and leaves the G alone.
+        So no G is stepped by an M while another thread reads its frames or
+        closes it. The check costs the schedule loop nothing more than the
+        ``stopping`` test it replaces.
+        """
+        sched = self.sched
+        while sched.gate:
+            if sched.stopping:
+                self.abandon(gp)
+                return False
+            gp.status = _RUNNABLE  # in our hands, but not running: readable
+            sched.world.wait(0.1)
             gp.status = _RUNNING
-            self.execute_request(gp, req)
+        return True
+
+    def abandon(self, gp: G) -> None:
+        """The runtime is stopping: give back ``gp``, just claimed (RUNNING,
+        ``curg``), without running it, so that ``run()`` closes it (see
+        ``at_gate``)."""
+        self.curg = None
+        gp.status = _RUNNABLE
+        sched = self.sched
+        with sched.lock:
+            if not sched.closed:
+                sched.runq.append(gp)
+                return
+        # ``run()`` has closed the goroutines left and returned without this
+        # one (it was running too long): close it here, now that it yields.
+        err = self.close_g(gp)
+        if err is not None:
+            warnings.warn(
+                f"goroutine {gp.id} ({gp.entry}), closed after run() returned, raised "
+                f"{type(err).__name__}: {err}",
+                RuntimeWarning,
+                stacklevel=1,
+            )
 
     def execute_request(self, gp: G, req: Any) -> None:
         """``gp`` yielded something other than an unlock function (rare)."""
@@ -323,16 +385,11 @@ class M:
             if req is SYSCALL:
                 if not self.syscall(gp):
                     return
+                if self.sched.gate and not self.at_gate(gp):  # gp came back RUNNING
+                    return
                 send, arg = gp.coro.send, None
             else:  # not one of ours: an asyncio future, a trio trap...
-                send, arg = (
-                    gp.coro.throw,
-                    TypeError(
-                        f"goroutine {gp.id} awaited {req!r}, which only works inside its own "
-                        "event loop; inside a goroutine await goroutines' own operations "
-                        "(channels, select, sleep, sync, syscall)"
-                    ),
-                )
+                send, arg = gp.coro.throw, foreign_await_error(gp, req)
             try:
                 req = gp.ctx.run(send, arg)
             except StopIteration as e:
@@ -343,18 +400,83 @@ class M:
                 self.curg = None
                 self.sched.goexit(gp, None, e)
                 return
-            if req.__class__ is not str:
+            if req.__class__ is _Unlock:
                 self.curg = None
                 gp.status = _WAITING
                 gp.wait_since = self.sched.now
+                req()
+                return
+
+    def close_g(self, gp: G) -> BaseException | None:
+        """Close ``gp``, a goroutine left when its run ended, on this thread
+        (the closer: an M without a P), so that its ``finally`` blocks run as
+        that goroutine. ``gp`` must be owned by nobody else (see ``abandon``).
+        Returns what it raised, if anything but GeneratorExit; raises
+        KeyboardInterrupt (a Ctrl-C while closing) after closing ``gp``'s
+        books.
+
+        Not ``coroutine.close()``: a ``finally`` that waits (a channel send,
+        ``async with mu``) yields an unlock function with a lock held, and
+        ``close()`` drops it ("coroutine ignored GeneratorExit"), leaving
+        that lock held for ever. Here every yield is served: a park's
+        unlock function is called and the G taken off the queue it joined,
+        then a RuntimeError that says why is thrown into it (a goroutine
+        cannot wait once its run is over: nobody would wake it); a gosched
+        resumes it; a blocking call is made on this thread.
+        """
+        unpark(gp)
+        self.curg = gp
+        gp.status = _RUNNING
+        coro = gp.coro
+        ctx = gp.ctx
+        send: Any = coro.throw
+        arg: Any = GeneratorExit()
+        try:
+            for _ in range(CLOSE_TRIES):
                 try:
+                    req = ctx.run(send, arg)
+                except (StopIteration, GeneratorExit):
+                    return None
+                except KeyboardInterrupt:
+                    raise
+                except BaseException as e:
+                    return e
+                if req.__class__ is _Unlock:
+                    gp.status = _WAITING
                     req()
-                    return
-                except TypeError:
-                    if callable(req):
-                        raise
-                    self.curg = gp
+                    unpark(gp)
                     gp.status = _RUNNING
+                    send, arg = (
+                        coro.throw,
+                        RuntimeError(
+                            f"goroutine {gp.id} ({gp.entry}) tried to wait "
+                            f"({gp.wait_reason.value or 'park'}) while it was being closed at "
+                            "the end of gr.run(); a goroutine left when main returns is "
+                            "closed, and its finally/except blocks cannot wait"
+                        ),
+                    )
+                elif req is GOSCHED:
+                    send, arg = coro.send, None
+                elif req is SYSCALL:
+                    fn, args, kwargs = gp.elem
+                    try:
+                        gp.elem = fn(*args, **kwargs)
+                        gp.success = True
+                    except BaseException as e:  # delivered to the goroutine
+                        gp.elem = e
+                        gp.success = False
+                    send, arg = coro.send, None
+                else:
+                    send, arg = coro.throw, foreign_await_error(gp, req)
+            _abandoned.append(coro)
+            return RuntimeError(
+                f"goroutine {gp.id} ({gp.entry}) kept trying to wait while it was being "
+                f"closed ({CLOSE_TRIES} times); it was left unfinished"
+            )
+        finally:
+            self.curg = None
+            gp.status = _DEAD
+            gp.ctx = EMPTY_CTX
 
     def startlockedm(self, gp: G) -> None:
         """``gp`` is locked to another M: hand that M our P and wake it to run
@@ -493,6 +615,10 @@ class M:
                     timers.run_due()
 
             p.schedtick += 1
+            if sched.shuffle:
+                gp = self.shuffle_pick(p)
+                if gp is not None:
+                    return gp
             if p.schedtick % 61 == 0:
                 if sched.runq:
                     gp = sched.globrunqget(p, 1)
@@ -528,9 +654,12 @@ class M:
                 ready = netpoll.poll(0)
                 if ready:
                     gp = ready.pop()
+                    gp.status = _RUNNABLE
                     if ready:
                         sched.injectglist(ready)
-                    gp.status = _RUNNABLE
+                    # gp is ours now (we hold a P and run it next): no
+                    # longer a waiter, like those on a run queue.
+                    netpoll.adjust_waiters(-1 - len(ready))
                     return gp
 
             if self.spinning or 2 * sched.nmspinning < sched.gomaxprocs - len(sched.pidle):
@@ -545,13 +674,39 @@ class M:
             if not self.park_idle():
                 return None
 
+    def shuffle_pick(self, p: P) -> G | None:
+        """``GOROUTINES_DEBUG=shuffle=1``: take the next G from a random
+        place (the global queue, ``runnext``, any place in our runq) rather
+        than in Go's order, with the run's seeded ``rand``: interleavings
+        that the usual order never makes are tried, and replay by seed."""
+        rand = self.sched.rand
+        where = rand.randrange(4)
+        if where == 0 and self.sched.runq:
+            try:
+                return self.sched.runq.popleft()
+            except IndexError:
+                pass
+        if where <= 1:
+            gp = p.runnext_get()
+            if gp is not None:
+                return gp
+        runq = p.runq
+        if runq:
+            runq.rotate(-rand.randrange(len(runq)))  # only we append: a racy len is fine
+            try:
+                return runq.popleft()
+            except IndexError:
+                pass
+        return None
+
     def steal_work(self, p: P) -> G | None:
         """Steal half of some other P's runq; four passes in a random order."""
         sched = self.sched
         allp = sched.allp
         n = min(sched.gomaxprocs, len(allp))
+        rand = sched.rand
         for _ in range(4):
-            start = random.randrange(n)
+            start = rand.randrange(n)
             for i in range(n):
                 victim = allp[(start + i) % n]
                 if victim is p:
@@ -602,9 +757,7 @@ class M:
             if sched.runq:
                 return True
             self.p = None
-            p.m = None
-            p.status = PStatus.IDLE
-            sched.pidle.append(p)
+            sched.pidleput_locked(p)
             if self.spinning:
                 self.spinning = False
                 sched.nmspinning -= 1
@@ -679,8 +832,8 @@ class M:
                         sched.poll_m = self
                         timeout = timers.until_next()
                         self.polling = netpoll.inited
-                elif sched.checkdead():
-                    return False
+                else:
+                    sched.checkdead()
                 if sched.poll_m is not self:
                     timeout = IDLE_M_RETIRE
                     retire = True
@@ -712,6 +865,7 @@ class M:
                     self.acquirep(p)
             if ready:
                 sched.injectglist(ready)
+                netpoll.adjust_waiters(-len(ready))
             if sched.stopping:
                 return False
             if timers.next_when <= time.monotonic():

@@ -27,7 +27,20 @@ Who polls (Go's ``findRunnable`` and ``sysmon``):
 - an M that runs out of work polls without blocking before it steals;
 - sysmon polls without blocking if nobody has for 10 ms.
 
-Guards: ``PollDesc`` fields: ``pd.lock``. ``pds``, ``nwaiters``,
+``nwaiters`` counts the Gs parked on a PollDesc and those that a poll has
+taken off one but not yet put on a run queue (``adjust_waiters``): while it
+is above zero, ``checkdead`` reports no deadlock.
+
+A ``PollDesc`` belongs to the run whose poller registered it
+(``run_id``): once that run has ended its epoll is closed and its timers
+are gone, so ``wait`` (which would park on that poller for ever) and
+``set_deadline`` (which would arm a timer in that heap) raise RuntimeError
+naming the run; what needs no waiting still works (the non-blocking
+operation itself, a read of data already there), and so does ``evict``
+(closing).
+
+Guards: ``PollDesc`` fields: ``pd.lock`` (``run_id``, ``fd``, ``netpoll``:
+immutable). ``pds``, ``nwaiters``,
 ``wakesig``: ``Netpoll.lock``, taken after a ``pd.lock`` if both are held.
 ``lastpoll``: racy, stale OK. ``ep`` is created under ``Netpoll.lock``
 and closed only after every M has stopped.
@@ -41,10 +54,10 @@ import threading
 import time
 import types
 from collections.abc import Callable, Generator
-from typing import Any
+from typing import Any, NoReturn
 
 from . import _timers
-from ._goroutine import G, WaitReason
+from ._goroutine import G, Unlock, WaitReason, register_unpark
 
 __all__ = ["ErrClosed", "Netpoll", "PollDesc"]
 
@@ -77,6 +90,7 @@ class PollDesc:
         "rready",
         "rseq",
         "rtimer",
+        "run_id",
         "wd",
         "wg",
         "wready",
@@ -85,8 +99,12 @@ class PollDesc:
     )
 
     def __init__(self, netpoll: Netpoll, fd: int) -> None:
+        from ._scheduler import current_run_id  # a cycle: _scheduler imports us
+
         self.netpoll = netpoll
         self.fd = fd
+        #: The run whose poller this is: made by ``netpoll.open``, in that run.
+        self.run_id = current_run_id()
         self.lock = threading.Lock()
         self.closing = False
         # read side: the G waiting, or the ready flag; the deadline (0 = none)
@@ -119,13 +137,16 @@ class PollDesc:
         ready for good: it shares the edge of the data it came with, so
         the edge consumed for that data was the only one it will make.
         """
-        from ._scheduler import current_g
+        from ._scheduler import current_g, current_run_id
 
         lock = self.lock
         lock.acquire()
         if self.closing:
             lock.release()
             raise ErrClosed("use of closed network connection")
+        if self.run_id != current_run_id():
+            lock.release()
+            self._ended("wait for it")
         dl = self.wd if write else self.rd
         if dl and dl <= time.monotonic():
             lock.release()
@@ -157,12 +178,19 @@ class PollDesc:
         with np.lock:
             np.nwaiters += 1
         g.wait_reason = WaitReason.IO_WAIT
-        yield lock.release
+        yield Unlock(lock.release)
         if g.success:
             return
         err = g.elem
         g.elem = None
         raise err
+
+    def _ended(self, what: str) -> NoReturn:
+        raise RuntimeError(
+            f"net: cannot {what}: this socket (fd {self.fd}) belongs to goroutines run "
+            f"#{self.run_id}, which has ended, and so has its poller; close it, and make "
+            "a new one in this run"
+        )
 
     # -- readiness and errors (any thread) --------------------------------------
 
@@ -204,6 +232,10 @@ class PollDesc:
     def set_deadline(self, read: float | None, write: float | None, *, which: str = "rw") -> None:
         """Set the monotonic deadlines (None = no deadline) of the directions in
         ``which``; a waiter past its new deadline is woken with TimeoutError."""
+        from ._scheduler import current_run_id
+
+        if self.run_id != current_run_id():
+            self._ended("set a deadline on it")
         woken: list[G] = []
         timers = self.netpoll.timers
         with self.lock:
@@ -317,17 +349,27 @@ class Netpoll:
                         pass
 
     def wake_all(self, gs: list[G]) -> None:
-        """Ready Gs taken off PollDescs (no ``pd.lock`` held)."""
+        """Ready Gs taken off PollDescs (no ``pd.lock`` held); they stop
+        counting as I/O waiters once they are on a run queue."""
         if not gs:
             return
-        with self.lock:
-            self.nwaiters -= len(gs)
         for g in gs:
             g.wake()
+        self.adjust_waiters(-len(gs))
+
+    def adjust_waiters(self, n: int) -> None:
+        """Add ``n`` to ``nwaiters`` (Go's ``netpollAdjustWaiters``). Gs that
+        ``poll`` found ready still count as waiters until whoever polled has
+        put them on a run queue (``injectglist``): in between nobody else
+        can see them, and ``checkdead`` would take a runtime whose only
+        goroutines are in that hand for a deadlock."""
+        with self.lock:
+            self.nwaiters += n
 
     def poll(self, timeout: float | None) -> list[G]:
         """Wait up to ``timeout`` (None: until woken) for I/O; return the Gs it
-        made runnable, for the caller to ready. Any thread, no lock held."""
+        made runnable, for the caller to ready and then to uncount with
+        ``adjust_waiters(-len(gs))``. Any thread, no lock held."""
         ep = self.ep
         if ep is None:
             return []
@@ -357,9 +399,6 @@ class Netpoll:
                 pd.set_ready(
                     bool(ev & _READ_EVENTS), bool(ev & _WRITE_EVENTS), bool(ev & _HUP_EVENTS), gs
                 )
-        if gs:
-            with self.lock:
-                self.nwaiters -= len(gs)
         return gs
 
     def wakeup(self) -> None:
@@ -383,3 +422,19 @@ class Netpoll:
             ep.close()
             for fd in fds:
                 os.close(fd)
+
+
+def _unpark(g: G, frame: Any) -> None:
+    """``register_unpark``'s hook for a G parked in ``PollDesc.wait``."""
+    pd: PollDesc = frame.f_locals["self"]
+    with pd.lock:
+        if pd.rg is g:
+            pd.rg = None
+        elif pd.wg is g:
+            pd.wg = None
+        else:
+            return  # woken already
+    pd.netpoll.adjust_waiters(-1)
+
+
+register_unpark(PollDesc.wait.__code__, _unpark)

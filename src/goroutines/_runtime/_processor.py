@@ -53,7 +53,10 @@ STUCK_STEAL = 32
 
 
 class PStatus(enum.IntEnum):
-    #: On ``sched.pidle``; owned by the scheduler (``sched.lock``).
+    #: On ``sched.pidle``; owned by the scheduler (``sched.lock``). Its
+    #: ``runnext`` and ``runq`` are empty (``Sched.pidleput_locked`` asserts
+    #: it), so stealers, which read queues without a lock, find nothing on
+    #: it, and ``procresize`` may drop it without moving anything.
     IDLE = 0
     #: Held by an M, which alone may change this.
     RUNNING = 1

@@ -33,8 +33,14 @@ specific M (needs to know which Ps are about to go idle). Chosen protocol:
    the submitter of (1) sees the idle P and no spinner, or the parker sees
    the work: no lost wake-up.
 
-Deadlock (``checkdead``): when the last M parks and no timer is armed, no G
-can ever become runnable again; if Gs remain, ``run()`` raises Deadlock.
+Deadlock (``checkdead``): when the last M parks with no timer armed, no G
+waiting on I/O or a signal and nothing queued, no G can become runnable
+again unless a thread outside the runtime wakes one (``ch.close()`` from a
+``threading.Timer``, ``gr.go`` from a worker thread). The main thread looks
+twice, ``DEAD_GRACE`` apart (``confirm_dead``), and reports the deadlock
+only if no such thread is alive: one that has already readied or started a
+goroutine, or any thread started during the run. The rule and its
+limits are in the README ("Threads").
 
 Guards (``lock``, Go's ``sched.lock``): ``pidle``, ``midle``, ``allm``, ``mexited``, ``mcount``,
 ``nmspinning``, ``poll_m``, ``gomaxprocs``, ``allp`` (replaced, never
@@ -49,6 +55,7 @@ from __future__ import annotations
 
 import os
 import queue
+import random
 import sys
 import threading
 import time
@@ -59,11 +66,21 @@ from contextvars import copy_context
 from typing import Any
 
 from . import _goroutine
-from ._goroutine import EMPTY_CTX, G, GStatus, Site, Sites, WaitReason, make_coroutine, new_g
+from ._goroutine import (
+    EMPTY_CTX,
+    G,
+    GStatus,
+    Site,
+    Sites,
+    WaitReason,
+    add_note,
+    make_coroutine,
+    new_g,
+)
 from ._machine import M, _tls, current_m
 from ._netpoll import Netpoll
 from ._processor import P, PStatus
-from ._sysmon import Sysmon
+from ._sysmon import Sysmon, _debug_flag
 from ._timers import Timers
 
 __all__ = [
@@ -91,7 +108,7 @@ def current_run_id() -> int:
 
 
 class Sched:
-    def __init__(self, procs: int) -> None:
+    def __init__(self, procs: int, seed: int | None = None) -> None:
         global _last_run_id
         with _run_lock:
             _last_run_id += 1
@@ -99,6 +116,18 @@ class Sched:
             #: bound to one run (timers, connections) name it in their errors.
             self.run_id = _last_run_id
         self.lock = threading.Lock()
+        #: The seed of every random choice the runtime makes (select's poll
+        #: order, steal victims, shuffle mode's picks): ``run(seed=)``, else
+        #: ``GOROUTINES_SEED``, else a fresh one. ``seeded``: one was given.
+        env_seed = _env_seed()
+        self.seeded = seed is not None or env_seed is not None
+        self.seed: int = (
+            seed if seed is not None else env_seed if env_seed is not None else _fresh_seed()
+        )
+        self.rand = random.Random(self.seed)
+        #: ``GOROUTINES_DEBUG=shuffle=1``: perturb scheduling at every pick
+        #: (``M.shuffle_pick``) and ready (``ready``: runnext bypassed at random).
+        self.shuffle = _debug_flag("shuffle")
         self.gomaxprocs = procs
         self.allp: list[P] = [P(i) for i in range(procs)]
         self.pidle: list[P] = []
@@ -130,16 +159,39 @@ class Sched:
         self.sysmon = Sysmon(self)
         # outcome
         self.stopping = False
+        #: ``stopping`` or the world stopped (``stop_the_world``): an M that
+        #: claims a G looks at this one field (``M.at_gate``). ``world`` is
+        #: set while the world runs; ``nstw``: stops in progress.
+        self.gate = False
+        self.world = threading.Event()
+        self.world.set()
+        self.nstw = 0
+        #: Set by ``run()`` (under ``lock``) once it has closed the goroutines
+        #: left: an M that gives a G back after that closes it itself
+        #: (``M.abandon``).
+        self.closed = False
         self.done = threading.Event()
         #: Work for the thread blocked in ``run()`` (``call_on_main``); None
         #: means "the runtime is done". ``SimpleQueue`` is thread-safe, and
         #: its ``get`` is interruptible, so Ctrl-C and signal handlers still
         #: run on the main thread while it waits.
-        self.mainq: queue.SimpleQueue[tuple[Callable[[], Any], list[Any], threading.Event] | None]
+        #: ``DEADCHECK`` asks it to look for a deadlock (``checkdead``).
+        self.mainq: queue.SimpleQueue[Any]
         self.mainq = queue.SimpleQueue()
         #: Channels registered by ``signal_notify``: while > 0, Gs waiting for
         #: a signal can still be woken, so ``checkdead`` reports no deadlock.
         self.nsignotify = 0
+        #: Set by ``checkdead`` when the runtime looks deadlocked; the main
+        #: thread then looks again (``confirm_dead``). ``deadseen``: the
+        #: ``nforeign`` count at its first look (-1: none yet).
+        self.deadcheck = False
+        self.deadseen = -1
+        #: Threads that are not Ms and have readied or started a goroutine
+        #: (ident -> thread), and how many times they did: see ``live_waker``.
+        self.wakers: dict[int | None, threading.Thread] = {}
+        self.nforeign = 0
+        #: The threads alive when this run started (``live_waker``).
+        self.prior_threads = frozenset(threading.enumerate())
         #: Ms asleep in ``stoplockedm`` until their locked G can run: not
         #: idle (nobody else may use them) but not running either.
         self.nmlocked = 0
@@ -166,6 +218,20 @@ class Sched:
             sysmon.wake()
         return self.pidle.pop()
 
+    def pidleput_locked(self, p: P) -> None:
+        """Put ``p`` on the idle list (Go's ``pidleput``). ``lock`` held.
+
+        Its queues are empty (asserted): only a P's owner appends to them,
+        and an owner gives its P up only once it found them empty (or, for
+        a P taken from an M in a blocking call, ``handoffp_locked`` found
+        them empty: nobody appends to such a P's queues). So an idle P has
+        nothing for a stealer to take, and ``procresize`` may drop it.
+        """
+        assert p.runq_empty(), p
+        p.status = PStatus.IDLE
+        p.m = None
+        self.pidle.append(p)
+
     def procresize(self, n: int) -> int:
         """Change the number of Ps to ``n`` while running; return the old number.
 
@@ -182,17 +248,14 @@ class Sched:
                 allp[-1].status = PStatus.DEAD
             for p in allp[old:n]:
                 if p.status == PStatus.DEAD:
-                    p.status = PStatus.IDLE
-                    self.pidle.append(p)
+                    self.pidleput_locked(p)
             if n < old:
                 for p in [p for p in self.pidle if p.id >= n]:
+                    # An idle P's queues are empty (``pidleput_locked``),
+                    # so no stealer can be reading them: it just dies.
+                    assert p.runq_empty(), p
                     self.pidle.remove(p)
                     p.status = PStatus.DEAD
-                    gp = p.runnext_get()
-                    if gp is not None:
-                        self.runq.append(gp)
-                    self.runq.extend(p.runq)
-                    p.runq.clear()
             self.allp = allp
             self.gomaxprocs = n
         self.wakep()
@@ -280,8 +343,7 @@ class Sched:
                     "(GOROUTINES_MAXTHREADS): too many goroutines blocked in gr.syscall"
                 )
             self.stop_locked()
-            p.status = PStatus.IDLE
-            self.pidle.append(p)
+            self.pidleput_locked(p)
             return None
         m = M(self, self.mnext, p, spinning)
         self.mnext += 1
@@ -313,15 +375,25 @@ class Sched:
 
         If it has queued Gs, or there is global work, start an M on it. If
         no M is spinning and no P is idle, start a spinning M on it to look
-        for work (nobody else would). Otherwise it just goes idle.
+        for work (nobody else would). If it is the last P and nobody waits
+        in the poller, start an M to wait there. Otherwise it just goes idle.
         """
         if not p.runq_empty() or self.runq:
             return self.startm_locked(p, spinning=False)
         if self.nmspinning + len(self.pidle) == 0:
             self.nmspinning += 1
             return self.startm_locked(p, spinning=True)
-        p.status = PStatus.IDLE
-        self.pidle.append(p)
+        if (
+            len(self.pidle) == self.gomaxprocs - 1
+            and self.poll_m is None
+            and (self.netpoll.nwaiters or self.timers.nactive)
+        ):
+            # The last P going idle, and no M waits for I/O and timers (the
+            # others are in blocking calls too): start one that will, or a
+            # socket that becomes ready waits for sysmon, asleep while every
+            # P is idle (Go's handoffp does the same).
+            return self.startm_locked(p, spinning=False)
+        self.pidleput_locked(p)
         return None
 
     def wake_m_locked(self, m: M) -> None:
@@ -386,28 +458,90 @@ class Sched:
                     total[k] += getattr(m, k)
         return total
 
-    def checkdead(self) -> bool:
+    def checkdead(self) -> None:
         """Called by an M about to park with no timer armed. ``lock`` held.
 
-        If every M is now idle, no G can ever be readied again: stop the
-        runtime with a deadlock and return True. (Work still queued at that
-        point would be a lost wake-up; start an M for it instead of
-        reporting a false deadlock.)
+        If every M is now idle and nothing is queued, armed or awaited, no G
+        can run again unless a thread outside the runtime wakes one: ask the
+        main thread to decide (``confirm_dead``). (Work still queued at this
+        point would be a lost wake-up: start an M for it instead.)
         """
         if len(self.midle) + self.nmlocked < self.mcount or self.nsignotify:
-            return False
+            return
         if self.timers.nactive or self.netpoll.nwaiters:
-            return False
+            return
         if self.runq or any(not p.runq_empty() for p in self.allp):
             p = self.pidleget()
             if p is not None:
                 m = self.midle.pop()
                 m.nextp = p
                 self.wake_m_locked(m)
+            return
+        if not self.deadcheck:
+            self.deadcheck = True
+            self.mainq.put(DEADCHECK)  # wakes the main thread; see confirm_dead
+
+    def all_idle_locked(self) -> bool:
+        """``checkdead``'s test: every M idle, nothing queued, armed or awaited."""
+        return (
+            len(self.midle) + self.nmlocked == self.mcount
+            and not self.nsignotify
+            and not self.timers.nactive
+            and not self.netpoll.nwaiters
+            and not self.runq
+            and all(p.runq_empty() for p in self.allp)
+        )
+
+    def note_foreign(self) -> None:
+        """A thread that is not an M readied or started a goroutine: it may do
+        so again, so while it lives no deadlock is reported (see
+        ``live_waker``). Any thread; a dict item set is atomic."""
+        self.nforeign += 1  # racy: only compared for change by confirm_dead
+        t = threading.current_thread()
+        if self.wakers.get(t.ident) is not t:
+            self.wakers[t.ident] = t
+
+    def live_waker(self) -> threading.Thread | None:
+        """A live thread outside the runtime that may still wake a goroutine:
+        one that has (``note_foreign``), or any thread started while this
+        run was on (a ``threading.Timer`` that will close a channel, a
+        worker thread, ...). Threads that were there before ``run()`` and
+        have not touched the runtime do not count, nor do the runtime's own.
+        (Whether a thread is a daemon says nothing here: a thread started by
+        a goroutine inherits ``daemon=True`` from its M.)"""
+        for t in list(self.wakers.values()):
+            if t.is_alive():
+                return t
+        for t in threading.enumerate():
+            if t not in self.prior_threads and not t.name.startswith(THREAD_PREFIX):
+                return t
+        return None
+
+    def confirm_dead(self) -> bool:
+        """Main thread, while ``deadcheck`` is set: look again. Report the
+        deadlock only when the runtime was idle at two looks ``DEAD_GRACE``
+        apart with no thread outside it that could still wake a goroutine
+        alive, and no such thread woke one in between (a wake-up in flight
+        from a thread: dequeued from a channel, not yet on a run queue, is
+        invisible to one look). Returns whether ``deadcheck`` is still set
+        (look again in ``DEAD_GRACE``)."""
+        with self.lock:
+            if not self.deadcheck:
+                return False
+            if not self.all_idle_locked() or self.stopping:
+                self.deadcheck = False
+                self.deadseen = -1
+                return False
+            if self.live_waker() is not None:
+                self.deadseen = -1
+                return True
+            if self.deadseen != self.nforeign:
+                self.deadseen = self.nforeign  # the first look; confirm at the next
+                return True
+            self.deadcheck = False
+            self.deadlock = True
+            self.stop_locked()
             return False
-        self.deadlock = True
-        self.stop_locked()
-        return True
 
     # -- Gs -----------------------------------------------------------------
 
@@ -451,12 +585,12 @@ class Sched:
         if gp.created_by is not None:
             f, line, fn = gp.created_by
             note += f", created by {fn} at {f}:{line}"
-        exc.add_note(note)
+        add_note(exc, note)
         with self.lock:
             if self.panic is None:
                 self.panic = exc
             else:
-                self.panic.add_note(f"also, {type(exc).__name__}: {exc} ({note})")
+                add_note(self.panic, f"also, {type(exc).__name__}: {exc} ({note})")
             self.stop_locked()
 
     def fatal(self, exc: BaseException) -> None:
@@ -471,6 +605,7 @@ class Sched:
         if not self.stopping:
             self.mainq.put(None)
         self.stopping = True
+        self.gate = True
         self.sysmon.wake()
         for m in list(self.allm):  # idle ones, and locked ones waiting for their G
             self.wake_m_locked(m)
@@ -480,12 +615,52 @@ class Sched:
         with self.lock:
             self.stop_locked()
 
+    def stop_the_world(self, timeout: float = -1) -> bool:
+        """From now until ``start_the_world``, no M starts stepping a G (Go's
+        stopTheWorld, for goroutine dumps): the frames of every G that is
+        not RUNNING or SYSCALL can be read safely (see ``M.at_gate``). Gs
+        already running go on (their stacks are not read). Any thread.
+        Returns False, having stopped nothing, if ``lock`` could not be
+        taken within ``timeout`` (a signal handler that interrupted its own
+        thread while it held it)."""
+        if not self.lock.acquire(True, timeout):
+            return False
+        try:
+            self.nstw += 1
+            self.gate = True
+            self.world.clear()
+        finally:
+            self.lock.release()
+        return True
+
+    def start_the_world(self) -> None:
+        with self.lock:
+            self.nstw -= 1
+            if self.nstw == 0:
+                self.gate = self.stopping
+                self.world.set()
+
 
 # Enum members bound once: ``GStatus.DEAD`` goes through EnumType.__getattr__
 # (~70 ns on 3.11), a module global is a dict hit.
 _RUNNABLE = GStatus.RUNNABLE
+_WAITING = GStatus.WAITING
 _P_RUNNING = PStatus.RUNNING
 _DEAD = GStatus.DEAD
+
+
+def _env_seed() -> int | None:
+    raw = os.environ.get("GOROUTINES_SEED", "").strip()
+    if not raw:
+        return None
+    try:
+        return int(raw, 0)
+    except ValueError:
+        raise ValueError(f"GOROUTINES_SEED must be an integer, got {raw!r}") from None
+
+
+def _fresh_seed() -> int:
+    return int.from_bytes(os.urandom(6), "big")
 
 
 def _maxthreads() -> int:
@@ -501,6 +676,14 @@ def _maxthreads() -> int:
     return n
 
 
+#: The names of the runtime's own threads (Ms, sysmon, the signal relay) start so.
+THREAD_PREFIX = "goroutines-"
+#: Put on ``mainq`` by ``checkdead``: the main thread looks again (``confirm_dead``).
+DEADCHECK: Any = object()
+#: How long apart the main thread's two looks at a runtime that seems dead are.
+DEAD_GRACE = 0.02
+
+
 def ready(gp: G) -> None:
     """Make a parked G runnable (Go's ``goready``). Any thread.
 
@@ -509,6 +692,7 @@ def ready(gp: G) -> None:
     and only then is another M worth waking. From anywhere else it goes to
     the global queue.
     """
+    assert gp.status is _WAITING, gp  # taken off a wait queue: see _chan's invariants
     gp.status = _RUNNABLE
     try:
         m: M | None = _tls.m
@@ -517,6 +701,9 @@ def ready(gp: G) -> None:
     if m is not None:
         p = m.p
         if p is not None:
+            if m.sched.shuffle and m.sched.rand.random() < 0.5:
+                p.runq.append(gp)  # shuffle mode: bypass runnext
+                return
             rn = p.runnext
             if rn:
                 p.runnext_put(gp)  # no wakep: see "Waking Ms" above
@@ -526,6 +713,7 @@ def ready(gp: G) -> None:
         sched = m.sched
     else:
         sched = require()
+        sched.note_foreign()
     sched.runq.append(gp)
     sched.wakep()
 
@@ -591,7 +779,7 @@ _last_fn: Any = _nothing
 _last_site: Site = (_nothing.__code__, -1)  # no bytecode offset is -1
 
 
-def go(fn: Any, *args: Any, **kwargs: Any) -> None:
+def go(fn: Any, /, *args: Any, **kwargs: Any) -> None:
     """Start ``fn(*args, **kwargs)`` (an async function, or a coroutine object) as a goroutine.
 
     Go's ``newproc``: create a G and ``ready`` it (this P's ``runnext``, or
@@ -665,6 +853,8 @@ def go(fn: Any, *args: Any, **kwargs: Any) -> None:
                 pass
         rn.append(gp)
     else:
+        if m is None:
+            sched.note_foreign()
         sched.runq.append(gp)
         sched.wakep()
 

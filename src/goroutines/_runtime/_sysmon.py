@@ -187,6 +187,7 @@ class Sysmon:
                 ready = np.poll(0)
                 if ready:  # no P here: to the global queue, and an M is woken
                     sched.injectglist(ready)
+                    np.adjust_waiters(-len(ready))
                 busy += len(ready)
             self.check_running(now)
             if sched.timers.next_when < now - TIMER_LATE and sched.poll_m is None:

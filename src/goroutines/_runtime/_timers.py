@@ -21,7 +21,22 @@ traverses every live object on each full collection). It is armed by
 Callbacks (and ``G.wake``) run outside ``lock``, on whichever M found the
 timer due: an M in ``find_runnable`` (with a P) or the M parked until the next
 timer (perhaps without one). They must not block: they ready a G or do a
-non-blocking send.
+non-blocking send. A callback may run after its timer was stopped or reset
+(it was popped just before): ``stop``'s answer says only whether the timer
+was armed, and a caller that needs more (``_time``'s Timer: "was the value
+delivered?") keeps that state itself, under its own lock, and has the
+callback check it (a generation in ``arg``). Lock order: a caller's lock
+(a channel's, a ``PollDesc``'s, a context's) before ``lock``; ``on_earlier``
+is called after ``lock`` is released, with the caller's lock still held.
+
+Far timers: a timer keeps its exact time however far it is (``sleep(1e300)``
+is finite), but no OS wait is longer than ``MAX_WAIT``: ``until_next``, the
+one source of every wait for the next timer (the idle M's ``epoll.poll`` or
+``note.acquire``, sysmon's sleep), is capped there. epoll rejects more than
+2**31 ms and a lock more than ``threading.TIMEOUT_MAX``; a capped wait that
+ends early finds nothing due and waits again. ``INF`` is never a timer's
+time (callers do not arm a timer that never fires), so ``next_when == INF``
+means "no timer".
 
 Guards: ``heap``, ``nactive``, ``nstale``, ``seq``, every ``Timer`` field:
 ``lock``. ``next_when`` is written under ``lock`` and read racily by Ms
@@ -33,6 +48,7 @@ is either the M that is about to park, which re-reads it under
 from __future__ import annotations
 
 import heapq
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -40,9 +56,12 @@ from typing import Any
 
 from ._goroutine import G
 
-__all__ = ["INF", "Timer", "Timers"]
+__all__ = ["INF", "MAX_WAIT", "Timer", "Timers"]
 
 INF = float("inf")
+#: The longest OS wait for a timer, in seconds: Go caps netpoll's wait at
+#: 1e9 ms too (about 11.6 days; epoll's own limit is 2**31 ms, ~24.8 days).
+MAX_WAIT = 1e6
 #: A due timer this late means the running Ms are not getting to it (their
 #: goroutines keep running): any M that sees it fires it, and sysmon starts
 #: an M for it if none is idle-waiting for timers.
@@ -52,12 +71,13 @@ _heappush = heapq.heappush
 _heappop = heapq.heappop
 _heapreplace = heapq.heapreplace
 _monotonic = time.monotonic
+_nextafter = math.nextafter
 
 
 class Timer:
     """A runtime timer: call ``f(arg)`` at ``when``, then every ``period`` if > 0."""
 
-    __slots__ = ("active", "arg", "f", "firing", "period", "seq", "when")
+    __slots__ = ("active", "arg", "f", "period", "seq", "when")
 
     def __init__(self, f: Callable[[Any], None], arg: Any, period: float = 0.0) -> None:
         self.f = f
@@ -66,10 +86,6 @@ class Timer:
         self.when = 0.0
         self.seq = 0
         self.active = False
-        #: Firings popped from the heap whose callback has not returned yet:
-        #: ``stop`` counts them as pending (Go's ``isSending``), so that
-        #: "stop returned False" still means "the value was delivered".
-        self.firing = 0
 
 
 def _live(e: tuple[float, int, Timer | G]) -> bool:
@@ -120,9 +136,9 @@ class Timers:
         return False
 
     def _unarm(self, t: Timer) -> bool:
-        """Disarm ``t``; return whether it was armed or firing. Lock held."""
+        """Disarm ``t``; return whether it was armed. Lock held."""
         if not t.active:
-            return t.firing > 0
+            return False
         t.active = False
         self.nactive -= 1
         self.nstale += 1
@@ -177,7 +193,8 @@ class Timers:
             self.on_earlier()
 
     def stop(self, t: Timer) -> bool:
-        """Disarm ``t``; return whether it was armed (Go's ``Timer.Stop``)."""
+        """Disarm ``t``; return whether it was armed. A firing already popped
+        may still call its callback (see the module docstring)."""
         with self.lock:
             return self._unarm(t)
 
@@ -189,7 +206,7 @@ class Timers:
                 t.arg = arg
             if period is not None:
                 t.period = period
-            was = t.active or t.firing > 0
+            was = t.active
             if was:
                 self.nstale += 1
             earliest = self._push(t, when)
@@ -200,9 +217,9 @@ class Timers:
     def run_due(self) -> int:
         """Fire every timer that is due; return how many fired. Any M, no lock held."""
         now = _monotonic()
-        # In heap order: a sleeping G, or (f, arg, timer), f and arg read
+        # In heap order: a sleeping G, or (f, arg) of a Timer, read
         # under the lock (``reset`` may change them as soon as it is released).
-        fired: list[G | tuple[Callable[[Any], None], Any, Timer]] = []
+        fired: list[G | tuple[Callable[[Any], None], Any]] = []
         ntimers = 0
         lock = self.lock
         lock.acquire()  # not ``with``, as in _arm_sleep
@@ -227,12 +244,17 @@ class Timers:
                 if when > now:
                     self.next_when = when
                     break
-                fired.append((t.f, t.arg, t))
+                fired.append((t.f, t.arg))
                 ntimers += 1
-                t.firing += 1
                 if t.period > 0:
                     # Skip the ticks we are late for, as Go does.
-                    nxt = when + t.period * (1 + int((now - when) / t.period))
+                    p = t.period
+                    nxt = when + p * (1.0 + (now - when) // p)
+                    if not now < nxt < INF:
+                        # A period so small that the sum rounds back to
+                        # ``now`` (or the quotient overflows): fire on the
+                        # next pass, not in a loop here under the lock.
+                        nxt = _nextafter(now, INF)
                     self.seq += 1
                     t.seq = self.seq
                     t.when = nxt
@@ -249,22 +271,18 @@ class Timers:
             for g in fired:
                 g.wake()  # type: ignore[union-attr]  # all Gs
             return len(fired)
-        try:
-            for x in fired:
-                if isinstance(x, G):
-                    x.wake()
-                else:
-                    x[0](x[1])
-        finally:
-            with self.lock:
-                for x in fired:
-                    if not isinstance(x, G):
-                        x[2].firing -= 1
+        for x in fired:
+            if isinstance(x, G):
+                x.wake()
+            else:
+                x[0](x[1])
         return len(fired)
 
     def until_next(self) -> float | None:
-        """Seconds until the earliest timer, None if there is none. Racy read."""
+        """Seconds until the earliest timer, at most ``MAX_WAIT``; None if
+        there is none. What every OS wait for the next timer waits (see
+        the module docstring). Racy read."""
         nw = self.next_when
         if nw == INF:
             return None
-        return max(0.0, nw - _monotonic())
+        return min(max(0.0, nw - _monotonic()), MAX_WAIT)

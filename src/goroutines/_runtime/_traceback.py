@@ -2,9 +2,16 @@
 
 A parked G's stack is its coroutine's await chain: each coroutine's
 ``cr_frame`` then ``cr_await`` (or a ``types.coroutine`` generator's
-``gi_frame`` then ``gi_yieldfrom``), down to the yield that parked it. A G
-running on another M is shown without its stack: its frames are changing
-under us.
+``gi_frame`` then ``gi_yieldfrom``), down to the yield that parked it.
+
+The rule for reading another G's frames: only while no M can start
+stepping it, and only if it is not running. The caller stops the world
+first (``Sched.stop_the_world``: an M that claims a G waits at the gate,
+``M.at_gate``), or dumps after the Ms have stopped (the Deadlock dump);
+then a G whose status is not RUNNING or SYSCALL stays suspended while we
+read it. A G that is RUNNING or SYSCALL is shown without its stack: its
+frames are changing under us (on a free-threaded build, reading them could
+crash). The calling G's own frames are read from its own thread.
 """
 
 from __future__ import annotations
