@@ -77,9 +77,7 @@ def test_shuffle_mode_perturbs_and_replays(monkeypatch: pytest.MonkeyPatch) -> N
     assert a != grun(_order, 60, procs=1, seed=3)  # and differs by seed
 
 
-def test_shuffle_mode_keeps_programs_correct(
-    procs: int, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_shuffle_mode_keeps_programs_correct(procs: int, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("GOROUTINES_DEBUG", "shuffle=1")
     assert sorted(grun(_order, 90, procs=procs)) == list(range(90))
 

@@ -37,13 +37,15 @@ queues are compacted, so a select in a loop on a channel that never fires
 cannot grow its queue without bound. It may over-count (a dead waiter that
 was already popped), which only makes compaction a little early.
 
+Lock order: ``lock`` is rank 7 (CHAN) in the ranked table in
+``goroutines._runtime``.
+
 Guards: every field but ``_cap`` and ``_unlock`` (immutable) is guarded by ``lock``;
 ``len(ch)`` is a racy read, as in Go.
 """
 
 from __future__ import annotations
 
-import threading
 import types
 from collections import deque
 from collections.abc import Awaitable, Generator
@@ -52,6 +54,7 @@ from typing import Any, Generic, TypeVar, final
 
 from ._errors import ChanClosed
 from ._runtime._goroutine import G, GStatus, Unlock, WaitReason, register_unpark, returns_awaitable
+from ._runtime._lockrank import LockRank, new_lock
 from ._runtime._machine import _tls
 from ._runtime._scheduler import current_g, current_run_id, ready
 
@@ -63,6 +66,7 @@ _CHAN_SEND = WaitReason.CHAN_SEND
 _CHAN_RECEIVE = WaitReason.CHAN_RECEIVE
 _RUNNABLE = GStatus.RUNNABLE
 _WAITING = GStatus.WAITING
+_CHAN_RANK = LockRank.CHAN
 
 RECV_BLOCK, RECV_OK, RECV_CLOSED = 0, 1, 2
 
@@ -109,7 +113,7 @@ class Chan(Generic[T]):
             raise TypeError(f"Chan capacity must be an int, got {type(cap).__name__}")
         if cap < 0:
             raise ValueError(f"Chan capacity must be >= 0, got {cap}")
-        self.lock = threading.Lock()
+        self.lock = new_lock(_CHAN_RANK, self)
         #: ``Unlock(lock.release)``, made once: what a parking G yields (a
         #: bound method made at each park costs ~500 CPU instructions).
         self._unlock = Unlock(self.lock.release)

@@ -42,10 +42,11 @@ parent's lock (simpler, but ``parent.err()`` could then be ``Canceled``
 while a child's ``err()`` is still None) and plain recursion (a deep chain
 hits the recursion limit, possibly inside a timer callback on an M).
 
-Lock order: parent ``mu`` < child ``mu`` < ``Chan.lock`` and
-``Timers.lock`` (and ``sched.lock``, through readying the Gs parked on
-``done``). Removing a cancelled context from its parent's ``children``
-happens after its own ``mu`` is released.
+Lock order: the ranked table in ``goroutines._runtime`` (``mu`` is rank 3, CONTEXT: parent
+``mu`` before child ``mu``, then ``Chan.lock``, ``Timers.lock`` and, through
+readying the Gs parked on ``done``, ``sched.lock``). Removing a cancelled
+context from its parent's ``children`` happens after its own ``mu`` is
+released.
 
 Across runs: a ``_TimerCtx`` belongs to the run that made it (``_sched``;
 its timer is in that run's heap, dropped when the run ends). While it is
@@ -71,7 +72,6 @@ from __future__ import annotations
 
 import abc
 import math
-import threading
 import time
 from collections.abc import Callable
 from typing import Any, Final, TypeAlias, final
@@ -80,6 +80,7 @@ from ._chan import Chan
 from ._errors import Canceled, DeadlineExceeded
 from ._run import go
 from ._runtime import _scheduler
+from ._runtime._lockrank import LockRank, new_lock
 from ._runtime._timers import Timer
 from ._select import select
 from ._time import as_float
@@ -101,6 +102,8 @@ ErrType: TypeAlias = type[Canceled] | type[DeadlineExceeded]
 
 #: Cancels its context (and every context derived from it); idempotent.
 CancelFunc: TypeAlias = Callable[[], None]
+
+_CONTEXT_RANK = LockRank.CONTEXT
 
 
 class Context(abc.ABC):
@@ -228,7 +231,7 @@ class _CancelCtx(Context):
 
     def __init__(self, parent: Context) -> None:
         self._parent = parent
-        self._mu = threading.Lock()
+        self._mu = new_lock(_CONTEXT_RANK, self)
         self._done: Chan[None] | None = None  # made lazily by done(); _CLOSED if cancelled first
         self._err: ErrType | None = None
         # {child: None}, in registration order; None once cancelled.

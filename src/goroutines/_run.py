@@ -104,11 +104,11 @@ def run(main: Any, /, *args: Any, procs: int | None = None, seed: int | None = N
     dump, errors = _shutdown(sched)
     if sched.deadlock:
         dead = Deadlock("all goroutines are asleep - deadlock!\n\n" + dump)
-        _note_seed(sched, dead)
+        _note_seed(sched, dead, True)
         raise dead
     if sched.panic is not None:
         exc = sched.panic
-        _note_seed(sched, exc)
+        _note_seed(sched, exc, False)
         for e in errors:
             add_note(exc, f"also, while closing goroutines: {type(e).__name__}: {e}")
         raise exc
@@ -119,9 +119,12 @@ def run(main: Any, /, *args: Any, procs: int | None = None, seed: int | None = N
     return sched.result
 
 
-def _note_seed(sched: Sched, exc: BaseException) -> None:
-    """Tell how to replay a failure found under a seed or in shuffle mode."""
-    if sched.seeded or sched.shuffle:
+def _note_seed(sched: Sched, exc: BaseException, ours: bool) -> None:
+    """Tell how to replay a failure found under a seed or in shuffle mode:
+    on our own exception (Deadlock) whenever a seed was given or shuffle mode
+    is on; on a program's own exception only when shuffle mode made up the
+    seed (it is raised as is otherwise: whoever gave the seed knows it)."""
+    if (ours and sched.seeded) or (sched.shuffle and not sched.seeded):
         add_note(
             exc,
             f"goroutines: run #{sched.run_id} used seed {sched.seed}"

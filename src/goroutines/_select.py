@@ -6,7 +6,9 @@ A case is a bound ``ch.recv`` or ``ch.recv_ok``, a pair ``(ch.send, value)``,
 The three passes of Go's ``selectgo``:
 
 1. Lock every channel involved, once each, in one global order (``id()``),
-   so two selects over the same channels cannot deadlock each other. Poll
+   so two selects over the same channels cannot deadlock each other (the
+   one same-rank nesting of channel locks in the ranked table of
+   ``goroutines._runtime``; lockrank checks it). Poll
    the cases in a random order (fairness: ready cases win uniformly at
    random) and take the first that can proceed; else take ``default``.
 2. Otherwise enqueue one ``Sudog`` per case, all sharing one claim token,

@@ -33,7 +33,8 @@ deadlock detection for as long as it exists.
 Invariants and guards:
 
 - ``_lock`` guards ``_reg`` and every field of the registry. Lock order:
-  ``_lock`` < a channel's ``lock`` < ``sched.lock``. The main thread holds
+  the ranked table in ``goroutines._runtime`` (``_lock`` is rank 2, SIGNAL: before a
+  channel's ``lock`` and ``sched.lock``). The main thread holds
   ``_lock`` only in the functions below; our Python-level handler takes no
   lock, so it can interrupt them safely.
 - A channel gets a signal only while it is in ``targets`` (read under
@@ -63,6 +64,7 @@ from typing import Any
 from ._chan import Chan
 from ._errors import ChanClosed
 from ._runtime import _scheduler
+from ._runtime._lockrank import LockRank, new_lock
 from ._runtime._scheduler import Sched, call_on_main
 from ._runtime._traceback import stack_dump
 
@@ -81,7 +83,7 @@ _SYNCHRONOUS = frozenset(
     {signal.SIGSEGV, signal.SIGBUS, signal.SIGFPE, signal.SIGILL, signal.SIGABRT}
 )
 
-_lock = threading.Lock()
+_lock = new_lock(LockRank.SIGNAL)
 
 
 class _Registry:

@@ -36,7 +36,8 @@ Invariants (``_lock`` held):
   (``_size - _cur < weight``), so a large waiter at the head blocks later
   small ones, as in x/sync.
 
-Lock order: ``Cond._lock`` < the ``_lock`` of its ``L`` (``Cond.wait``
+Lock order: the ranked table in ``goroutines._runtime``. ``Cond._lock`` (rank 4,
+COND) before the ``_lock`` of its ``L`` (rank 5, SYNC; ``Cond.wait``
 unlocks ``L`` while holding its own lock so that no signal is lost between
 the unlock and the park). No other primitive holds two locks. Gs are woken
 (``G.wake``, Go's ``goready``) only after ``_lock`` is released
@@ -59,6 +60,7 @@ from types import TracebackType
 from typing import Any, Protocol, final
 
 from ._runtime._goroutine import G, WaitReason, gopark
+from ._runtime._lockrank import LockRank, new_lock
 from ._runtime._scheduler import current_g
 
 # Enum members bound once: ``WaitReason.X`` goes through EnumType.__getattr__
@@ -70,6 +72,8 @@ _SYNC_ONCE = WaitReason.SYNC_ONCE
 _SYNC_RWMUTEX_LOCK = WaitReason.SYNC_RWMUTEX_LOCK
 _SYNC_RWMUTEX_RLOCK = WaitReason.SYNC_RWMUTEX_RLOCK
 _SYNC_WAITGROUP_WAIT = WaitReason.SYNC_WAITGROUP_WAIT
+_SYNC_RANK = LockRank.SYNC
+_COND_RANK = LockRank.COND
 
 __all__ = ["Cond", "Locker", "Mutex", "Once", "RWMutex", "Semaphore", "WaitGroup"]
 
@@ -207,7 +211,7 @@ class Mutex(_AsyncWith):
     __slots__ = ("_lock", "_locked", "_waitq")
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
+        self._lock = new_lock(_SYNC_RANK, self)
         self._locked = False
         self._waitq = _WaitQ()
 
@@ -269,7 +273,7 @@ class RWMutex(_AsyncWith):
     __slots__ = ("_lock", "_readers", "_rwaitq", "_writer", "_wwaitq")
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
+        self._lock = new_lock(_SYNC_RANK, self)
         self._readers = 0  # readers holding the lock
         self._writer = False  # a writer holds the lock
         self._rwaitq = _WaitQ()
@@ -375,7 +379,7 @@ class WaitGroup:
     __slots__ = ("_lock", "_n", "_waitq")
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
+        self._lock = new_lock(_SYNC_RANK, self)
         self._n = 0
         self._waitq = _WaitQ()
 
@@ -432,7 +436,7 @@ class Once:
     __slots__ = ("_done", "_lock", "_running", "_waitq")
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
+        self._lock = new_lock(_SYNC_RANK, self)
         self._done = False
         self._running = False
         self._waitq = _WaitQ()
@@ -484,7 +488,7 @@ class Cond:
         if not (callable(getattr(L, "lock", None)) and callable(getattr(L, "unlock", None))):
             raise TypeError(f"Cond needs a Locker (with lock and unlock), got {L!r}")
         self.L = L  # Go's c.L
-        self._lock = threading.Lock()
+        self._lock = new_lock(_COND_RANK, self)
         self._waitq = _WaitQ()
 
     def __repr__(self) -> str:
@@ -553,7 +557,7 @@ class Semaphore:
         _check_int(n, "Semaphore size")
         if n < 0:
             raise ValueError(f"Semaphore size must be >= 0, got {n}")
-        self._lock = threading.Lock()
+        self._lock = new_lock(_SYNC_RANK, self)
         self._size = n
         self._cur = 0  # units held
         self._waitq = _WaitQ()  # g.elem: the weight it waits for

@@ -25,8 +25,8 @@ bump under ``c.lock`` and the disarm under ``Timers.lock`` as two steps, the
 answer taken from the runtime timer (a firing in between was dropped as
 stale and then "not armed" said False: ``if not t.stop(): await
 t.c.recv()`` hung; and "firing" counted as pending after its value was
-received). Lock order: ``c.lock`` < ``Timers.lock`` (< ``sched.lock``,
-through ``on_earlier``).
+received). Lock order: the ranked table in ``goroutines._runtime``: ``c.lock``
+(CHAN) before ``Timers.lock`` (and ``sched.lock``, through ``on_earlier``).
 
 A Timer or Ticker belongs to the run that made it (``_run``, a
 ``Sched.run_id``): its channel is bound to that run (``Chan.bind_to_run``:

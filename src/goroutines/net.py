@@ -40,7 +40,8 @@ Name resolution is the exception: ``getaddrinfo`` has no non-blocking form,
 so non-literal host names go through ``gr.syscall``. Literal addresses are
 parsed without it.
 
-Lock order: ``_FD.lock`` is a leaf (nothing is called while it is held).
+Lock order: the ranked table in ``goroutines._runtime``; ``_FD.lock`` (rank 6,
+FD) is a leaf (nothing is called while it is held).
 The direction locks are goroutine locks, taken with a reference and
 released with it; ``pd.lock`` and the poller's locks are taken
 inside ``PollDesc`` only.
@@ -63,7 +64,6 @@ import math
 import os
 import socket
 import struct
-import threading
 import time
 import types
 from collections import deque
@@ -72,6 +72,7 @@ from types import TracebackType
 from typing import Any, Final, Self, TypeAlias, TypeVar, final
 
 from ._runtime._goroutine import G, WaitReason, gopark
+from ._runtime._lockrank import LockRank, new_lock
 from ._runtime._netpoll import ErrClosed, PollDesc
 from ._runtime._scheduler import current_g, require
 from ._syscall import syscall
@@ -159,7 +160,7 @@ class _FD:
         sock.setblocking(False)
         self.pd: PollDesc = require().netpoll.open(sock.fileno())
         self.sock = sock
-        self.lock = threading.Lock()
+        self.lock = new_lock(LockRank.FD, self)
         self.refs = 0  # guarded by lock
         self.closing = False  # guarded by lock; racy reads, see the module docstring
         # The direction locks (Go's fdMutex): held flags and FIFO wait queues,

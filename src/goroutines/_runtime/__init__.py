@@ -1,16 +1,74 @@
 """The runtime proper: G, P, M, Sched, timers. Nothing here is public API.
 
-Lock order (a lock may be taken while holding only locks listed before it;
-see each module's header for what the lock guards):
+Lock order: every lock of ``goroutines`` in one ranked table (Go's
+``lockrank.go``). A lock may be taken only while every lock the thread
+holds has a lower rank; the two same-rank exceptions are marked. Each
+lock is made by ``_lockrank.new_lock(LockRank.X, owner)``, and
+``GOROUTINES_DEBUG=lockrank=1`` checks this order on every acquire
+(``_lockrank``). Each module's header says what its locks guard in detail
+and points here for the order; "takes" lists the locks (and unranked
+waits) that code holding the lock goes on to take, and where.
 
-1. channel locks, several at once only in ``select``, in ``id()`` order;
-   sync primitives' locks (never held together with a channel lock);
-2. ``Timers.lock``;
-3. ``Sched.lock``.
+==== ========================= ============================ =================================
+rank lock                      guards                       takes while held
+==== ========================= ============================ =================================
+1    ``_scheduler._run_lock``  ``current``,                 12 (``start``: ``make_coroutine``)
+                               ``_last_run_id``
+2    ``_signal._lock``         ``_reg``, the signal         7 (``_dispatch``: non-blocking
+                               registry                     send), 10 (``_set_count_locked``,
+                                                            ``reset``)
+3    ``_CancelCtx._mu``        ``err``, ``done``,           3, parent before child (the
+     (``_context``)            ``children``, ``_timer``     cancel walk, ``_propagate_cancel``);
+                                                            7 (closing ``done``); 9
+                                                            (``timers.stop/add``); 10, 11
+                                                            (``on_earlier``, readying the Gs
+                                                            parked on ``done`` off an M)
+4    ``Cond._lock``            its wait queue               5 (``L.unlock()`` in ``wait``);
+     (``_sync``)                                            10 (readying a G off an M); and
+                                                            whatever a user Locker's unlock
+                                                            takes (7 for one made of channels)
+5    ``_lock`` of Mutex,       its state, wait queues       nothing (Gs are woken after it
+     RWMutex, WaitGroup, Once,                              is released)
+     Semaphore (``_sync``)
+6    ``_FD.lock`` (``net``)    ``refs``, ``closing``, the   nothing
+                               direction flags and queues
+7    ``Chan.lock``             every field of the channel;  7, several only in ``select``, in
+     (``_chan``)               a Timer/Ticker's ``_armed``, increasing ``id()`` of their
+                               ``_gen`` (``_time``)         channels; 9 (``Timer.stop/reset``:
+                                                            ``timers.stop/reset``); 10, 11
+                                                            (``on_earlier``)
+8    ``PollDesc.lock``         the PollDesc's fields        9 (``set_deadline``, ``evict``);
+     (``_netpoll``)                                         11 (``wait``: ``nwaiters``); 10
+                                                            (``on_earlier``)
+9    ``Timers.lock``           the heap, ``nactive``,       nothing (``on_earlier``, callbacks
+     (``_timers``)             ``nstale``, ``seq``, every   and ``G.wake`` run after it is
+                               ``Timer``'s fields           released)
+10   ``Sched.lock``            see ``_scheduler``; M's      11 (``wake_m_locked``:
+     (``_scheduler``)          ``parked``, ``nextp``,       ``netpoll.wakeup``); unranked: an
+                               ``polling``; P's idle state  M's note (``acquire(False)``),
+                                                            sysmon's note (``wake``),
+                                                            ``mainq.put``, ``done``/``world``
+11   ``Netpoll.lock``          ``pds``, ``nwaiters``,       nothing
+     (``_netpoll``)            ``wakesig``, making ``ep``
+12   ``_given_lock``           ``_given``                   nothing
+     (``_goroutine``)
+==== ========================= ============================ =================================
 
-No lock is held while a G is readied except ``Sched.lock`` itself (and
-``ready`` takes none unless it must wake an M), so waking never nests
-channel locks.
+Unranked, not made by ``new_lock``: an M's ``note`` and sysmon's ``note``
+are binary semaphores, held by their owner while it is awake and released
+by whoever wakes it (another thread), so they are not locks in the
+lock-order sense: nobody waits for them while holding a ranked lock except
+with ``acquire(False)`` (``stopm``), and their owner waits for its own note
+holding nothing. ``Sched.world``, ``Sched.done`` and ``call_on_main``'s
+``threading.Event``, and ``Sched.mainq`` (``queue.SimpleQueue``), lock only
+inside their own methods (leaves); ``sched.world.wait`` and the event of
+``call_on_main`` are waited on holding no lock.
+
+Readying a G takes no lock unless it must wake an M (``wakep``: rank 10),
+and channel, sync and poll-descriptor code readies Gs only after releasing
+its own lock; the holders that do ready Gs or arm timers (a context's
+``_mu``, ``Cond._lock``, a Timer's ``c.lock``, ``pd.lock``) are ranked
+below ``Sched.lock`` and ``Netpoll.lock`` for that reason.
 """
 
 __all__: list[str] = []

@@ -67,7 +67,6 @@ from __future__ import annotations
 import enum
 import functools
 import inspect
-import threading
 import time
 import types
 import weakref
@@ -75,6 +74,8 @@ from collections.abc import Callable, Coroutine, Generator
 from contextvars import Context
 from types import CodeType, FrameType
 from typing import Any, TypeAlias, TypeVar, final
+
+from ._lockrank import LockRank, new_lock
 
 __all__ = [
     "EMPTY_CTX",
@@ -464,11 +465,12 @@ def make_coroutine(
 
 
 #: Coroutine objects (and generators) given to ``go``/``run`` that have not
-#: started yet; guarded by ``_given_lock``. Once started a coroutine says so
+#: started yet; guarded by ``_given_lock`` (a leaf: rank 12 in the table in
+#: ``goroutines._runtime``). Once started a coroutine says so
 #: itself (``inspect.getcoroutinestate``), so only the not-yet-started ones
 #: need remembering, and weakly: the set holds nothing alive.
 _given: weakref.WeakSet[Any] = weakref.WeakSet()
-_given_lock = threading.Lock()
+_given_lock = new_lock(LockRank.GIVEN)
 
 
 def _claim_fresh(coro: Any, what: str) -> None:

@@ -25,6 +25,10 @@ Guards:
   the M itself (its own thread); ``spinning`` changes only together with
   ``sched.nmspinning`` under ``sched.lock``.
 - ``parked``, ``nextp``, ``polling``: ``sched.lock``.
+
+``note`` is a binary semaphore, not a lock: released by whoever wakes the M,
+on another thread, so it is left out of the lock order (see the ranked table
+in ``goroutines._runtime``).
 """
 
 from __future__ import annotations

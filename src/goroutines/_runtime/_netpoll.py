@@ -41,7 +41,9 @@ operation itself, a read of data already there), and so does ``evict``
 
 Guards: ``PollDesc`` fields: ``pd.lock`` (``run_id``, ``fd``, ``netpoll``:
 immutable). ``pds``, ``nwaiters``,
-``wakesig``: ``Netpoll.lock``, taken after a ``pd.lock`` if both are held.
+``wakesig``: ``Netpoll.lock``, taken after a ``pd.lock`` if both are held
+(lock order: the ranked table in ``goroutines._runtime``; ``pd.lock`` is
+rank 8, ``Netpoll.lock`` rank 11, above ``Sched.lock``).
 ``lastpoll``: racy, stale OK. ``ep`` is created under ``Netpoll.lock``
 and closed only after every M has stopped.
 """
@@ -50,7 +52,6 @@ from __future__ import annotations
 
 import os
 import select
-import threading
 import time
 import types
 from collections.abc import Callable, Generator
@@ -58,6 +59,7 @@ from typing import Any, NoReturn
 
 from . import _timers
 from ._goroutine import G, Unlock, WaitReason, register_unpark
+from ._lockrank import LockRank, new_lock
 
 __all__ = ["ErrClosed", "Netpoll", "PollDesc"]
 
@@ -105,7 +107,7 @@ class PollDesc:
         self.fd = fd
         #: The run whose poller this is: made by ``netpoll.open``, in that run.
         self.run_id = current_run_id()
-        self.lock = threading.Lock()
+        self.lock = new_lock(LockRank.POLLDESC, self)
         self.closing = False
         # read side: the G waiting, or the ready flag; the deadline (0 = none)
         self.rg: G | None = None
@@ -297,7 +299,7 @@ def _deadline_fired(arg: tuple[PollDesc, bool, int]) -> None:
 class Netpoll:
     def __init__(self, timers: _timers.Timers, on_init: Callable[[], None]) -> None:
         self.timers = timers
-        self.lock = threading.Lock()
+        self.lock = new_lock(LockRank.NETPOLL, self)
         self.ep: select.epoll | None = None
         self.rfd = -1
         self.wfd = -1

@@ -42,6 +42,9 @@ only if no such thread is alive: one that has already readied or started a
 goroutine, or any thread started during the run. The rule and its
 limits are in the README ("Threads").
 
+Lock order: the ranked table in ``goroutines._runtime`` (``lock`` is
+rank 10, SCHED; ``_run_lock`` rank 1).
+
 Guards (``lock``, Go's ``sched.lock``): ``pidle``, ``midle``, ``allm``, ``mexited``, ``mcount``,
 ``nmspinning``, ``poll_m``, ``gomaxprocs``, ``allp`` (replaced, never
 mutated, so racy readers see a consistent list), ``goidgen``, ``stopping``
@@ -66,6 +69,7 @@ from contextvars import copy_context
 from typing import Any
 
 from . import _goroutine
+from ._debug import _debug_flag
 from ._goroutine import (
     EMPTY_CTX,
     G,
@@ -77,10 +81,11 @@ from ._goroutine import (
     make_coroutine,
     new_g,
 )
+from ._lockrank import LockRank, new_lock
 from ._machine import M, _tls, current_m
 from ._netpoll import Netpoll
 from ._processor import P, PStatus
-from ._sysmon import Sysmon, _debug_flag
+from ._sysmon import Sysmon
 from ._timers import Timers
 
 __all__ = [
@@ -95,7 +100,7 @@ __all__ = [
 
 #: The running runtime, or None. Written under ``_run_lock``.
 current: Sched | None = None
-_run_lock = threading.Lock()
+_run_lock = new_lock(LockRank.RUN)
 #: The number of the last ``run()`` of this process (``Sched.run_id``);
 #: guarded by ``_run_lock``.
 _last_run_id = 0
@@ -115,7 +120,7 @@ class Sched:
             #: Which ``run()`` of this process this is (1, 2, ...): objects
             #: bound to one run (timers, connections) name it in their errors.
             self.run_id = _last_run_id
-        self.lock = threading.Lock()
+        self.lock = new_lock(LockRank.SCHED, self)
         #: The seed of every random choice the runtime makes (select's poll
         #: order, steal victims, shuffle mode's picks): ``run(seed=)``, else
         #: ``GOROUTINES_SEED``, else a fresh one. ``seeded``: one was given.
@@ -465,6 +470,23 @@ class Sched:
         can run again unless a thread outside the runtime wakes one: ask the
         main thread to decide (``confirm_dead``). (Work still queued at this
         point would be a lost wake-up: start an M for it instead.)
+
+        Every counter trusted here must cover the Gs in someone's hands, or
+        an M parking while they are in flight sees a dead runtime (Go keeps
+        the same rule):
+
+        - I/O: ``netpoll.nwaiters`` counts Gs a poll found until they are
+          queued (``Netpoll.adjust_waiters``), whoever polled: an idle M (in
+          ``midle`` while it polls), an M with a P, or sysmon (no M at all).
+        - Timers: ``run_due`` drops ``nactive`` before it readies the Gs, but
+          it only runs on an M that is not in ``midle`` (``find_runnable``,
+          or ``stopm`` after leaving ``midle``): that M counts as running.
+        - Blocking calls: an M in ``syscall`` is not idle; on its way back
+          it queues its G under ``lock`` before it parks, and parking sees it.
+        - Signals: ``nsignotify`` while a channel is registered; the relay
+          thread that readies a G counts as a waker (``note_foreign``).
+        - Threads: a dequeued G on its way to ``ready`` from a thread is in no
+          counter: the two looks of ``confirm_dead`` cover it.
         """
         if len(self.midle) + self.nmlocked < self.mcount or self.nsignotify:
             return

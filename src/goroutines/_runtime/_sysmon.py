@@ -40,17 +40,19 @@ warns about a goroutine that has run MS ms without yielding.
 
 Guards: ``sched_ticks`` is sysmon's own; ``waiting``: ``sched.lock``. It
 reads Ps racily and re-checks under ``sched.lock`` before taking one.
+``note`` is a binary semaphore released by whoever wakes sysmon: not
+ranked (see the table in ``goroutines._runtime``).
 """
 
 from __future__ import annotations
 
-import os
 import sys
 import threading
 import time
 import warnings
 from typing import TYPE_CHECKING
 
+from ._debug import _debug_flag, _debug_setting
 from ._processor import PStatus
 from ._timers import TIMER_LATE
 
@@ -80,16 +82,6 @@ NETPOLL_STALE = 10e-3
 IDLE_SLEEP = 1.0
 
 
-def _debug_setting(name: str) -> str | None:
-    """The value of ``name`` in ``GOROUTINES_DEBUG`` (comma-separated
-    ``name=value`` settings, as Go's ``GODEBUG``), None when absent."""
-    for item in os.environ.get("GOROUTINES_DEBUG", "").split(","):
-        key, _, value = item.partition("=")
-        if key.strip() == name:
-            return value
-    return None
-
-
 def _debug_ms(name: str) -> float:
     """``GOROUTINES_DEBUG=name=MS`` in seconds; 0 (off) when absent.
     ``slowgoroutine``: warn about a goroutine that runs MS milliseconds
@@ -105,17 +97,6 @@ def _debug_ms(name: str) -> float:
     if not ms > 0:
         raise ValueError(f"GOROUTINES_DEBUG: {name} needs a positive number of ms, got {value!r}")
     return ms / 1000.0
-
-
-def _debug_flag(name: str) -> bool:
-    """``GOROUTINES_DEBUG=name=1`` (or ``=0``). ``scheddetail``: the SCHED
-    trace adds a line per P, M and G."""
-    value = _debug_setting(name)
-    if value is None or value.strip() == "0":
-        return False
-    if value.strip() == "1":
-        return True
-    raise ValueError(f"GOROUTINES_DEBUG: {name} must be 0 or 1, got {value!r}")
 
 
 class Sysmon:

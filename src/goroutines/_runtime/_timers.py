@@ -25,8 +25,9 @@ non-blocking send. A callback may run after its timer was stopped or reset
 (it was popped just before): ``stop``'s answer says only whether the timer
 was armed, and a caller that needs more (``_time``'s Timer: "was the value
 delivered?") keeps that state itself, under its own lock, and has the
-callback check it (a generation in ``arg``). Lock order: a caller's lock
-(a channel's, a ``PollDesc``'s, a context's) before ``lock``; ``on_earlier``
+callback check it (a generation in ``arg``). Lock order: the ranked table in
+``goroutines._runtime``: a caller's lock (a channel's, a ``PollDesc``'s, a
+context's) before ``lock`` (rank 9, TIMERS), which is a leaf; ``on_earlier``
 is called after ``lock`` is released, with the caller's lock still held.
 
 Far timers: a timer keeps its exact time however far it is (``sleep(1e300)``
@@ -49,12 +50,12 @@ from __future__ import annotations
 
 import heapq
 import math
-import threading
 import time
 from collections.abc import Callable
 from typing import Any
 
 from ._goroutine import G
+from ._lockrank import LockRank, new_lock
 
 __all__ = ["INF", "MAX_WAIT", "Timer", "Timers"]
 
@@ -106,7 +107,7 @@ class Timers:
     )
 
     def __init__(self, on_earlier: Callable[[], None]) -> None:
-        self.lock = threading.Lock()
+        self.lock = new_lock(LockRank.TIMERS, self)
         self.heap: list[tuple[float, int, Timer | G]] = []
         self.next_when = INF
         self.nactive = 0
