@@ -741,3 +741,66 @@ def test_stack_dump_reads_no_frames_of_a_goroutine_that_starts_running(
 
     grun(main, procs=procs)
     assert changed == []
+
+
+def test_goroutine_back_from_a_blocking_call_after_main_returned_is_not_resumed(
+    procs: int,
+) -> None:
+    """Its M must not resume it once the runtime is stopping (before: the
+    blocking call's fast path ignored ``stopping``, and the goroutine went on
+    running its code after main had returned, while run() closed the rest):
+    it is given back, and closed."""
+    log: list[str] = []
+
+    async def blocker(started: gr.Chan[None]) -> None:
+        try:
+            await started.send(None)
+            # Shorter than sysmon's 10 ms retake of a P with nothing queued
+            # (at procs > 1): the M comes back to its own P, the fast path.
+            await gr.syscall(time.sleep, 0.008)
+            log.append("resumed")
+        finally:
+            log.append("closed")
+
+    async def main() -> None:
+        started: gr.Chan[None] = gr.Chan()
+        gr.go(blocker, started)
+        await started.recv()
+        await gr.sleep(0.002)  # it is in the call now
+
+    for _ in range(5):
+        log.clear()
+        grun(main, procs=procs)
+        assert log == ["closed"]
+
+
+def test_a_losing_select_case_keeps_nothing_alive(procs: int) -> None:
+    """The waiters of a select's losing cases stay in their channels' queues
+    until compaction; they must not keep the goroutine or a losing send's
+    value alive meanwhile."""
+    import gc
+    import weakref
+
+    class Value:
+        pass
+
+    async def main() -> tuple[bool, int]:
+        slow: gr.Chan[Value] = gr.Chan()  # nobody ever receives
+        fast: gr.Chan[int] = gr.Chan()
+        v = Value()
+        ref = weakref.ref(v)
+
+        async def chooser(box: list[Value]) -> None:
+            await gr.select((slow.send, box.pop()), fast.recv)
+
+        gr.go(chooser, [v])
+        del v
+        await gr.sleep(0.02)  # chooser is parked on both
+        await fast.send(1)  # chooser wins fast; its send on slow is dead
+        await gr.sleep(0.02)
+        gc.collect()
+        return ref() is None, len(slow._sendq)
+
+    gone, queued = grun(main, procs=procs)
+    assert queued == 1  # still queued (compacted later) ...
+    assert gone  # ... but it holds nothing

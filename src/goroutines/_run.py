@@ -20,7 +20,7 @@ from ._errors import Deadlock
 from ._runtime import _scheduler
 from ._runtime._goroutine import GOSCHED, G, GStatus, add_note
 from ._runtime._machine import M, _tls, current_m
-from ._runtime._scheduler import DEAD_GRACE, DEADCHECK, Sched, current_g
+from ._runtime._scheduler import DEADCHECK, Sched, current_g
 from ._runtime._traceback import stack_dump as _stack_dump
 
 __all__ = [
@@ -150,7 +150,7 @@ def _serve_main(sched: Sched) -> None:
             # wait at once, so the timeout only bounds that rare case; 4
             # wake-ups a second are most of what an idle runtime costs
             # (about 0.06 % of a core; 20 a second cost 0.2 %).
-            item = sched.mainq.get(timeout=DEAD_GRACE if sched.deadcheck else MAIN_WAIT)
+            item = sched.mainq.get(timeout=sched.deadpoll if sched.deadcheck else MAIN_WAIT)
         except queue.Empty:
             if sched.deadcheck:
                 sched.confirm_dead()
@@ -158,7 +158,7 @@ def _serve_main(sched: Sched) -> None:
         if item is None:
             return
         if item is DEADCHECK:
-            continue  # look again in DEAD_GRACE (the timeout above)
+            continue  # look again in sched.deadpoll (the timeout above)
         fn, box, ev = item
         try:
             box[:] = [True, fn()]

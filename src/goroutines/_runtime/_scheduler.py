@@ -191,6 +191,8 @@ class Sched:
         #: ``nforeign`` count at its first look (-1: none yet).
         self.deadcheck = False
         self.deadseen = -1
+        #: How soon the main thread looks again while ``deadcheck`` is set.
+        self.deadpoll = DEAD_GRACE
         #: Threads that are not Ms and have readied or started a goroutine
         #: (ident -> thread), and how many times they did: see ``live_waker``.
         self.wakers: dict[int | None, threading.Thread] = {}
@@ -501,6 +503,7 @@ class Sched:
             return
         if not self.deadcheck:
             self.deadcheck = True
+            self.deadpoll = DEAD_GRACE
             self.mainq.put(DEADCHECK)  # wakes the main thread; see confirm_dead
 
     def all_idle_locked(self) -> bool:
@@ -556,7 +559,9 @@ class Sched:
                 return False
             if self.live_waker() is not None:
                 self.deadseen = -1
+                self.deadpoll = WAKER_POLL
                 return True
+            self.deadpoll = DEAD_GRACE
             if self.deadseen != self.nforeign:
                 self.deadseen = self.nforeign  # the first look; confirm at the next
                 return True
@@ -704,6 +709,8 @@ THREAD_PREFIX = "goroutines-"
 DEADCHECK: Any = object()
 #: How long apart the main thread's two looks at a runtime that seems dead are.
 DEAD_GRACE = 0.02
+#: How often it looks while a thread that may wake a goroutine is alive.
+WAKER_POLL = 0.1
 
 
 def ready(gp: G) -> None:
