@@ -3,6 +3,10 @@
 #   make demo       run `python -m goroutines demo` in .venv (Python 3.11)
 #   make test       ruff + mypy + pytest on 3.11 (.venv), then pytest on 3.13 (.venv313)
 #   make bench      run `python -m goroutines bench` with the [bench] extra
+#   make stress     the stress/race/model tests (-m stress) for STRESS_TIME minutes (10) over
+#                   many seeds and procs 1-8 (tools/stress.py; STRESS_ARGS passed on)
+#   make soak       a mixed workload for SOAK_TIME minutes (10) at procs 4, watching RSS,
+#                   threads and fds (tools/soak.py; SOAK_ARGS passed on)
 #   make lint | typecheck | pytest | test313 | info | clean
 #
 # Interpreters are found automatically; override with e.g. `make PY311=/path/to/python3.11`.
@@ -34,9 +38,9 @@ PY313 ?= $(eval PY313 := $(call find_python,3.13,$(wildcard $(PYENV_ROOT)/versio
 
 VENV    := .venv
 VENV313 := .venv313
-LINT_DIRS := $(wildcard src tests examples benchmarks)
+LINT_DIRS := $(wildcard src tests examples benchmarks tools)
 
-.PHONY: demo test lint typecheck pytest test313 pytest313 bench info clean
+.PHONY: demo test lint typecheck pytest test313 pytest313 bench info clean stress soak
 
 # ------------------------------------------------------------------ virtualenvs
 
@@ -96,6 +100,26 @@ pytest313: $(VENV313)/.stamp-dev
 # `make bench BENCH_ARGS="--workloads W1,W4 --repeat 5"` (see benchmarks/README.md).
 bench: $(VENV)/.stamp-bench
 	$(VENV)/bin/python -m goroutines bench $(BENCH_ARGS)
+
+# Stress and soak run on the 3.11 venv, or on another interpreter given on the command
+# line: `make stress PYTHON=.venv313/bin/python` (that venv is made/updated first).
+ifneq ($(origin PYTHON),command line)
+PYTHON := $(VENV)/bin/python
+endif
+PYTHON_STAMP = $(if $(findstring $(VENV313)/,$(PYTHON)),$(VENV313)/.stamp-dev,$(VENV)/.stamp-dev)
+STRESS_TIME ?= 10
+SOAK_TIME ?= 10
+
+# Prints the master seed first, a replay command for every failure, a summary last;
+# failed rounds' output goes to .stress/. e.g. `make stress STRESS_TIME=60`,
+# `make stress STRESS_ARGS="--seed 1234 --procs 1,2"` (see tools/stress.py --help).
+stress: $(PYTHON_STAMP)
+	$(PYTHON) tools/stress.py --minutes $(STRESS_TIME) $(STRESS_ARGS)
+
+# Samples RSS, threads, fds and goroutines every 5 s (also to .soak/*.csv) and fails on
+# any lost value or growth. e.g. `make soak SOAK_TIME=1 SOAK_ARGS="--procs 8"`.
+soak: $(PYTHON_STAMP)
+	$(PYTHON) tools/soak.py --minutes $(SOAK_TIME) $(SOAK_ARGS)
 
 info:
 	@echo "PYENV_ROOT = $(PYENV_ROOT)"

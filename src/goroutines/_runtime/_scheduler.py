@@ -138,9 +138,15 @@ class Sched:
         self.pidle: list[P] = []
         self.midle: list[M] = []
         self.allm: list[M] = []  # Ms whose thread has not exited
+        #: The thread of every M this run made (``stopms`` joins them).
+        self.mthreads: list[threading.Thread] = []
         #: The counters (``M.COUNTERS``) of Ms that have exited, summed.
         self.mexited: dict[str, int] = dict.fromkeys(M.COUNTERS, 0)
         self.mcount = 0  # Ms started and not exited
+        #: Set once the runtime is stopping and every M has left its loop
+        #: (``stopms`` waits for it): counts the Ms made but whose thread has
+        #: not started yet too, which a join of ``allm``'s threads would miss.
+        self.mgone = threading.Event()
         self.mnext = 0
         self.nmspinning = 0
         self.poll_m: M | None = None
@@ -356,6 +362,7 @@ class Sched:
         self.mnext += 1
         self.mcount += 1
         self.allm.append(m)
+        self.mthreads.append(m.thread)
         return m
 
     def injectglist(self, gs: list[G]) -> None:
@@ -454,6 +461,8 @@ class Sched:
             self.allm.remove(m)
             for k in M.COUNTERS:
                 self.mexited[k] += getattr(m, k)
+            if self.mcount == 0 and self.stopping:
+                self.mgone.set()
 
     def mcounters(self) -> dict[str, int]:
         """Each of ``M.COUNTERS`` summed over every M this runtime started.
@@ -633,6 +642,8 @@ class Sched:
             self.mainq.put(None)
         self.stopping = True
         self.gate = True
+        if self.mcount == 0:
+            self.mgone.set()
         self.sysmon.wake()
         for m in list(self.allm):  # idle ones, and locked ones waiting for their G
             self.wake_m_locked(m)
@@ -910,17 +921,21 @@ def start(sched: Sched, main: Any, args: tuple[Any, ...]) -> None:
 
 
 def stopms(sched: Sched) -> None:
-    """Stop ``sched`` and wait (up to a second) for its Ms to leave their loops.
-    Main thread, after ``done``. An M stuck in a goroutine that never yields
-    is left behind (it is a daemon thread)."""
+    """Stop ``sched`` and wait (up to a second) for its Ms to leave their loops
+    and their threads to end. Main thread, after ``done``. An M stuck in a
+    goroutine that never yields is left behind (it is a daemon thread)."""
     sched.stop()
     sched.sysmon.stop()
     me = threading.current_thread()
     deadline = time.monotonic() + 1.0
-    for m in list(sched.allm):
-        if m.thread is not me and m.thread.is_alive():
-            m.thread.join(max(0.0, deadline - time.monotonic()))
-    if not any(m.thread.is_alive() for m in sched.allm):
+    # mcount, not allm's threads: an M made just before the stop may not
+    # have started its thread yet (startm starts it after dropping the lock).
+    sched.mgone.wait(1.0)
+    with sched.lock:
+        threads = [t for t in sched.mthreads if t is not me and t.is_alive()]
+    for t in threads:
+        t.join(max(0.0, deadline - time.monotonic()))
+    if sched.mgone.is_set():
         sched.netpoll.close()
 
 
