@@ -804,3 +804,28 @@ def test_a_losing_select_case_keeps_nothing_alive(procs: int) -> None:
     gone, queued = grun(main, procs=procs)
     assert queued == 1  # still queued (compacted later) ...
     assert gone  # ... but it holds nothing
+
+
+def test_no_m_thread_outlives_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Found by make stress: an M thread still alive after run() returned.
+    An M leaves ``allm`` before its thread ends, and one just made is in it
+    before its thread starts: joining ``allm``'s threads missed both.
+    White-box: the first window is widened (the exiting M lingers 50 ms)."""
+    from goroutines._runtime import _scheduler
+
+    real_mexit = _scheduler.Sched.mexit
+
+    def slow_mexit(self: _scheduler.Sched, m: Any) -> None:
+        real_mexit(self, m)
+        time.sleep(0.05)
+
+    monkeypatch.setattr(_scheduler.Sched, "mexit", slow_mexit)
+
+    async def main() -> None:
+        for _ in range(4):
+            await gr.syscall(time.sleep, 0.02)  # hands the P off: a second M
+
+    before = threading.active_count()
+    for _ in range(3):
+        gr.run(main, procs=2)
+        assert threading.active_count() <= before, threading.enumerate()
