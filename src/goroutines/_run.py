@@ -230,9 +230,9 @@ CLOSE_WAIT = 1.0
 def _close_all(sched: Sched, closer: M, errors: list[BaseException]) -> None:
     """Close the goroutines left, each on this thread (``M.close_g``).
 
-    Which Gs are ours to close: ``stopping`` was set before we look at any
-    status, and an M marks a G RUNNING before it reads ``stopping`` (see
-    ``M.abandon``): so a G we read as RUNNING or SYSCALL may still be
+    Which Gs are ours to close: ``sched.gate`` was set (with ``stopping``)
+    before we look at any status, and an M marks a G RUNNING before it reads
+    ``gate`` (``M.at_gate``): so a G we read as RUNNING or SYSCALL may still be
     stepped by its M (we leave it, and look again: its M gives it back as
     soon as it yields, or comes back from its blocking call), and any other
     G will never be stepped by an M again. Those still running after

@@ -337,12 +337,19 @@ class M:
         goroutines left (``_run._close_all``), as in Dekker's algorithm: an
         M marks a G RUNNING, then reads ``gate``; the other thread sets
         ``gate``, then reads each G's status. At least one of them sees the
-        other's write (attribute accesses, atomic under the GIL and
-        sequentially consistent on a free-threaded build): either the M
-        waits here, or the other thread sees RUNNING and leaves the G alone.
-        So no G is stepped by an M while another thread reads its frames or
-        closes it. The check costs the schedule loop nothing more than the
-        ``stopping`` test it replaces.
+        other's write: either the M waits here, or the other thread sees
+        RUNNING and leaves the G alone. So no G is stepped by an M while
+        another thread reads its frames or closes it. The check costs the
+        schedule loop nothing more than the ``stopping`` test it replaces.
+
+        What this needs of the memory model: the store of ``status`` must
+        not be reordered after the load of ``gate`` (nor the other side's).
+        Under the GIL every access is sequentially consistent. A
+        free-threaded build makes slot stores release and loads acquire,
+        which does not forbid that store-load reordering: there the schedule
+        step needs a full fence between the two, which pure Python cannot
+        issue without taking a lock on every step; the C schedule step
+        (the "compiled fast path" issue) is where it belongs.
         """
         sched = self.sched
         while sched.gate:
@@ -695,8 +702,9 @@ class M:
             if gp is not None:
                 return gp
         runq = p.runq
-        if runq:
-            runq.rotate(-rand.randrange(len(runq)))  # only we append: a racy len is fine
+        n = len(runq)  # stealers may take some meanwhile: the rotation is still random
+        if n:
+            runq.rotate(-rand.randrange(n))
             try:
                 return runq.popleft()
             except IndexError:

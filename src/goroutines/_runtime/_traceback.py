@@ -11,7 +11,9 @@ first (``Sched.stop_the_world``: an M that claims a G waits at the gate,
 then a G whose status is not RUNNING or SYSCALL stays suspended while we
 read it. A G that is RUNNING or SYSCALL is shown without its stack: its
 frames are changing under us (on a free-threaded build, reading them could
-crash). The calling G's own frames are read from its own thread.
+crash). The calling G's own frames are read from its own thread. (The gate
+is a handshake with the Ms that needs a store-load fence on a free-threaded
+build: see ``M.at_gate``.)
 """
 
 from __future__ import annotations
