@@ -525,6 +525,7 @@ def test_idle_ms_retire(procs: int, monkeypatch: pytest.MonkeyPatch) -> None:
         t0 = time.monotonic()
         while sched.mcount > procs + 1 and time.monotonic() - t0 < 3.0:
             await gr.sleep(0.02)
+        assert len(sched.mthreads) == len(sched.allm), "retired Ms' threads are kept"
         return peak, sched.mcount, time.monotonic() - t0, len(sched.allm)
 
     peak, after, took, allm = grun(main, procs=procs)

@@ -40,7 +40,7 @@ again unless a thread outside the runtime wakes one (``ch.close()`` from a
 twice, ``DEAD_GRACE`` apart (``confirm_dead``), and reports the deadlock
 only if no such thread is alive: one that has already readied or started a
 goroutine, or any thread started during the run. The rule and its
-limits are in the README ("Threads").
+limits are in the README ("Reliability": "Deadlock, and threads").
 
 Lock order: the ranked table in ``goroutines._runtime`` (``lock`` is
 rank 10, SCHED; ``_run_lock`` rank 1).
@@ -138,7 +138,8 @@ class Sched:
         self.pidle: list[P] = []
         self.midle: list[M] = []
         self.allm: list[M] = []  # Ms whose thread has not exited
-        #: The thread of every M this run made (``stopms`` joins them).
+        #: The thread of every M of this run that had not exited when it
+        #: began to stop (``stopms`` joins them).
         self.mthreads: list[threading.Thread] = []
         #: The counters (``M.COUNTERS``) of Ms that have exited, summed.
         self.mexited: dict[str, int] = dict.fromkeys(M.COUNTERS, 0)
@@ -461,8 +462,11 @@ class Sched:
             self.allm.remove(m)
             for k in M.COUNTERS:
                 self.mexited[k] += getattr(m, k)
-            if self.mcount == 0 and self.stopping:
-                self.mgone.set()
+            if self.stopping:
+                if self.mcount == 0:
+                    self.mgone.set()
+            else:  # a retiring M: nobody will join it (mthreads stays bounded)
+                self.mthreads.remove(m.thread)
 
     def mcounters(self) -> dict[str, int]:
         """Each of ``M.COUNTERS`` summed over every M this runtime started.
