@@ -21,8 +21,12 @@ Invariants (``lock`` held):
   ``finally`` blocks, or in a later run) never pairs with a dead one.
 
 Each operation is a non-blocking core under ``lock`` plus a slow path that
-enqueues the waiter and parks with ``lock.release`` (bound once: ``_unlock``)
-as the unlock function (``_goroutine.gopark``, inlined). A waiter is a G
+enqueues the waiter and parks: it sets its wait reason and yields
+``Unlock(lock.release)`` (made once: ``_unlock``), the park protocol of
+``_runtime._goroutine`` (``gopark`` is the same as a generator; a
+receiver's frame is what a parked G keeps alive, so the channel yields
+itself rather than through one more generator). A woken waiter is readied
+by ``goready`` (``G.wake``; a select's ``Sudog.wake`` readies its G). A waiter is a G
 (single-channel waits: the G is its own sudog) or a ``Sudog`` (one per
 select case); see ``Sudog`` for the waiter protocol. Waiters are woken
 only after ``lock`` is released, except that their ``elem``/``success``
@@ -50,13 +54,13 @@ import types
 from collections import deque
 from collections.abc import Awaitable, Generator
 from types import FrameType
-from typing import Any, Generic, TypeVar, final
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, final
 
 from ._errors import ChanClosed
-from ._runtime._goroutine import G, GStatus, Unlock, WaitReason, register_unpark, returns_awaitable
+from ._runtime import getg_or_none, not_in_goroutine
+from ._runtime._goroutine import G, Unlock, WaitReason, register_unpark
 from ._runtime._lockrank import LockRank, new_lock
-from ._runtime._machine import _tls
-from ._runtime._scheduler import current_g, current_run_id, ready
+from ._runtime._scheduler import current_run_id
 
 __all__ = ["Chan"]
 
@@ -64,17 +68,31 @@ T = TypeVar("T")
 
 _CHAN_SEND = WaitReason.CHAN_SEND
 _CHAN_RECEIVE = WaitReason.CHAN_RECEIVE
-_RUNNABLE = GStatus.RUNNABLE
-_WAITING = GStatus.WAITING
 _CHAN_RANK = LockRank.CHAN
 
 RECV_BLOCK, RECV_OK, RECV_CLOSED = 0, 1, 2
 
+#: ``Chan.recv``'s modes: ``recv``, ``async for`` (``__anext__``), ``recv_ok``.
+_RECV, _NEXT, _RECV_OK = 0, 1, 2
+
+
+def _drained(mode: int) -> Any:
+    """What a receive on a closed and drained channel gives, by mode."""
+    if mode == _RECV:
+        return None
+    if mode == _NEXT:
+        raise StopAsyncIteration
+    return None, False
+
 
 def _claim(sg: Any) -> bool:
-    """Claim a select's waiter: True if its select had not fired yet. Lock held."""
+    """Claim a waiter: True if it is no select's (``sel`` None) or its select
+    had not fired yet. Lock held."""
+    sel = sg.sel
+    if sel is None:
+        return True
     try:
-        sg.sel.pop()  # atomic: exactly one case of a select wins
+        sel.pop()  # atomic: exactly one case of a select wins
     except IndexError:
         return False
     return True
@@ -173,31 +191,16 @@ class Chan(Generic[T]):
         # ``closed`` test comes after the two fast paths.
         if self._recvq:
             sg = self._recvq.popleft()
-            if sg.__class__ is G:  # a parked receiver G: hand it v, ready it
-                assert sg.status is _WAITING, sg
-                sg.elem = v
-                sg.success = True
-                self.lock.release()
-                # ``ready(sg)``, inlined as in ``recv``.
-                sg.status = _RUNNABLE
-                try:
-                    p = _tls.m.p
-                except AttributeError:
-                    p = None
-                if p is None:  # not on an M with a P
-                    ready(sg)
-                elif p.runnext:
-                    p.runnext_put(sg)
-                else:
-                    p.runnext.append(sg)
-                return
-            if sg.sel is not None and not _claim(sg):
+            # A G (its own sudog: told by its class, cheaper than reading
+            # ``sel``, a class attribute, through the instance), or a
+            # select's sudog, which must be claimed.
+            if sg.__class__ is not G and not _claim(sg):
                 sg = dequeue(self._recvq)
-            if sg is not None:
+            if sg is not None:  # a parked receiver: hand it v (it never sees the buffer)
                 sg.elem = v
                 sg.success = True
                 self.lock.release()
-                sg.wake()
+                sg.wake()  # goready (of the select's G, for a sudog)
                 return
         if len(self._buf) < self._room:
             self._buf.append(v)
@@ -208,18 +211,15 @@ class Chan(Generic[T]):
             raise ChanClosed("send on closed channel")
         if self._bound is not None:
             self.check_bound_locked()
-        try:
-            g = _tls.m.curg  # current_g(), inlined: this is the hot path
-        except AttributeError:
-            g = None
+        g = getg_or_none()
         if g is None:
             self.lock.release()
-            current_g()  # raises the error that says why
+            raise not_in_goroutine()
         g.elem = v
         g.success = False
         self._sendq.append(g)
         g.wait_reason = _CHAN_SEND
-        yield self._unlock  # gopark, inlined: this is the hot path
+        yield self._unlock  # gopark (see _runtime): the M releases lock once we are suspended
         g.elem = None
         if not g.success:
             raise ChanClosed("send on closed channel")
@@ -264,16 +264,26 @@ class Chan(Generic[T]):
                 return RECV_OK, sg.elem, sg
         return (RECV_CLOSED if self._closed else RECV_BLOCK), None, None
 
+    if TYPE_CHECKING:  # made from ``_recv`` below the class (``_with_mode``)
+
+        def recv(self) -> Awaitable[T | None]:
+            """Receive a value; None once the channel is closed and drained."""
+
+        def recv_ok(self) -> Awaitable[tuple[T | None, bool]]:
+            """Receive a value: ``(v, True)``, or ``(None, False)`` once closed and drained."""
+
+        def __anext__(self) -> Awaitable[T]: ...
+
     @types.coroutine
-    def recv(self) -> Generator[Any, None, T | None]:
-        """Receive a value; None once the channel is closed and drained."""
-        # ``__anext__`` is the same code but for a closed channel (which
-        # raises there): keep the two in step. Not one generator calling
-        # the other: a generator per receive costs ~1 000 CPU instructions.
-        # A parked receiver keeps this frame alive (W5): four locals and a
-        # stack of three, 224 bytes (pymalloc rounds to 16: a fifth local
-        # would cost 16 bytes per parked G).
-        v: Any
+    def _recv(self, *, _mode: int = _RECV) -> Generator[Any, None, Any]:
+        """The one receive: ``recv``, ``recv_ok`` and ``__anext__`` are this
+        function with their ``_mode`` (``_with_mode``), which says what a value is
+        returned as and what a closed and drained channel gives (None;
+        ``(None, False)``; StopAsyncIteration). A parked receiver keeps this
+        frame alive (W5): four locals and a stack of three, 224 bytes
+        (pymalloc rounds to 16: a fifth local would cost 16 bytes per
+        parked G).
+        """
         self.lock.acquire()
         while True:  # again after a select's waiter that had fired elsewhere
             if self._buf:
@@ -285,72 +295,37 @@ class Chan(Generic[T]):
                         sg.success = True
                         self.lock.release()
                         sg.wake()
-                        return v  # type: ignore[no-any-return]
+                        return (v, True) if _mode == _RECV_OK else v
                 self.lock.release()
-                return v  # type: ignore[no-any-return]
+                return (v, True) if _mode == _RECV_OK else v
             if not self._sendq:
                 break
             sg = self._sendq.popleft()
-            if sg.__class__ is G:  # a parked sender G: take its value, ready it
-                assert sg.status is _WAITING, sg
-                v = sg.elem
-                sg.success = True
-                self.lock.release()
-                # ``ready(sg)``, inlined: into our P's runnext (``m`` is
-                # our M, then our P: one local, see above).
-                sg.status = _RUNNABLE
-                m = _tls.__dict__.get("m")
-                if m is not None:
-                    m = m.p
-                if m is None:  # not on an M with a P
-                    ready(sg)
-                elif m.runnext:
-                    m.runnext_put(sg)
-                else:
-                    m.runnext.append(sg)
-                return v  # type: ignore[no-any-return]
-            if sg.sel is None or _claim(sg):
+            if sg.__class__ is G or _claim(sg):  # a parked sender: take its value, ready it
                 v = sg.elem
                 sg.success = True
                 self.lock.release()
                 sg.wake()
-                return v  # type: ignore[no-any-return]
+                return (v, True) if _mode == _RECV_OK else v
         if self._closed:  # and drained
             self.lock.release()
-            return None
+            return _drained(_mode)
         if self._bound is not None:
             self.check_bound_locked()
-        # current_g(), inlined: this is the hot path. Not ``try: _tls.m``:
-        # an exception handler would add a stack slot to this frame.
-        sg = _tls.__dict__.get("m")
-        if sg is not None:
-            sg = sg.curg
+        sg = getg_or_none()
         if sg is None:
             self.lock.release()
-            current_g()  # raises the error that says why
+            raise not_in_goroutine()
         sg.elem = None
         sg.success = False
         self._recvq.append(sg)
         sg.wait_reason = _CHAN_RECEIVE
-        yield self._unlock  # gopark, inlined: this is the hot path
+        yield self._unlock  # gopark (see _runtime): the M releases lock once we are suspended
         v = sg.elem
         sg.elem = None
-        return v  # type: ignore[no-any-return]
-
-    @returns_awaitable
-    def recv_ok(self) -> Awaitable[tuple[T | None, bool]]:
-        """Receive a value: ``(v, True)``, or ``(None, False)`` once closed and drained."""
-        return self._recv_ok()
-
-    @types.coroutine
-    def _recv_ok(self) -> Generator[Any, None, tuple[T | None, bool]]:
-        # Through ``__anext__``: a third copy of the receive would save
-        # recv_ok a generator (~1 000 CPU instructions per receive).
-        try:
-            v = yield from self.__anext__()
-        except StopAsyncIteration:
-            return None, False
-        return v, True
+        if sg.success:
+            return (v, True) if _mode == _RECV_OK else v
+        return _drained(_mode)  # woken by close
 
     # -- close -----------------------------------------------------------------
 
@@ -383,72 +358,6 @@ class Chan(Generic[T]):
     def __aiter__(self) -> Chan[T]:
         return self
 
-    @types.coroutine
-    def __anext__(self) -> Generator[Any, None, T]:
-        # ``recv``, but a closed channel ends the iteration: keep the two
-        # in step (see ``recv``).
-        v: Any
-        self.lock.acquire()
-        while True:  # again after a select's waiter that had fired elsewhere
-            if self._buf:
-                v = self._buf.popleft()
-                if self._sendq:  # the buffer was full: a waiting sender's value moves in
-                    sg = dequeue(self._sendq)
-                    if sg is not None:
-                        self._buf.append(sg.elem)
-                        sg.success = True
-                        self.lock.release()
-                        sg.wake()
-                        return v  # type: ignore[no-any-return]
-                self.lock.release()
-                return v  # type: ignore[no-any-return]
-            if not self._sendq:
-                break
-            sg = self._sendq.popleft()
-            if sg.__class__ is G:  # a parked sender G: take its value, ready it
-                assert sg.status is _WAITING, sg
-                v = sg.elem
-                sg.success = True
-                self.lock.release()
-                sg.status = _RUNNABLE
-                m = _tls.__dict__.get("m")
-                if m is not None:
-                    m = m.p
-                if m is None:  # not on an M with a P
-                    ready(sg)
-                elif m.runnext:
-                    m.runnext_put(sg)
-                else:
-                    m.runnext.append(sg)
-                return v  # type: ignore[no-any-return]
-            if sg.sel is None or _claim(sg):
-                v = sg.elem
-                sg.success = True
-                self.lock.release()
-                sg.wake()
-                return v  # type: ignore[no-any-return]
-        if self._closed:  # and drained
-            self.lock.release()
-            raise StopAsyncIteration
-        if self._bound is not None:
-            self.check_bound_locked()
-        sg = _tls.__dict__.get("m")
-        if sg is not None:
-            sg = sg.curg
-        if sg is None:
-            self.lock.release()
-            current_g()  # raises the error that says why
-        sg.elem = None
-        sg.success = False
-        self._recvq.append(sg)
-        sg.wait_reason = _CHAN_RECEIVE
-        yield self._unlock  # gopark, inlined: this is the hot path
-        v = sg.elem
-        sg.elem = None
-        if not sg.success:
-            raise StopAsyncIteration
-        return v  # type: ignore[no-any-return]
-
     # -- select support (lock held) ----------------------------------------------
 
     def enqueue_locked(self, sg: Any, send: bool) -> None:
@@ -478,5 +387,28 @@ def _unpark(g: G, frame: FrameType) -> None:
             return
 
 
-for _fn in (Chan.send, Chan.recv, Chan.__anext__):
+def _with_mode(fn: Any, name: str, mode: int, doc: str) -> Any:
+    """``fn`` (``Chan._recv``) under another name with another ``_mode``: the
+    same code, so one receive and no wrapper call per receive (renamed, so
+    that dumps and tracebacks show ``Chan.recv``)."""
+    code = fn.__code__.replace(co_name=name, co_qualname=f"Chan.{name}")
+    f = types.FunctionType(code, fn.__globals__, name, fn.__defaults__, fn.__closure__)
+    f.__kwdefaults__ = {"_mode": mode}
+    f.__qualname__ = f"Chan.{name}"
+    f.__doc__ = doc
+    return f
+
+
+for _name, _mode, _doc in (
+    ("recv", _RECV, "Receive a value; None once the channel is closed and drained."),
+    (
+        "recv_ok",
+        _RECV_OK,
+        "Receive a value: ``(v, True)``, or ``(None, False)`` once closed and drained.",
+    ),
+    ("__anext__", _NEXT, "The next value of ``async for``."),
+):
+    setattr(Chan, _name, _with_mode(Chan._recv, _name, _mode, _doc))
+
+for _fn in (Chan.send, Chan.recv, Chan.recv_ok, Chan.__anext__):
     register_unpark(_fn.__code__, _unpark)

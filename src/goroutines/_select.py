@@ -22,7 +22,6 @@ The three passes of Go's ``selectgo``:
 
 from __future__ import annotations
 
-import random
 import types
 from collections.abc import Generator
 from types import FrameType
@@ -30,8 +29,8 @@ from typing import Any, Final, final
 
 from ._chan import RECV_OK, Chan
 from ._errors import ChanClosed
+from ._runtime import shuffle
 from ._runtime._goroutine import Sudog, WaitReason, gopark, noop, register_unpark
-from ._runtime._machine import _tls
 from ._runtime._scheduler import current_g, current_run_id
 
 # Enum members bound once: ``WaitReason.X`` goes through EnumType.__getattr__
@@ -115,10 +114,7 @@ def select(*cases: Any) -> Generator[Any, None, tuple[int, Any]]:
         raise AssertionError("a select with no cases was woken")  # pragma: no cover
 
     if len(ops) > 1:
-        # The poll order, from the run's seeded generator (a replay with the
-        # same seed makes the same choices).
-        m = _tls.__dict__.get("m")
-        (random if m is None else m.sched.rand).shuffle(ops)
+        shuffle(ops)  # the poll order, from the run's seeded generator
     chans = {id(ch): ch for _, _, ch, _ in ops}
     lockorder = [chans[k] for k in sorted(chans)]
     for ch in lockorder:

@@ -172,10 +172,7 @@ def _dispatch(reg: _Registry, data: bytes) -> None:
             f"send on closed channel: {sig!r} relayed to {ch!r}, which was closed "
             "without signal_stop(ch)"
         )
-        with sched.lock:
-            if sched.panic is None:
-                sched.panic = exc
-            sched.stop_locked()
+        sched.fatal(exc)
     if woken and _scheduler.current is sched:
         for w in woken:
             w.wake()
@@ -280,8 +277,7 @@ def _set_targets_locked(reg: _Registry) -> None:
 
 
 def _set_count_locked(reg: _Registry, sched: Sched) -> None:
-    with sched.lock:
-        sched.nsignotify = len(reg.chans)
+    sched.set_signal_waiters(len(reg.chans))
 
 
 def _notify_on_main(sched: Sched, ch: Chan[Any], sigs: frozenset[int]) -> None:
@@ -379,8 +375,7 @@ def reset(sched: Sched) -> None:
         reg = _reg
         if reg is not None and reg.sched_ref() in (sched, None):
             joins = _close_locked(reg)
-        with sched.lock:
-            sched.nsignotify = 0
+        sched.set_signal_waiters(0)
     _join(joins)
 
 

@@ -52,16 +52,14 @@ from collections.abc import Generator
 from typing import Any, final
 
 from ._chan import Chan
-from ._runtime import _scheduler, _timers
-from ._runtime._goroutine import Unlock, WaitReason, noop
-from ._runtime._machine import _tls
+from ._runtime import _scheduler, _timers, sleep_park
+from ._runtime._goroutine import WaitReason, noop
 from ._runtime._scheduler import current_g, require
 
 # Enum members bound once: ``WaitReason.X`` goes through EnumType.__getattr__
 # (~70 ns on 3.11) on every park.
 _SLEEP = WaitReason.SLEEP
 _INF = math.inf
-_Unlock = Unlock
 _monotonic = time.monotonic
 
 __all__ = ["Ticker", "Timer", "after", "sleep", "tick"]
@@ -117,21 +115,11 @@ def sleep(seconds: float) -> Generator[Any, None, None]:
             return
         if seconds == _INF:
             current_g().wait_reason = _SLEEP
-            yield noop
+            yield noop  # parked for ever: nothing will wake it (a timer at inf never fires)
             return
-    when = _monotonic() + seconds
-    # current_g() and require(), inlined: this is the hot path (W6). Not
-    # ``try: _tls.m``: an exception handler would add a stack slot to the
-    # frame of every sleeping G.
-    m: Any = _tls.__dict__.get("m")
-    g: Any = None if m is None else m.curg
-    if g is None:
-        current_g()  # raises the error that says why
-    # The G is its own timer (see _timers): the unlock function pushes it on
-    # the heap once the G is suspended, taking the time from ``g.elem``.
-    g.elem = when
-    g.wait_reason = _SLEEP
-    yield _Unlock(m.sched.timers.arm_sleep, g)
+    # The G is its own timer (see _runtime._timers), pushed on the heap once
+    # it is suspended: the park door ``sleep_park`` makes that unlock.
+    yield sleep_park(_monotonic() + seconds)
 
 
 def _fire(arg: tuple[_ChanTimer, int]) -> None:

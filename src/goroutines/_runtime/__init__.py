@@ -71,4 +71,22 @@ its own lock; the holders that do ready Gs or arm timers (a context's
 below ``Sched.lock`` and ``Netpoll.lock`` for that reason.
 """
 
-__all__: list[str] = []
+from ._goroutine import Unlock, gopark, noop, register_unpark
+from ._scheduler import current_g as getg
+from ._scheduler import getg_or_none, not_in_goroutine, shuffle, sleep_park
+from ._scheduler import go as newproc
+from ._scheduler import ready as goready
+
+__all__ = [
+    "Unlock",
+    "getg",
+    "getg_or_none",
+    "gopark",
+    "goready",
+    "newproc",
+    "noop",
+    "not_in_goroutine",
+    "register_unpark",
+    "shuffle",
+    "sleep_park",
+]

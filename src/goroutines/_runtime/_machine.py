@@ -1,10 +1,10 @@
 """M: an OS thread that runs goroutines while it holds a P.
 
 Each M is a ``threading.Thread`` running ``schedule``: find a runnable G,
-step its coroutine until it parks, yields or ends, repeat. ``execute`` (and
-``execute_request`` for its rare cases) is the one place where goroutine
-code actually runs; ``schedule`` has a copy of its common case inline (a
-Python call per step is ~1.5% of a channel round trip).
+step its coroutine until it parks, yields or ends, repeat. The step in
+``schedule`` (Go's ``execute``), with ``execute_request`` for its rare
+ends (gosched, a blocking call, a foreign await), is the one place where
+goroutine code runs (and ``close_g``, for the goroutines left at the end).
 
 An M with nothing to do gives its P back and parks on its own ``note`` (a
 lock it holds while awake; whoever wakes it releases it once). At most one
@@ -61,6 +61,8 @@ _P_SYSCALL = PStatus.SYSCALL
 _P_RUNNING = PStatus.RUNNING
 _coro_send: Any = types.CoroutineType.send
 _Unlock = Unlock
+#: ``after_execute``: this M leaves its loop.
+_EXIT: Any = object()
 _RUNNABLE = GStatus.RUNNABLE
 _WAITING = GStatus.WAITING
 _SYSCALL = GStatus.SYSCALL
@@ -165,15 +167,20 @@ class M:
     def schedule(self) -> None:
         """Run goroutines until the runtime stops. Holds a P on entry.
 
-        One pass: pick a G, run it until it parks, repeat. The common cases
-        (a G in our ``runnext``, e.g. just readied by a hand-off, else one in
-        our runq, e.g. just started by ``go``; no timer due, no 61st tick,
-        nothing unusual about this M) are taken inline, in the order
-        ``find_runnable`` would take them; every other case goes through
-        ``find_runnable``, which gives the full order. So are the common
-        ends of a step (``execute``'s park, ``goexit`` of a plain G). A P
-        removed by ``gomaxprocs`` is retired by ``find_runnable``, so within
-        61 steps (a rare event need not cost a test at every step).
+        One pass: pick a G, run it until it parks, yields or ends (Go's
+        ``execute``: the one place where goroutine code runs), repeat. The
+        common picks (a G in our ``runnext``, e.g. just readied by a
+        hand-off, else one in our runq, e.g. just started by ``go``; no timer
+        due, no 61st tick) are taken here, in the order ``find_runnable``
+        would take them; every other case goes through ``find_runnable``,
+        which gives the full order. A locked G that becomes runnable again
+        is the next G without a pick (``after_execute``). A P removed by
+        ``gomaxprocs`` is retired by ``find_runnable``, so within 61 steps
+        (a rare event need not cost a test at every step).
+
+        Once the coroutine is suspended (``send`` returned) a parking G is
+        parked by calling the unlock function it yielded; after that another
+        M may already be running it, so this M must not touch it again.
         """
         sched = self.sched
         timers = sched.timers
@@ -192,44 +199,45 @@ class M:
         # The inline pick is Go's order; in shuffle mode every pick goes
         # through find_runnable (``shuffle_pick``).
         inline = not sched.shuffle
+        gp: G | None = None  # set at the end of a step only for a locked G
         try:
             while True:
-                gp: G | None = None
-                if (
-                    inline
-                    and (rn or runq)
-                    and (t := p.schedtick + 1) % 61
-                    and (timers.next_when == INF or timers.next_when > monotonic())
-                ):
-                    try:
-                        gp = rn.pop() if rn else runq.popleft()
-                        p.schedtick = t
-                    except IndexError:  # a stealer took it
-                        pass
                 if gp is None:
-                    self.nsched += n
-                    n = 0
-                    gp = self.find_runnable()
+                    if (
+                        inline
+                        and (rn or runq)
+                        and (t := p.schedtick + 1) % 61
+                        and (timers.next_when == INF or timers.next_when > monotonic())
+                    ):
+                        try:
+                            gp = rn.pop() if rn else runq.popleft()
+                            p.schedtick = t
+                        except IndexError:  # a stealer took it
+                            pass
                     if gp is None:
-                        return
-                    p = self.p
-                    assert p is not None
-                    rn = p.runnext
-                    runq = p.runq
-                if self.spinning:  # we found work: stop spinning (both paths)
-                    self.resetspinning()
-                if gp.locked_m is not None and gp.locked_m is not self:
-                    # gp may run only on its own M: give that M our P, and park.
-                    self.startlockedm(gp)
-                    if not self.stopm():
-                        return
-                    p = self.p
-                    assert p is not None
-                    rn = p.runnext
-                    runq = p.runq
-                    continue
-                # ``execute(gp)``, inlined for its common case (a coroutine that
-                # parks): one Python call less per step. Keep the two in step.
+                        self.nsched += n
+                        n = 0
+                        gp = self.find_runnable()
+                        if gp is None:
+                            return
+                        p = self.p
+                        assert p is not None
+                        rn = p.runnext
+                        runq = p.runq
+                    if self.spinning:  # we found work: stop spinning (both paths)
+                        self.resetspinning()
+                    if gp.locked_m is not None and gp.locked_m is not self:
+                        # gp may run only on its own M: give that M our P, and park.
+                        self.startlockedm(gp)
+                        gp = None
+                        if not self.stopm():
+                            return
+                        p = self.p
+                        assert p is not None
+                        rn = p.runnext
+                        runq = p.runq
+                        continue
+                # execute: gp is ours (popped from a run queue, or our locked G).
                 gp.status = _RUNNING
                 self.curg = gp
                 if sched.gate and not self.at_gate(gp):  # after claiming gp: see at_gate
@@ -241,13 +249,6 @@ class M:
                     req = gp.ctx.run(_coro_send, gp.coro, None)
                 except StopIteration as e:
                     self.curg = None
-                    if gp.locked_m is None and gp is not sched.main_g:
-                        # ``sched.goexit(gp, e.value, None)``, inlined for a
-                        # plain goroutine that returned: nothing else changes.
-                        gp.status = _DEAD
-                        sched.allgs.pop(gp.id, None)
-                        gp.ctx = EMPTY_CTX
-                        continue
                     sched.goexit(gp, e.value, None)
                 except BaseException as e:
                     self.curg = None
@@ -258,19 +259,20 @@ class M:
                         gp.status = _WAITING
                         gp.wait_since = sched.now
                         req()
+                        gp = None
                         # A park changes nothing else about this M (no
                         # syscall: our P stays); ``stopping`` is seen once
                         # the next G is claimed.
                         if self.lockedg is None:
                             continue
-                        if not self.after_execute():
-                            return
                     else:  # GOSCHED, SYSCALL, or not ours
                         self.execute_request(gp, req)
-                if (
-                    self.lockedg is not None or self.p is None or sched.stopping
-                ) and not self.after_execute():
-                    return
+                gp = None
+                if self.lockedg is not None or self.p is None or sched.stopping:
+                    nxt = self.after_execute()
+                    if nxt is _EXIT:
+                        return
+                    gp = nxt
                 p = self.p
                 assert p is not None
                 rn = p.runnext
@@ -278,52 +280,20 @@ class M:
         finally:
             self.nsched += n
 
-    def after_execute(self) -> bool:
-        """The unusual ends of a step; False when this M should exit."""
+    def after_execute(self) -> Any:
+        """The unusual ends of a step: our locked G parked, yielded or lost
+        the P in a blocking call (wait until it is runnable again and we are
+        handed a P, and return it to run next), or we lost our P in a
+        blocking call (park until we get one: None, pick as usual), or the
+        runtime is stopping (``_EXIT``)."""
         sched = self.sched
-        while self.lockedg is not None:
-            # Our locked G parked, yielded or lost the P in a syscall: wait
-            # until it is runnable again and we are handed a P, then run it.
+        if self.lockedg is not None:
             if sched.stopping or not self.stoplockedm():
-                return False
-            self.execute(self.lockedg)
+                return _EXIT
+            return self.lockedg
         if sched.stopping:
-            return False
-        return self.p is not None or self.stopm()  # we lost our P in a syscall
-
-    def execute(self, gp: G) -> None:
-        """Step ``gp`` until it parks, yields or ends (``schedule`` has this inline).
-
-        This is the only place where goroutine code runs (with the copy
-        inline in ``schedule``). Once the coroutine
-        is suspended (``send`` returned) the G is parked by calling the unlock
-        function it yielded; after that another M may already be running it,
-        so this M must not touch ``gp`` again.
-        """
-        gp.status = _RUNNING
-        self.curg = gp
-        if self.sched.gate and not self.at_gate(gp):  # after claiming gp: see at_gate
-            return
-        self.nsched += 1
-        try:
-            # The unbound ``send`` of coroutines (``make_coroutine`` wraps
-            # generators): ``coro.send`` would make a bound method per step.
-            req = gp.ctx.run(_coro_send, gp.coro, None)
-        except StopIteration as e:
-            self.curg = None
-            self.sched.goexit(gp, e.value, None)
-            return
-        except BaseException as e:
-            self.curg = None
-            self.sched.goexit(gp, None, e)
-            return
-        if req.__class__ is not _Unlock:  # GOSCHED, SYSCALL, or not ours
-            self.execute_request(gp, req)
-            return
-        self.curg = None
-        gp.status = _WAITING
-        gp.wait_since = self.sched.now  # coarse, shared: see Sched.now
-        req()
+            return _EXIT
+        return None if self.p is not None or self.stopm() else _EXIT
 
     def at_gate(self, gp: G) -> bool:
         """``sched.gate`` is set: the world is stopped (a goroutine dump is

@@ -76,6 +76,7 @@ from ._goroutine import (
     GStatus,
     Site,
     Sites,
+    Unlock,
     WaitReason,
     add_note,
     make_coroutine,
@@ -93,7 +94,9 @@ __all__ = [
     "current",
     "current_g",
     "current_run_id",
+    "getg_or_none",
     "go",
+    "not_in_goroutine",
     "ready",
     "require",
 ]
@@ -600,8 +603,7 @@ class Sched:
         return gid
 
     def goexit(self, gp: G, value: Any, exc: BaseException | None) -> None:
-        """``gp`` finished (returned ``value`` or raised ``exc``). On its M.
-        (``M.schedule`` has the common case inline: keep the two in step.)"""
+        """``gp`` finished (returned ``value`` or raised ``exc``). On its M."""
         gp.status = _DEAD
         self.allgs.pop(gp.id, None)
         lm = gp.locked_m
@@ -633,8 +635,17 @@ class Sched:
                 add_note(self.panic, f"also, {type(exc).__name__}: {exc} ({note})")
             self.stop_locked()
 
+    def set_signal_waiters(self, n: int) -> None:
+        """``n`` channels are registered for signals (``_signal``): while
+        there are any, a goroutine waiting on one may still be woken, so
+        ``checkdead`` reports no deadlock."""
+        with self.lock:
+            self.nsignotify = n
+
     def fatal(self, exc: BaseException) -> None:
-        """The scheduler itself failed (Go's ``throw``): stop; ``run()`` raises ``exc``."""
+        """Stop; ``run()`` raises ``exc`` (the scheduler itself failed, Go's
+        ``throw``, or a program error found outside any goroutine, such as a
+        signal relayed to a closed channel), unless something was raised first."""
         with self.lock:
             if self.panic is None:
                 self.panic = exc
@@ -720,6 +731,9 @@ def _maxthreads() -> int:
 
 #: The names of the runtime's own threads (Ms, sysmon, the signal relay) start so.
 THREAD_PREFIX = "goroutines-"
+#: ``current.shuffle``, read by ``ready`` at every wake-up (a global is
+#: cheaper than two attribute loads); written by ``start``.
+_shuffle = False
 #: Put on ``mainq`` by ``checkdead``: the main thread looks again (``confirm_dead``).
 DEADCHECK: Any = object()
 #: How long apart the main thread's two looks at a runtime that seems dead are.
@@ -738,14 +752,11 @@ def ready(gp: G) -> None:
     """
     assert gp.status is _WAITING, gp  # taken off a wait queue: see _chan's invariants
     gp.status = _RUNNABLE
-    try:
-        m: M | None = _tls.m
-    except AttributeError:
-        m = None
+    m: M | None = _tls.__dict__.get("m")
     if m is not None:
         p = m.p
         if p is not None:
-            if m.sched.shuffle and m.sched.rand.random() < 0.5:
+            if _shuffle and m.sched.rand.random() < 0.5:
                 p.runq.append(gp)  # shuffle mode: bypass runnext
                 return
             rn = p.runnext
@@ -793,6 +804,38 @@ def require() -> Sched:
     return s
 
 
+def getg_or_none() -> G | None:
+    """The G running on this thread, or None (Go's ``getg``, which cannot fail)."""
+    m = _tls.__dict__.get("m")
+    return None if m is None else m.curg
+
+
+def sleep_park(when: float) -> Unlock:
+    """What ``sleep`` yields to park the calling G until monotonic ``when``:
+    the G is its own timer, pushed on the heap by ``Timers.arm_sleep`` once
+    it is suspended (Go's ``resetForSleep``), with the time in ``g.elem``.
+    RuntimeError outside a goroutine."""
+    m: M | None = _tls.__dict__.get("m")
+    g = None if m is None else m.curg
+    if m is None or g is None:
+        raise not_in_goroutine()
+    g.elem = when
+    g.wait_reason = _SLEEP
+    return Unlock(m.sched.timers.arm_sleep, g)
+
+
+def shuffle(cases: list[Any]) -> None:
+    """Shuffle ``cases`` with the running runtime's seeded generator (the
+    module's outside one): a replay with the same seed makes the same choices."""
+    m = _tls.__dict__.get("m")
+    (random if m is None else m.sched.rand).shuffle(cases)
+
+
+def not_in_goroutine() -> RuntimeError:
+    """The error of a call that needs a goroutine, made outside one."""
+    return RuntimeError("not inside a goroutine: call this from code run by gr.run() or gr.go()")
+
+
 def current_g() -> G:
     """The G running on this thread; RuntimeError outside a goroutine."""
     try:
@@ -800,7 +843,7 @@ def current_g() -> G:
     except AttributeError:
         g = None
     if g is None:
-        raise RuntimeError("not inside a goroutine: call this from code run by gr.run() or gr.go()")
+        raise not_in_goroutine()
     return g  # type: ignore[no-any-return]
 
 
@@ -808,6 +851,7 @@ _getframe = sys._getframe
 _FunctionType = types.FunctionType
 _CO_COROUTINE = 0x80
 _NO_REASON = WaitReason.NONE
+_SLEEP = WaitReason.SLEEP
 
 
 async def _nothing() -> None:
@@ -826,13 +870,12 @@ _last_site: Site = (_nothing.__code__, -1)  # no bytecode offset is -1
 def go(fn: Any, /, *args: Any, **kwargs: Any) -> None:
     """Start ``fn(*args, **kwargs)`` (an async function, or a coroutine object) as a goroutine.
 
-    Go's ``newproc``: create a G and ``ready`` it (this P's ``runnext``, or
-    the global queue when not called from a goroutine). This is the whole
-    spawn path, ``ready`` included, kept inline (W2 spawns 100 000
-    goroutines): a plain async function skips ``make_coroutine``'s checks
-    (calling it can only give a coroutine), the creation site is looked up
-    in ``Sched.sites``, and the G is built field by field (``new_g`` says
-    the same).
+    Go's ``newproc``: create a G (``new_g``) and put it in this P's
+    ``runnext`` (or on the global queue when not called from a goroutine).
+    W2 spawns 100 000 goroutines: a plain async function skips
+    ``make_coroutine``'s checks (calling it can only give a coroutine), and
+    the creation site is looked up in ``Sched.sites`` through one-entry
+    caches.
     """
     sched = current
     if sched is None:
@@ -874,28 +917,10 @@ def go(fn: Any, /, *args: Any, **kwargs: Any) -> None:
         p.goidcache = gid + 1
     else:
         gid = sched.goidbatch(None)
-    gp = G()
-    gp.id = gid
-    gp.coro = coro
-    gp.ctx = copy_context()
-    gp.site = site
-    gp.status = _RUNNABLE
-    gp.wait_reason = _NO_REASON
-    gp.wait_since = 0.0
-    gp.locked_m = None
-    gp.elem = None
-    gp.success = False
+    gp = new_g(gid, coro, copy_context(), site)
     sched.allgs[gid] = gp
     if p is not None:
-        # ``ready(gp)``, inlined (we have the P): our runnext, as Go's
-        # newproc does; the G it displaces goes to our runq.
-        rn = p.runnext
-        if rn:
-            try:
-                p.runq.append(rn.pop())
-            except IndexError:  # stolen meanwhile
-                pass
-        rn.append(gp)
+        p.runnext_put(gp)  # Go's newproc: our runnext; the G there moves to our runq
     else:
         if m is None:
             sched.note_foreign()
@@ -905,12 +930,13 @@ def go(fn: Any, /, *args: Any, **kwargs: Any) -> None:
 
 def start(sched: Sched, main: Any, args: tuple[Any, ...]) -> None:
     """Install ``sched`` as the running runtime and start M0 with the main G."""
-    global current
+    global current, _shuffle
     with _run_lock:
         if current is not None:
             raise RuntimeError("gr.run() called while a goroutines runtime is already running")
         coro = make_coroutine(main, args, {}, "run()")
         current = sched
+        _shuffle = sched.shuffle
     gp = new_g(1, coro, copy_context(), None)
     sched.main_g = gp
     sched.allgs[1] = gp
