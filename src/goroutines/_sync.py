@@ -228,6 +228,7 @@ class Mutex(_AsyncWith):
             self._locked = True
             lk.release()
             return
+        assert self._locked  # invariant: a waiter implies locked
         yield from self._waitq.park(lk, _SYNC_MUTEX_LOCK, None, self.unlock)
         # unlock handed the mutex to us: it never became unlocked.
 
@@ -616,5 +617,6 @@ class Semaphore:
                 break  # the head does not fit: it blocks everyone behind it
             self._cur += w
             woken.append(q.pop())
+        assert 0 <= self._cur <= self._size, self
         lk.release()
         _wake_all(woken)

@@ -71,10 +71,11 @@ from collections.abc import Callable, Generator
 from types import TracebackType
 from typing import Any, Final, Self, TypeAlias, TypeVar, final
 
+from ._runtime import poll_open
 from ._runtime._goroutine import G, WaitReason, gopark
 from ._runtime._lockrank import LockRank, new_lock
 from ._runtime._netpoll import ErrClosed, PollDesc
-from ._runtime._scheduler import current_g, require
+from ._runtime._scheduler import current_g
 from ._syscall import syscall
 from ._time import as_float
 
@@ -158,7 +159,7 @@ class _FD:
         """Adopt ``sock``: make it non-blocking and register it with the poller.
         On error the caller still owns ``sock``."""
         sock.setblocking(False)
-        self.pd: PollDesc = require().netpoll.open(sock.fileno())
+        self.pd: PollDesc = poll_open(sock.fileno())
         self.sock = sock
         self.lock = new_lock(LockRank.FD, self)
         self.refs = 0  # guarded by lock

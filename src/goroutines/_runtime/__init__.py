@@ -1,5 +1,22 @@
 """The runtime proper: G, P, M, Sched, timers. Nothing here is public API.
 
+The doors (Go's runtime entry points for its own packages): the modules
+above the runtime (``_chan``, ``_select``, ``_sync``, ``_time``,
+``_context``, ``net``, ``_signal``) park and wake goroutines only through
+these, and never touch a P, its ``runnext`` or ``runq``, or the timer
+heap's internals:
+
+- ``getg()`` / ``getg_or_none()``: the running G;
+- ``gopark(unlockf, reason, g)``: park (a generator); the protocol it
+  follows, for a parking site whose frame must stay small (a channel's
+  receive): set ``g.wait_reason`` and yield an ``Unlock``;
+- ``goready(gp)``: make a parked G runnable (``G.wake``);
+- ``newproc`` (``gr.go``); ``sleep_park(when)``: what ``sleep`` yields;
+  ``shuffle``: the run's seeded random order (select); ``poll_open``: a
+  socket on the poller; ``register_unpark``: how a closing run takes a G
+  off the queue it parked in. Timers are armed through ``Timers``' own
+  methods (``add``, ``stop``, ``reset``: Go's addtimer/deltimer/modtimer).
+
 Lock order: every lock of ``goroutines`` in one ranked table (Go's
 ``lockrank.go``). A lock may be taken only while every lock the thread
 holds has a lower rank; the two same-rank exceptions are marked. Each
@@ -73,7 +90,7 @@ below ``Sched.lock`` and ``Netpoll.lock`` for that reason.
 
 from ._goroutine import Unlock, gopark, noop, register_unpark
 from ._scheduler import current_g as getg
-from ._scheduler import getg_or_none, not_in_goroutine, shuffle, sleep_park
+from ._scheduler import getg_or_none, not_in_goroutine, poll_open, shuffle, sleep_park
 from ._scheduler import go as newproc
 from ._scheduler import ready as goready
 
@@ -86,6 +103,7 @@ __all__ = [
     "newproc",
     "noop",
     "not_in_goroutine",
+    "poll_open",
     "register_unpark",
     "shuffle",
     "sleep_park",

@@ -116,6 +116,7 @@ class P:
             except IndexError:  # a stealer took it
                 pass
         rn.append(gp)
+        assert len(rn) <= 1, "runnext holds one G"  # only the owner appends, after a pop
 
     def runnext_get(self) -> G | None:
         """Take the G in ``runnext``, if any. Owner, or a stealer of a stuck P."""

@@ -824,6 +824,12 @@ def sleep_park(when: float) -> Unlock:
     return Unlock(m.sched.timers.arm_sleep, g)
 
 
+def poll_open(fd: int) -> Any:
+    """Register the non-blocking ``fd`` with the running runtime's poller
+    and return its ``PollDesc`` (Go's ``runtime_pollOpen``)."""
+    return require().netpoll.open(fd)
+
+
 def shuffle(cases: list[Any]) -> None:
     """Shuffle ``cases`` with the running runtime's seeded generator (the
     module's outside one): a replay with the same seed makes the same choices."""
