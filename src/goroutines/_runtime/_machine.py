@@ -78,6 +78,19 @@ CLOSE_TRIES = 100
 _abandoned: list[Any] = []
 
 
+def call_syscall(gp: G) -> None:
+    """Make the blocking call ``gp`` asked for (``g.elem = (fn, args,
+    kwargs)``); leave its result, or the exception it raised, in ``g.elem``
+    and ``g.success`` for ``gr.syscall`` to return or raise."""
+    fn, args, kwargs = gp.elem
+    try:
+        gp.elem = fn(*args, **kwargs)
+        gp.success = True
+    except BaseException as e:  # delivered to the goroutine
+        gp.elem = e
+        gp.success = False
+
+
 def foreign_await_error(gp: G, req: Any) -> TypeError:
     """What a goroutine gets that yielded something not of ours."""
     return TypeError(
@@ -439,13 +452,7 @@ class M:
                 elif req is GOSCHED:
                     send, arg = coro.send, None
                 elif req is SYSCALL:
-                    fn, args, kwargs = gp.elem
-                    try:
-                        gp.elem = fn(*args, **kwargs)
-                        gp.success = True
-                    except BaseException as e:  # delivered to the goroutine
-                        gp.elem = e
-                        gp.success = False
+                    call_syscall(gp)
                     send, arg = coro.send, None
                 else:
                     send, arg = coro.throw, foreign_await_error(gp, req)
@@ -519,7 +526,6 @@ class M:
         The outcome is left in ``gp.elem``/``gp.success`` for ``syscall`` to
         return or raise when ``gp`` resumes, on this M or another.
         """
-        fn, args, kwargs = gp.elem
         p = self.p
         assert p is not None
         self.nsyscall += 1
@@ -530,12 +536,7 @@ class M:
         self.p = None
         if p.runq:
             self.sched.sysmon.kick()
-        try:
-            gp.elem = fn(*args, **kwargs)
-            gp.success = True
-        except BaseException as e:  # delivered to the goroutine
-            gp.elem = e
-            gp.success = False
+        call_syscall(gp)
         sched = self.sched
         with sched.lock:
             if p.status == _P_SYSCALL and p.m is self:
