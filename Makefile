@@ -1,13 +1,15 @@
 # goroutines: build / test entry points.
 #
 #   make demo       run `python -m goroutines demo` in .venv (Python 3.11)
-#   make test       ruff + mypy + pytest on 3.11 (.venv), then pytest on 3.13 (.venv313)
+#   make test       ruff + mypy, then the suite three times: on 3.11 (.venv) and 3.13 (.venv313)
+#                   with the C accelerator, and on 3.11 with the pure-Python reference
+#                   (GOROUTINES_PURE=1); the last two side by side
 #   make bench      run `python -m goroutines bench` with the [bench] extra
 #   make stress     the stress/race/model tests (-m stress) for STRESS_TIME minutes (10) over
 #                   many seeds and procs 1-8 (tools/stress.py; STRESS_ARGS passed on)
 #   make soak       a mixed workload for SOAK_TIME minutes (10) at procs 4, watching RSS,
 #                   threads and fds (tools/soak.py; SOAK_ARGS passed on)
-#   make lint | typecheck | pytest | test313 | info | clean
+#   make lint | typecheck | pytest | pytest-pure | test313 | info | clean
 #
 # Interpreters are found automatically; override with e.g. `make PY311=/path/to/python3.11`.
 # Installs are stamped (.venv*/.stamp-*, rebuilt when pyproject.toml changes), so re-runs are quick.
@@ -37,10 +39,11 @@ PY311 ?= $(eval PY311 := $(call find_python,3.11,python3.11 $(wildcard $(PYENV_R
 PY313 ?= $(eval PY313 := $(call find_python,3.13,$(wildcard $(PYENV_ROOT)/versions/3.13*/bin/python) python3.13))$(PY313)
 
 VENV    := .venv
+BUILD_FILES := pyproject.toml setup.py src/goroutines/_speedups.c
 VENV313 := .venv313
 LINT_DIRS := $(wildcard src tests examples benchmarks tools)
 
-.PHONY: demo test lint typecheck pytest test313 pytest313 bench info clean stress soak
+.PHONY: demo test lint typecheck pytest pytest-pure test313 pytest313 test-side-by-side bench info clean stress soak
 
 # ------------------------------------------------------------------ virtualenvs
 
@@ -52,20 +55,21 @@ $(VENV313)/bin/python:
 	@if [ -z "$(PY313)" ]; then echo "error: Python 3.13 not found" >&2; exit 1; fi
 	"$(PY313)" -m venv $(VENV313)
 
-# One stamp per (venv, extra); each is redone when pyproject.toml changes.
-$(VENV)/.stamp-base: pyproject.toml | $(VENV)/bin/python
+# One stamp per (venv, extra); each is redone when the build changes (pyproject.toml,
+# setup.py, or the C accelerator's source: `pip install -e .` compiles it in place).
+$(VENV)/.stamp-base: $(BUILD_FILES) | $(VENV)/bin/python
 	$(VENV)/bin/python $(PIP_INSTALL) -e .
 	@touch $@
 
-$(VENV)/.stamp-dev: pyproject.toml | $(VENV)/bin/python
+$(VENV)/.stamp-dev: $(BUILD_FILES) | $(VENV)/bin/python
 	$(VENV)/bin/python $(PIP_INSTALL) -e '.[dev]'
 	@touch $@
 
-$(VENV)/.stamp-bench: pyproject.toml | $(VENV)/bin/python
+$(VENV)/.stamp-bench: $(BUILD_FILES) | $(VENV)/bin/python
 	$(VENV)/bin/python $(PIP_INSTALL) -e '.[bench]'
 	@touch $@
 
-$(VENV313)/.stamp-dev: pyproject.toml | $(VENV313)/bin/python
+$(VENV313)/.stamp-dev: $(BUILD_FILES) | $(VENV313)/bin/python
 	$(VENV313)/bin/python $(PIP_INSTALL) -e '.[dev]'
 	@touch $@
 
@@ -74,7 +78,7 @@ $(VENV313)/.stamp-dev: pyproject.toml | $(VENV313)/bin/python
 demo: $(VENV)/.stamp-base
 	$(VENV)/bin/python -m goroutines demo
 
-test: lint typecheck pytest test313
+test: lint typecheck pytest test-side-by-side
 
 lint: $(VENV)/.stamp-dev
 	$(VENV)/bin/ruff check $(LINT_DIRS)
@@ -82,8 +86,13 @@ lint: $(VENV)/.stamp-dev
 typecheck: $(VENV)/.stamp-dev
 	$(VENV)/bin/mypy
 
+# GOROUTINES_TEST_MODE makes the run fail at once if that mode is not the one in use
+# (a C accelerator that did not build must not pass as a run of it: tests/conftest.py).
 pytest: $(VENV)/.stamp-dev
-	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
+	GOROUTINES_TEST_MODE=c $(VENV)/bin/python -m pytest $(PYTEST_ARGS)
+
+pytest-pure: $(VENV)/.stamp-dev
+	GOROUTINES_PURE=1 GOROUTINES_TEST_MODE=pure $(VENV)/bin/python -m pytest $(PYTEST_ARGS)
 
 # The same pytest run on Python 3.13; skipped (not failed) when 3.13 is absent.
 test313:
@@ -94,7 +103,20 @@ test313:
 	fi
 
 pytest313: $(VENV313)/.stamp-dev
-	$(VENV313)/bin/python -m pytest $(PYTEST_ARGS)
+	GOROUTINES_TEST_MODE=c $(VENV313)/bin/python -m pytest $(PYTEST_ARGS)
+
+# The 3.13 run and the pure run side by side (each suite waits on timers and sockets
+# more than it computes: two on two cores take a little longer than one), each
+# printed whole when both are done; fails if either failed.
+test-side-by-side: $(VENV)/.stamp-dev
+	@$(if $(PY313),$(MAKE) $(VENV313)/.stamp-dev PY313="$(PY313)",true)
+	@mkdir -p .test-logs; set +e; \
+	$(MAKE) test313 > .test-logs/test313.log 2>&1 & a=$$!; \
+	$(MAKE) pytest-pure > .test-logs/pure.log 2>&1 & b=$$!; \
+	wait $$a; ra=$$?; wait $$b; rb=$$?; \
+	echo "== the suite on 3.13 (C accelerator): exit $$ra"; cat .test-logs/test313.log; \
+	echo "== the suite on 3.11, pure Python (GOROUTINES_PURE=1): exit $$rb"; cat .test-logs/pure.log; \
+	exit $$(( ra || rb ))
 
 # The whole suite takes about 6 minutes on 2 cores; pass options with e.g.
 # `make bench BENCH_ARGS="--workloads W1,W4 --repeat 5"` (see benchmarks/README.md).
@@ -127,5 +149,5 @@ info:
 	@echo "PY313      = $(if $(PY313),$(PY313) ($$("$(PY313)" -V 2>&1)),not found)"
 
 clean:
-	rm -rf $(VENV) $(VENV313) build dist .mypy_cache .ruff_cache .pytest_cache .hypothesis
+	rm -rf $(VENV) $(VENV313) build dist .mypy_cache .ruff_cache .pytest_cache .hypothesis .test-logs src/goroutines/*.so
 	find src tests -depth \( -name __pycache__ -o -name '*.egg-info' \) -exec rm -rf {} + 2>/dev/null || true

@@ -74,7 +74,25 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 _old_switch = pytest.StashKey[float]()
 
 
+def pytest_report_header(config: pytest.Config) -> str:
+    from goroutines import _accel
+
+    why = f" ({_accel.WHY_PURE})" if _accel.WHY_PURE else ""
+    return f"goroutines hot paths: {_accel.MODE}{why}"
+
+
 def pytest_configure(config: pytest.Config) -> None:
+    # ``make test`` says which mode each run is for: a C accelerator that did
+    # not build must not pass for a run of it.
+    want = os.environ.get("GOROUTINES_TEST_MODE", "").strip()
+    if want:
+        from goroutines import _accel
+
+        if want != _accel.MODE:
+            raise pytest.UsageError(
+                f"GOROUTINES_TEST_MODE={want}, but the hot paths in use are {_accel.MODE!r}"
+                + (f": {_accel.WHY_PURE}" if _accel.WHY_PURE else "")
+            )
     raw = os.environ.get("GOROUTINES_TEST_SWITCHINTERVAL", "").strip()
     if raw:
         config.stash[_old_switch] = sys.getswitchinterval()

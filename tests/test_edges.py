@@ -749,15 +749,26 @@ def test_goroutine_back_from_a_blocking_call_after_main_returned_is_not_resumed(
     """Its M must not resume it once the runtime is stopping (before: the
     blocking call's fast path ignored ``stopping``, and the goroutine went on
     running its code after main had returned, while run() closed the rest):
-    it is given back, and closed."""
+    it is given back, and closed.
+
+    The blocking call returns only once the runtime is stopping (before:
+    it slept 8 ms while main slept 2 ms, which a loaded machine could
+    reorder, making the test fail with the runtime right). Usually it is
+    back well within sysmon's 10 ms retake of a P with nothing queued (at
+    procs > 1): the M comes back to its own P, the fast path."""
+    from goroutines._runtime._scheduler import require
+
     log: list[str] = []
+
+    def until_stopping(sched: Any) -> None:
+        while not sched.stopping:
+            time.sleep(0.0002)
 
     async def blocker(started: gr.Chan[None]) -> None:
         try:
+            sched = require()
             await started.send(None)
-            # Shorter than sysmon's 10 ms retake of a P with nothing queued
-            # (at procs > 1): the M comes back to its own P, the fast path.
-            await gr.syscall(time.sleep, 0.008)
+            await gr.syscall(until_stopping, sched)
             log.append("resumed")
         finally:
             log.append("closed")
@@ -766,7 +777,7 @@ def test_goroutine_back_from_a_blocking_call_after_main_returned_is_not_resumed(
         started: gr.Chan[None] = gr.Chan()
         gr.go(blocker, started)
         await started.recv()
-        await gr.sleep(0.002)  # it is in the call now
+        await gr.sleep(0.002)  # it is in the call now (or about to be)
 
     for _ in range(5):
         log.clear()

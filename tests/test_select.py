@@ -253,12 +253,14 @@ def _bad_cases(ch: gr.Chan[int]) -> list[tuple[tuple[Any, ...], str]]:
 def test_malformed_case_is_type_error_naming_the_problem(procs: int, k: int) -> None:
     async def main() -> None:
         ch: gr.Chan[int] = gr.Chan(1)
-        cases, pattern = _bad_cases(ch)[k]
+        every = _bad_cases(ch)
+        cases, pattern = every[k]
         with pytest.raises(TypeError, match=pattern):
             await gr.select(*cases)
-        for c in cases:  # a stray coroutine object in a case
-            if hasattr(c, "close") and not isinstance(c, gr.Chan):
-                c.close()
+        for others, _ in every:  # a stray awaitable in a case ("never awaited" otherwise)
+            for c in others:
+                if hasattr(c, "close") and not isinstance(c, gr.Chan):
+                    c.close()
         # Nothing was locked or enqueued: the channel still works.
         await ch.send(1)
         assert await ch.recv() == 1

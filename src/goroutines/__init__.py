@@ -6,6 +6,7 @@ re-exported here, one name at a time; the implementation lives in private
 modules named after the parts of Go's model (see ``_runtime``).
 """
 
+from . import _accel
 from . import net as net
 from ._chan import Chan as Chan
 from ._context import CancelFunc as CancelFunc
@@ -50,3 +51,8 @@ from ._time import sleep as sleep
 from ._time import tick as tick
 
 __version__ = "0.1.0"
+
+#: Which implementation of the hot paths runs: "c" (the accelerator,
+#: ``goroutines._speedups``) or "pure" (the Python reference; forced by
+#: ``GOROUTINES_PURE=1``). See ``goroutines._accel``.
+__speedups__ = _accel.MODE

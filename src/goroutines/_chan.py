@@ -50,16 +50,26 @@ Guards: every field but ``_cap`` and ``_unlock`` (immutable) is guarded by ``loc
 
 from __future__ import annotations
 
+import dis
+import functools
 import types
 from collections import deque
-from collections.abc import Awaitable, Generator
-from types import FrameType
+from collections.abc import Coroutine, Generator
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, final
 
+from ._accel import speedups
 from ._errors import ChanClosed
-from ._runtime import getg_or_none, not_in_goroutine
-from ._runtime._goroutine import G, Unlock, WaitReason, register_unpark
+from ._runtime import getg_or_none, goready, not_in_goroutine
+from ._runtime._goroutine import (
+    G,
+    Unlock,
+    WaitReason,
+    register_park_site,
+    register_unpark,
+    returns_awaitable,
+)
 from ._runtime._lockrank import LockRank, new_lock
+from ._runtime._machine import _tls
 from ._runtime._scheduler import current_run_id
 
 __all__ = ["Chan"]
@@ -108,12 +118,13 @@ def dequeue(q: deque[Any]) -> Any:
     return None
 
 
-@final
-class Chan(Generic[T]):
-    """A Go channel. ``Chan(0)`` (the default) is unbuffered: a send waits for a receiver."""
+class _ChanCore:
+    """The reference implementation of a channel's state and hot operations
+    (``send``, ``recv``, ``recv_ok``, ``__anext__``): the base of ``Chan`` in
+    pure mode. The accelerator's ``_speedups.ChanCore`` is the same in C
+    (see ``goroutines._accel``); the rest of ``Chan`` is shared."""
 
     __slots__ = (
-        "__weakref__",
         "_bound",
         "_buf",
         "_cap",
@@ -136,7 +147,7 @@ class Chan(Generic[T]):
         #: bound method made at each park costs ~500 CPU instructions).
         self._unlock = Unlock(self.lock.release)
         self._cap = cap
-        self._buf: deque[T] = deque()
+        self._buf: deque[Any] = deque()
         self._closed = False
         #: ``cap`` while open, -1 once closed: ``send`` tests "open and room
         #: in the buffer" with one comparison.
@@ -149,38 +160,13 @@ class Chan(Generic[T]):
         #: value can ever come, raises RuntimeError instead (``bind_to_run``).
         self._bound: tuple[int, str] | None = None
 
-    def bind_to_run(self, run_id: int, what: str) -> None:
-        """Only ``what`` (e.g. "the channel of a Timer"), an object of run
-        ``run_id``, sends on this channel: a goroutine of a later run that
-        would wait on it gets RuntimeError naming that run."""
-        self._bound = (run_id, what)
-
     def check_bound_locked(self) -> None:
-        """Raise (releasing ``lock``) if waiting here could never end: the
-        only sender belonged to a run that has ended. ``lock`` held."""
-        bound = self._bound
-        if bound is not None and bound[0] != current_run_id():
-            self.lock.release()
-            raise RuntimeError(
-                f"{bound[1]} belongs to goroutines run #{bound[0]}, which has ended: "
-                "no value will ever come; make a new one in this run"
-            )
-
-    @property
-    def cap(self) -> int:
-        return self._cap
-
-    def __len__(self) -> int:
-        return len(self._buf)
-
-    def __repr__(self) -> str:
-        state = " closed" if self._closed else ""
-        return f"<Chan cap={self._cap} len={len(self._buf)}{state}>"
+        raise NotImplementedError  # Chan's
 
     # -- send -----------------------------------------------------------------
 
     @types.coroutine
-    def send(self, v: T) -> Generator[Any, None, None]:
+    def _send(self, v: Any) -> Generator[Any, None, None]:
         """Send ``v``; wait until a receiver takes it or there is room in the buffer.
 
         Raises ChanClosed if the channel is closed (or gets closed while waiting).
@@ -223,56 +209,6 @@ class Chan(Generic[T]):
         g.elem = None
         if not g.success:
             raise ChanClosed("send on closed channel")
-
-    def try_send_locked(self, v: T) -> Any:
-        """Non-blocking send core. ``lock`` held, channel open.
-
-        Returns the waiter to wake (after unlocking), True if buffered, or
-        False if the send would block.
-        """
-        sg = dequeue(self._recvq) if self._recvq else None
-        if sg is not None:
-            sg.elem = v
-            sg.success = True
-            return sg
-        if len(self._buf) < self._cap:
-            self._buf.append(v)
-            return True
-        return False
-
-    # -- receive ---------------------------------------------------------------
-
-    def try_recv_locked(self) -> tuple[int, Any, Any]:
-        """Non-blocking receive core. ``lock`` held.
-
-        Returns (state, value, waiter to wake after unlocking), where state
-        is RECV_BLOCK (would block), RECV_OK, or RECV_CLOSED (closed and
-        drained: value None).
-        """
-        buf = self._buf
-        if buf:
-            v = buf.popleft()
-            sg = dequeue(self._sendq) if self._sendq else None
-            if sg is not None:  # buffer was full: move the sender's value in
-                buf.append(sg.elem)
-                sg.success = True
-            return RECV_OK, v, sg
-        if self._sendq:
-            sg = dequeue(self._sendq)
-            if sg is not None:
-                sg.success = True
-                return RECV_OK, sg.elem, sg
-        return (RECV_CLOSED if self._closed else RECV_BLOCK), None, None
-
-    if TYPE_CHECKING:  # made from ``_recv`` below the class (``_with_mode``)
-
-        def recv(self) -> Awaitable[T | None]:
-            """Receive a value; None once the channel is closed and drained."""
-
-        def recv_ok(self) -> Awaitable[tuple[T | None, bool]]:
-            """Receive a value: ``(v, True)``, or ``(None, False)`` once closed and drained."""
-
-        def __anext__(self) -> Awaitable[T]: ...
 
     @types.coroutine
     def _recv(self, *, _mode: int = _RECV) -> Generator[Any, None, Any]:
@@ -327,6 +263,114 @@ class Chan(Generic[T]):
             return (v, True) if _mode == _RECV_OK else v
         return _drained(_mode)  # woken by close
 
+
+if TYPE_CHECKING or speedups is None:
+
+    class _Base(_ChanCore):
+        __slots__ = ()
+
+else:
+
+    class _Base(speedups.ChanCore):
+        __slots__ = ()
+
+
+@final
+class Chan(_Base, Generic[T]):
+    """A Go channel. ``Chan(0)`` (the default) is unbuffered: a send waits for a receiver.
+
+    Its state and hot operations come from ``_Base``: the reference
+    ``_ChanCore``, or the accelerator's ``ChanCore`` (``goroutines._accel``).
+    """
+
+    __slots__ = ("__weakref__",)
+
+    if TYPE_CHECKING:  # ``_ChanCore``'s, or the accelerator's: both are awaitables
+
+        def __init__(self, cap: int = 0) -> None: ...
+
+        def send(self, v: T) -> Coroutine[Any, Any, None]:
+            """Send ``v``; wait until a receiver takes it or there is room in the buffer.
+
+            Raises ChanClosed if the channel is closed (or gets closed while waiting).
+            """
+
+        def recv(self) -> Coroutine[Any, Any, T | None]:
+            """Receive a value; None once the channel is closed and drained."""
+
+        def recv_ok(self) -> Coroutine[Any, Any, tuple[T | None, bool]]:
+            """Receive a value: ``(v, True)``, or ``(None, False)`` once closed and drained."""
+
+        def __anext__(self) -> Coroutine[Any, Any, T]: ...
+
+    def bind_to_run(self, run_id: int, what: str) -> None:
+        """Only ``what`` (e.g. "the channel of a Timer"), an object of run
+        ``run_id``, sends on this channel: a goroutine of a later run that
+        would wait on it gets RuntimeError naming that run."""
+        self._bound = (run_id, what)
+
+    def check_bound_locked(self) -> None:
+        """Raise (releasing ``lock``) if waiting here could never end: the
+        only sender belonged to a run that has ended. ``lock`` held."""
+        bound = self._bound
+        if bound is not None and bound[0] != current_run_id():
+            self.lock.release()
+            raise RuntimeError(
+                f"{bound[1]} belongs to goroutines run #{bound[0]}, which has ended: "
+                "no value will ever come; make a new one in this run"
+            )
+
+    @property
+    def cap(self) -> int:
+        return self._cap
+
+    def __len__(self) -> int:
+        return len(self._buf)
+
+    def __repr__(self) -> str:
+        state = " closed" if self._closed else ""
+        return f"<Chan cap={self._cap} len={len(self._buf)}{state}>"
+
+    def try_send_locked(self, v: T) -> Any:
+        """Non-blocking send core. ``lock`` held, channel open.
+
+        Returns the waiter to wake (after unlocking), True if buffered, or
+        False if the send would block.
+        """
+        sg = dequeue(self._recvq) if self._recvq else None
+        if sg is not None:
+            sg.elem = v
+            sg.success = True
+            return sg
+        if len(self._buf) < self._cap:
+            self._buf.append(v)
+            return True
+        return False
+
+    # -- receive ---------------------------------------------------------------
+
+    def try_recv_locked(self) -> tuple[int, Any, Any]:
+        """Non-blocking receive core. ``lock`` held.
+
+        Returns (state, value, waiter to wake after unlocking), where state
+        is RECV_BLOCK (would block), RECV_OK, or RECV_CLOSED (closed and
+        drained: value None).
+        """
+        buf = self._buf
+        if buf:
+            v = buf.popleft()
+            sg = dequeue(self._sendq) if self._sendq else None
+            if sg is not None:  # buffer was full: move the sender's value in
+                buf.append(sg.elem)
+                sg.success = True
+            return RECV_OK, v, sg
+        if self._sendq:
+            sg = dequeue(self._sendq)
+            if sg is not None:
+                sg.success = True
+                return RECV_OK, sg.elem, sg
+        return (RECV_CLOSED if self._closed else RECV_BLOCK), None, None
+
     # -- close -----------------------------------------------------------------
 
     def close(self) -> None:
@@ -373,11 +417,13 @@ class Chan(Generic[T]):
             self._ndead = 0
 
 
-def _unpark(g: G, frame: FrameType) -> None:
-    """``register_unpark``'s hook for a G parked in ``send``, ``recv`` or
-    ``__anext__``: take it off the channel's queue (a single-channel waiter
-    is the G itself), unless a waker has dequeued it already."""
-    ch: Chan[Any] = frame.f_locals["self"]
+def _unpark(g: G, where: Any) -> None:
+    """``register_unpark``'s hook for a G parked in ``send``, ``recv``,
+    ``recv_ok`` or ``__anext__`` (``where``: the reference's parking frame,
+    or the accelerator's ``ChanOp``): take it off the channel's queue (a
+    single-channel waiter is the G itself), unless a waker has dequeued it
+    already."""
+    ch: Chan[Any] = where.f_locals["self"] if isinstance(where, types.FrameType) else where.chan
     with ch.lock:
         for q in (ch._recvq, ch._sendq):
             try:
@@ -387,28 +433,79 @@ def _unpark(g: G, frame: FrameType) -> None:
             return
 
 
-def _with_mode(fn: Any, name: str, mode: int, doc: str) -> Any:
-    """``fn`` (``Chan._recv``) under another name with another ``_mode``: the
-    same code, so one receive and no wrapper call per receive (renamed, so
-    that dumps and tracebacks show ``Chan.recv``)."""
+def _with_mode(fn: Any, name: str, mode: int | None, doc: str) -> Any:
+    """``fn`` (``_ChanCore._recv`` or ``_send``) under another name with
+    another ``_mode``: the same code, so one receive and no wrapper call per
+    receive (renamed, so that dumps and tracebacks show ``Chan.recv``)."""
     code = fn.__code__.replace(co_name=name, co_qualname=f"Chan.{name}")
     f = types.FunctionType(code, fn.__globals__, name, fn.__defaults__, fn.__closure__)
-    f.__kwdefaults__ = {"_mode": mode}
+    if mode is not None:
+        f.__kwdefaults__ = {"_mode": mode}
     f.__qualname__ = f"Chan.{name}"
     f.__doc__ = doc
     return f
 
 
-for _name, _mode, _doc in (
-    ("recv", _RECV, "Receive a value; None once the channel is closed and drained."),
+for _name, _fn, _mode, _doc in (
+    (
+        "send",
+        _ChanCore._send,
+        None,
+        "Send ``v``; wait until a receiver takes it or there is room in the buffer.\n\n"
+        "Raises ChanClosed if the channel is closed (or gets closed while waiting).",
+    ),
+    (
+        "recv",
+        _ChanCore._recv,
+        _RECV,
+        "Receive a value; None once the channel is closed and drained.",
+    ),
     (
         "recv_ok",
+        _ChanCore._recv,
         _RECV_OK,
         "Receive a value: ``(v, True)``, or ``(None, False)`` once closed and drained.",
     ),
-    ("__anext__", _NEXT, "The next value of ``async for``."),
+    ("__anext__", _ChanCore._recv, _NEXT, "The next value of ``async for``."),
 ):
-    setattr(Chan, _name, _with_mode(Chan._recv, _name, _mode, _doc))
+    setattr(_ChanCore, _name, _with_mode(_fn, _name, _mode, _doc))
+    register_unpark(getattr(_ChanCore, _name).__code__, _unpark)
+del _ChanCore._send, _ChanCore._recv
 
-for _fn in (Chan.send, Chan.recv, Chan.recv_ok, Chan.__anext__):
-    register_unpark(_fn.__code__, _unpark)
+
+@functools.cache
+def _yield_line(name: str) -> tuple[str, str, int]:
+    """The reference's frame that ``_ChanCore``'s operation ``name`` parks in:
+    (qualname, file, line of its one yield)."""
+    code = getattr(_ChanCore, name).__code__
+    line = next(
+        i.positions.lineno
+        for i in dis.get_instructions(code)
+        if i.opname == "YIELD_VALUE" and i.positions is not None and i.positions.lineno
+    )
+    return code.co_qualname, code.co_filename, line
+
+
+def _park_site(op: Any) -> tuple[str, str, int]:
+    """Dumps show a G parked in the accelerator's ``ChanOp`` as the
+    reference's frame at the same wait."""
+    return _yield_line(op.__name__)
+
+
+if speedups is not None:
+    speedups.init(
+        G=G,
+        tls=_tls,
+        goready=goready,
+        reason_send=_CHAN_SEND,
+        reason_recv=_CHAN_RECEIVE,
+        ChanClosed=ChanClosed,
+        not_in_goroutine=not_in_goroutine,
+        new_lock=new_lock,
+        chan_rank=_CHAN_RANK,
+        Unlock=Unlock,
+    )
+    register_unpark(speedups.ChanOp, _unpark)
+    register_park_site(speedups.ChanOp, _park_site)
+    for _m in ("send", "recv", "recv_ok"):
+        returns_awaitable(getattr(speedups.ChanCore, _m))

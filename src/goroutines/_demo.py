@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar, final
 
 import goroutines as gr
+from goroutines import _accel
 
 from ._runtime import _scheduler
 from ._runtime._scheduler import Sched
@@ -362,6 +363,11 @@ def main() -> int:
     ncpu = os.cpu_count() or 1
     v = sys.version_info
     print(f"goroutines demo: Go's concurrency model in Python {v.major}.{v.minor}, {ncpu} cores")
+    why = f" ({_accel.WHY_PURE})" if _accel.WHY_PURE else ""
+    print(
+        f"hot paths: {gr.__speedups__}{why}"
+        + (" = the C accelerator goroutines._speedups" if gr.__speedups__ == "c" else "")
+    )
     t0 = time.perf_counter()
     demo_sieve()
     demo_pool()

@@ -58,6 +58,16 @@ _RECV_FN = Chan.recv
 _RECV_OK_FN = Chan.recv_ok
 
 
+def _func(m: Any) -> Any:
+    """The function of bound method ``m``: a Python method's ``__func__``, or,
+    for a method of the accelerator's C ``Chan`` core, its descriptor on the
+    class (what ``Chan.recv`` is then)."""
+    func = getattr(m, "__func__", None)
+    if func is None and type(m) is types.BuiltinMethodType:
+        func = getattr(type(m.__self__), m.__name__, None)
+    return func
+
+
 def _parse(i: int, case: Any) -> tuple[int, Chan[Any], Any]:
     if type(case) is tuple:
         if len(case) != 2:
@@ -65,14 +75,14 @@ def _parse(i: int, case: Any) -> tuple[int, Chan[Any], Any]:
                 f"select case {i}: a send case is a pair (ch.send, value), got a {len(case)}-tuple"
             )
         fn, v = case
-        if getattr(fn, "__func__", None) is _SEND_FN and isinstance(fn.__self__, Chan):
+        if _func(fn) is _SEND_FN and isinstance(fn.__self__, Chan):
             return _SEND, fn.__self__, v
         raise TypeError(
             f"select case {i}: the first item of a send pair must be ch.send, got {fn!r}"
         )
-    func = getattr(case, "__func__", None)
     ch = getattr(case, "__self__", None)
     if isinstance(ch, Chan):
+        func = _func(case)
         if func is _RECV_FN:
             return _RECV, ch, None
         if func is _RECV_OK_FN:

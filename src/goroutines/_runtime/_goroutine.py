@@ -91,12 +91,15 @@ __all__ = [
     "Unlock",
     "WaitReason",
     "add_note",
-    "await_frames",
+    "await_chain",
+    "frame_of",
     "gopark",
     "is_async_callable",
     "make_coroutine",
     "new_g",
     "noop",
+    "park_site",
+    "register_park_site",
     "register_unpark",
     "returns_awaitable",
     "unpark",
@@ -377,41 +380,69 @@ def gopark(unlockf: Callable[[], None], reason: WaitReason, g: G) -> Generator[A
     yield unlockf if unlockf.__class__ is Unlock else Unlock(unlockf)
 
 
-#: code object of a parking generator -> how to take a G parked there off its
-#: wait queue (see the module docstring). Written at import time only.
-_unparkers: dict[CodeType, Callable[[G, FrameType], None]] = {}
+#: Where a G can park -> how to take a G parked there off its wait queue
+#: (see the module docstring): the code object of a parking generator (the
+#: hook gets its frame), or the type of a C awaitable a G can wait in (the
+#: hook gets the awaitable: the accelerator's ``ChanOp``). Written at import
+#: time only.
+_unparkers: dict[CodeType | type, Callable[[G, Any], None]] = {}
+
+#: Type of a C awaitable a G can park in -> ``(qualname, filename, line)``
+#: of the reference's code it stands for, which dumps show in its place (a
+#: C object has no frame; a dump is the same in both modes). Import time only.
+_park_sites: dict[type, Callable[[Any], tuple[str, str, int]]] = {}
 
 
-def register_unpark(code: CodeType, unparkf: Callable[[G, FrameType], None]) -> None:
-    """A G whose innermost frame runs ``code`` is parked in a wait queue that
-    ``unparkf(g, frame)`` takes it off (if it is still there: a waker may
-    have dequeued it already). Called at import by the modules that park."""
-    _unparkers[code] = unparkf
+def register_unpark(where: CodeType | type, unparkf: Callable[[G, Any], None]) -> None:
+    """A G whose innermost frame runs code object ``where`` (or that waits
+    in an awaitable of type ``where``) is parked in a wait queue that
+    ``unparkf(g, frame_or_awaitable)`` takes it off (if it is still there:
+    a waker may have dequeued it already). Called at import by the modules
+    that park."""
+    _unparkers[where] = unparkf
 
 
-def await_frames(g: G) -> list[FrameType]:
-    """The frames of ``g``'s await chain, outermost first, down to the one
-    suspended at the yield (empty once finished). Only for a G that no M is
-    running."""
-    coro: Any = g.coro
-    frames = []
+def register_park_site(tp: type, sitef: Callable[[Any], tuple[str, str, int]]) -> None:
+    """Dumps show a G waiting in an awaitable of C type ``tp`` as the frame
+    ``sitef(awaitable)`` gives: ``(qualname, filename, line)``."""
+    _park_sites[tp] = sitef
+
+
+def await_chain(coro: Any) -> list[Any]:
+    """The objects of a coroutine's await chain, outermost first: each
+    coroutine or generator, then what it awaits, down to the innermost
+    awaitable (a suspended generator, or a C awaitable). Only for a G that
+    no M is running."""
+    chain = []
     while coro is not None:
-        f = getattr(coro, "cr_frame", None) or getattr(coro, "gi_frame", None)
-        if f is not None:
-            frames.append(f)
+        chain.append(coro)
         coro = getattr(coro, "cr_await", None) or getattr(coro, "gi_yieldfrom", None)
-    return frames
+    return chain
+
+
+def frame_of(obj: Any) -> FrameType | None:
+    """The frame of a coroutine or generator of an await chain (None for a
+    C awaitable, or once finished)."""
+    return getattr(obj, "cr_frame", None) or getattr(obj, "gi_frame", None)
+
+
+def park_site(obj: Any) -> tuple[str, str, int] | None:
+    """What dumps show for ``obj``, an await chain's C awaitable, if registered."""
+    f = _park_sites.get(type(obj))
+    return None if f is None else f(obj)
 
 
 def unpark(g: G) -> None:
     """Take a parked ``g`` off the wait queue it parked in, if it is still
     there and the parking site registered how (``register_unpark``: the
-    innermost registered frame, since a site may park through ``gopark``).
-    For a G that no M is running (``run()`` closing the goroutines left)."""
-    for frame in reversed(await_frames(g)):
-        f = _unparkers.get(frame.f_code)
+    innermost registered frame, since a site may park through ``gopark``,
+    or the C awaitable it waits in). For a G that no M is running (``run()``
+    closing the goroutines left)."""
+    for obj in reversed(await_chain(g.coro)):
+        frame = frame_of(obj)
+        f = _unparkers.get(type(obj) if frame is None else frame.f_code)
         if f is not None:
-            f(g, frame)
+            f(g, obj if frame is None else frame)
             return
 
 
@@ -466,6 +497,8 @@ def make_coroutine(
         return coro
     if isinstance(coro, types.GeneratorType) and coro.gi_code.co_flags & _CO_ITERABLE_COROUTINE:
         return _as_coroutine(coro)
+    if type(coro) in _park_sites:  # a C awaitable of ours (``gr.go(ch.recv)``)
+        return _as_coroutine(coro)
     raise TypeError(f"{what}: {fn!r} returned {type(coro).__name__}, not a coroutine")
 
 
@@ -509,11 +542,19 @@ def _claim_fresh(coro: Any, what: str) -> None:
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+#: Methods of C types that return one of our awaitables (``returns_awaitable``
+#: cannot mark them with an attribute). Import time only.
+_awaitable_methods: set[Any] = set()
+
+
 def returns_awaitable(fn: F) -> F:
     """Mark a plain function that returns one of our awaitables (a
-    ``types.coroutine`` generator), so that ``go(fn)`` accepts it like an
-    async function (``gr.go(ch.recv)``)."""
-    fn.__goroutines_awaitable__ = True  # type: ignore[attr-defined]
+    ``types.coroutine`` generator, or a C awaitable of the accelerator), so
+    that ``go(fn)`` accepts it like an async function (``gr.go(ch.recv)``)."""
+    try:
+        fn.__goroutines_awaitable__ = True  # type: ignore[attr-defined]
+    except AttributeError:  # a C type's method descriptor
+        _awaitable_methods.add(fn)
     return fn
 
 
@@ -521,6 +562,11 @@ def is_async_callable(fn: Any) -> bool:
     """Whether calling ``fn`` gives a coroutine, judged without calling it."""
     if getattr(getattr(fn, "__func__", fn), "__goroutines_awaitable__", False):
         return True
+    if _awaitable_methods and isinstance(fn, types.BuiltinMethodType):
+        # a bound method of a C type (``ch.recv`` of the accelerator's Chan)
+        owner = getattr(fn, "__self__", None)
+        if getattr(type(owner), fn.__name__, None) in _awaitable_methods:
+            return True
     code = getattr(fn, "__code__", None)
     if code is not None:  # functions and bound methods
         return bool(code.co_flags & (_CO_COROUTINE | _CO_ITERABLE_COROUTINE))

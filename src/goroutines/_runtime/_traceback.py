@@ -25,7 +25,7 @@ from collections.abc import Iterator
 from types import FrameType
 from typing import Any
 
-from ._goroutine import WRAPPER_CODE, G, GStatus
+from ._goroutine import WRAPPER_CODE, G, GStatus, frame_of, park_site
 from ._machine import current_m
 
 __all__ = ["format_g", "stack_dump"]
@@ -34,28 +34,44 @@ __all__ = ["format_g", "stack_dump"]
 _PKG = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
 
 
-def _await_frames(coro: Any) -> Iterator[FrameType]:
+#: A line of a dump's stack: (qualname, filename, line).
+Where = tuple[str, str, int]
+
+
+def _await_frames(coro: Any) -> Iterator[Where]:
     while coro is not None:
-        frame = getattr(coro, "cr_frame", None) or getattr(coro, "gi_frame", None)
+        frame = frame_of(coro)
         if frame is not None:
             if frame.f_code is WRAPPER_CODE:
                 # ``make_coroutine``'s wrapper of a generator: show the
                 # generator, even before the wrapper has started it.
                 coro = frame.f_locals["gen"]
                 continue
-            yield frame
+            yield _where(frame)
+        else:
+            # A C awaitable (the accelerator's channel operation): shown as
+            # the reference's frame it stands for, so dumps do not depend on
+            # the mode.
+            site = park_site(coro)
+            if site is not None:
+                yield site
         coro = getattr(coro, "cr_await", None) or getattr(coro, "gi_yieldfrom", None)
 
 
-def _running_frames() -> list[FrameType]:
+def _where(f: FrameType) -> Where:
+    code = f.f_code
+    return (code.co_qualname, code.co_filename, f.f_lineno)
+
+
+def _running_frames() -> list[Where]:
     """The calling goroutine's own frames, innermost last, up to its M's loop."""
-    frames: list[FrameType] = []
+    frames: list[Where] = []
     f: FrameType | None = sys._getframe(1)
     while f is not None and f.f_code.co_filename.startswith(_PKG):  # the dump itself
         f = f.f_back
     while f is not None and not f.f_code.co_filename.endswith("_machine.py"):
         if f.f_code is not WRAPPER_CODE:
-            frames.append(f)
+            frames.append(_where(f))
         f = f.f_back
     frames.reverse()
     return frames
@@ -78,9 +94,8 @@ def format_g(g: G, now: float, me: G | None) -> str:
         lines.append("  (running on another thread)")
     else:
         frames = list(_await_frames(g.coro))
-    for f in frames:
-        code = f.f_code
-        lines.append(f"  {code.co_qualname}(...)\n      {code.co_filename}:{f.f_lineno}")
+    for qualname, filename, line in frames:
+        lines.append(f"  {qualname}(...)\n      {filename}:{line}")
     if g.created_by is not None:
         file, line, fn = g.created_by
         lines.append(f"created by {fn}\n      {file}:{line}")

@@ -1,0 +1,1217 @@
+/* goroutines._speedups: the C accelerator of goroutines' hot paths.
+ *
+ * What is here: the core of a channel (``ChanCore``: its fields, ``send``,
+ * ``recv``, ``recv_ok`` and ``__anext__``) and the awaitable those return
+ * (``ChanOp``). Everything else of ``Chan`` (close, the select support, the
+ * binding to a run) is Python code of ``goroutines._chan`` shared by both
+ * modes: ``Chan`` subclasses either this ``ChanCore`` or the pure-Python
+ * ``_ChanCore``, which is the reference. The two must behave identically;
+ * read ``_chan._ChanCore`` first: every branch below mirrors a line there.
+ *
+ * The park protocol (``goroutines._runtime._goroutine``): a waiter takes
+ * the channel's lock, enqueues its G, sets its wait reason and yields
+ * ``Unlock(lock.release)`` to its M, which calls it once the coroutine is
+ * suspended. A ``ChanOp`` does exactly that: its first ``send`` either
+ * completes (PYGEN_RETURN) or returns the unlock object (PYGEN_NEXT, the
+ * yield); its second reads what the waker left in the G.
+ *
+ * Locks and threads. The channel's ``lock`` is the Python lock object made
+ * by ``_lockrank.new_lock`` (a ``_thread.lock``, or the checking wrapper
+ * under GOROUTINES_DEBUG=lockrank=1), taken through its ``acquire`` and
+ * ``release`` methods, so that the Python code of ``select``, ``close`` and
+ * the timers, which takes the same lock, excludes us and we exclude it.
+ * Every field of a ChanCore is read and written only with ``lock`` held
+ * (or while the object is being made). A ChanOp belongs to the one
+ * goroutine awaiting it, so its fields need no lock.
+ *
+ * No borrowed reference is held across a call that can run Python code
+ * (``acquire`` may, in lockrank mode; ``wake`` does): values taken out of
+ * the queues are owned references. On a free-threaded build (3.13t) the
+ * GIL no longer makes a C function atomic; what keeps this code correct
+ * there is the same ``lock`` (every shared field is under it; the queues
+ * are deques touched only under it; a select's claim is ``list.pop``,
+ * atomic by the list's own lock), plus one thing it does not cover: the
+ * direct slot stores into a G (``g_set``) race with nothing, because a G in
+ * a wait queue is touched only by the one waker that dequeued it, under
+ * the channel's lock. We do not declare the module free-threading-safe
+ * (``Py_mod_gil``) yet: no free-threaded interpreter is available to test
+ * it on, and the scheduler's gate handshake (``M.at_gate``) still needs a
+ * store-load fence there.
+ *
+ * Module state: the objects it needs from the Python side (the G class,
+ * the thread-local where an M keeps itself, ``goready``, the wait reasons,
+ * ``ChanClosed``, ``new_lock``) are handed over once by ``init`` from
+ * ``goroutines._chan``, and kept in static variables: the module supports
+ * one interpreter.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <structmember.h>
+#include <stddef.h>
+
+/* Bumped whenever the Python side's expectations change: ``_accel``
+ * refuses (and runs the reference) if a stale build is found. */
+#define API_VERSION 1
+
+/* ------------------------------------------------------------------ state */
+
+static PyObject *G_type;            /* _goroutine.G */
+static PyObject *tls;               /* _machine._tls: ``m`` is this thread's M */
+static PyObject *goready;           /* _scheduler.ready */
+static PyObject *reason_send;       /* WaitReason.CHAN_SEND */
+static PyObject *reason_recv;       /* WaitReason.CHAN_RECEIVE */
+static PyObject *ChanClosed;        /* goroutines.ChanClosed */
+static PyObject *not_in_goroutine;  /* () -> the RuntimeError to raise */
+static PyObject *new_lock;          /* _lockrank.new_lock */
+static PyObject *chan_rank;         /* LockRank.CHAN */
+static PyObject *Unlock_type;       /* _goroutine.Unlock */
+static int ready_ok = 0;
+
+/* Offsets of G's slots (read off its member descriptors by ``init``), so
+ * that a G's fields are one load or store, as the member descriptor does. */
+static Py_ssize_t off_elem = -1, off_success = -1, off_wait_reason = -1;
+
+static PyObject *s_popleft, *s_append, *s_remove, *s_pop, *s_wake, *s_elem, *s_success,
+    *s_wait_reason, *s_sel, *s_m, *s_curg, *s_acquire, *s_release, *s_check_bound;
+
+/* ------------------------------------------------------------ G's fields */
+
+static inline int
+is_g(PyObject *o)
+{
+    return (PyObject *)Py_TYPE(o) == G_type;
+}
+
+/* New reference to field ``off``/``name`` of waiter ``sg`` (a G or a Sudog). */
+static PyObject *
+w_get(PyObject *sg, Py_ssize_t off, PyObject *name)
+{
+    if (is_g(sg) && off >= 0) {
+        PyObject *v = *(PyObject **)((char *)sg + off);
+        if (v == NULL) {
+            return PyObject_GetAttr(sg, name); /* raises AttributeError */
+        }
+        return Py_NewRef(v);
+    }
+    return PyObject_GetAttr(sg, name);
+}
+
+/* Set field ``off``/``name`` of waiter ``sg`` to ``v`` (borrowed). */
+static int
+w_set(PyObject *sg, Py_ssize_t off, PyObject *name, PyObject *v)
+{
+    if (is_g(sg) && off >= 0) {
+        PyObject **slot = (PyObject **)((char *)sg + off);
+        PyObject *old = *slot;
+        *slot = Py_NewRef(v);
+        Py_XDECREF(old);
+        return 0;
+    }
+    return PyObject_SetAttr(sg, name, v);
+}
+
+#define W_GET(sg, f) w_get((sg), off_##f, s_##f)
+#define W_SET(sg, f, v) w_set((sg), off_##f, s_##f, (v))
+
+/* The G running on this thread (new reference), or NULL with no error set
+ * if there is none (``getg_or_none``). NULL with an error on failure. */
+static PyObject *
+getg_or_none(void)
+{
+    PyObject *m = PyObject_GetAttr(tls, s_m);
+    if (m == NULL) {
+        if (PyErr_ExceptionMatches(PyExc_AttributeError)) {
+            PyErr_Clear();
+        }
+        return NULL;
+    }
+    PyObject *g = PyObject_GetAttr(m, s_curg);
+    Py_DECREF(m);
+    if (g == Py_None) {
+        Py_DECREF(g);
+        return NULL;
+    }
+    return g;
+}
+
+/* Make the dequeued waiter ``sg`` runnable (``sg.wake()``; a G directly
+ * through ``goready``). Steals the reference to ``sg``. */
+static int
+wake(PyObject *sg)
+{
+    PyObject *r;
+    if (is_g(sg)) {
+        r = PyObject_CallOneArg(goready, sg);
+    }
+    else {
+        r = PyObject_CallMethodNoArgs(sg, s_wake);
+    }
+    Py_DECREF(sg);
+    if (r == NULL) {
+        return -1;
+    }
+    Py_DECREF(r);
+    return 0;
+}
+
+/* ---------------------------------------------------------------- ChanCore */
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *lock;
+    PyObject *acquire; /* lock.acquire, lock.release: bound once */
+    PyObject *release;
+    PyObject *unlock;  /* Unlock(lock.release): what a parking G yields */
+    PyObject *buf;     /* deque of values */
+    PyObject *recvq;   /* deques of waiters (G or Sudog) */
+    PyObject *sendq;
+    PyObject *bound;   /* (run_id, what) or None: see Chan.bind_to_run */
+    PyObject *capobj;  /* the capacity as given (``_cap``, ``cap``) */
+    Py_ssize_t cap;
+    Py_ssize_t room;   /* cap while open, -1 once closed */
+    Py_ssize_t ndead;
+    char closed;
+} ChanCore;
+
+static PyTypeObject ChanCore_Type;
+static PyTypeObject ChanOp_Type;
+
+static int
+lock_acquire(ChanCore *ch)
+{
+    PyObject *r = PyObject_CallNoArgs(ch->acquire);
+    if (r == NULL) {
+        return -1;
+    }
+    Py_DECREF(r);
+    return 0;
+}
+
+
+static int
+lock_release(ChanCore *ch)
+{
+    PyObject *r = PyObject_CallNoArgs(ch->release);
+    if (r == NULL) {
+        return -1;
+    }
+    Py_DECREF(r);
+    return 0;
+}
+
+/* Release the lock on an error path, keeping the error that is set. */
+static void
+lock_release_on_error(ChanCore *ch)
+{
+    PyObject *t, *v, *tb;
+    PyErr_Fetch(&t, &v, &tb);
+    PyObject *r = PyObject_CallNoArgs(ch->release);
+    if (r == NULL) {
+        PyErr_WriteUnraisable(ch->release);
+    }
+    else {
+        Py_DECREF(r);
+    }
+    PyErr_Restore(t, v, tb);
+}
+
+static PyObject *deque_type;
+static PyObject *zero;
+
+static inline PyObject *
+q_popleft(PyObject *q)
+{
+    return PyObject_CallMethodNoArgs(q, s_popleft);
+}
+
+static inline int
+q_append(PyObject *q, PyObject *v)
+{
+    PyObject *r = PyObject_CallMethodOneArg(q, s_append, v);
+    if (r == NULL) {
+        return -1;
+    }
+    Py_DECREF(r);
+    return 0;
+}
+
+/* ``_chan._claim``: 1 if ``sg`` is no select's waiter or its select had
+ * not fired yet (claimed now), 0 if it had, -1 on error. Lock held. */
+static int
+claim(PyObject *sg)
+{
+    PyObject *sel = PyObject_GetAttr(sg, s_sel);
+    if (sel == NULL) {
+        return -1;
+    }
+    if (sel == Py_None) {
+        Py_DECREF(sel);
+        return 1;
+    }
+    PyObject *r = PyObject_CallMethodNoArgs(sel, s_pop); /* atomic: one case wins */
+    Py_DECREF(sel);
+    if (r == NULL) {
+        if (PyErr_ExceptionMatches(PyExc_IndexError)) {
+            PyErr_Clear();
+            return 0;
+        }
+        return -1;
+    }
+    Py_DECREF(r);
+    return 1;
+}
+
+/* ``_chan.dequeue``: the first live waiter of ``q`` (new reference), or
+ * NULL: with an error set on failure, without one if there is none. */
+static PyObject *
+dequeue(PyObject *q)
+{
+    for (;;) {
+        Py_ssize_t n = PyObject_Size(q);
+        if (n <= 0) {
+            return NULL;
+        }
+        PyObject *sg = q_popleft(q);
+        if (sg == NULL) {
+            return NULL;
+        }
+        if (is_g(sg)) {
+            return sg;
+        }
+        int c = claim(sg);
+        if (c != 0) {
+            if (c < 0) {
+                Py_DECREF(sg);
+                return NULL;
+            }
+            return sg;
+        }
+        Py_DECREF(sg); /* that select already fired on another case */
+    }
+}
+
+static int
+ChanCore_init(ChanCore *self, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"cap", NULL};
+    PyObject *capo = NULL;
+    if (!ready_ok) {
+        PyErr_SetString(PyExc_RuntimeError, "goroutines._speedups.init() was not called");
+        return -1;
+    }
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "|O:Chan", kwlist, &capo)) {
+        return -1;
+    }
+    Py_ssize_t cap = 0;
+    if (capo == NULL) {
+        capo = PyLong_FromLong(0);
+        if (capo == NULL) {
+            return -1;
+        }
+    }
+    else {
+        if (!PyLong_Check(capo) || PyBool_Check(capo)) {
+            PyObject *name = PyType_GetName(Py_TYPE(capo));
+            if (name != NULL) {
+                PyErr_Format(PyExc_TypeError, "Chan capacity must be an int, got %U", name);
+                Py_DECREF(name);
+            }
+            return -1;
+        }
+        int neg = PyObject_RichCompareBool(capo, zero, Py_LT);
+        if (neg < 0) {
+            return -1;
+        }
+        if (neg) {
+            PyErr_Format(PyExc_ValueError, "Chan capacity must be >= 0, got %S", capo);
+            return -1;
+        }
+        cap = PyLong_AsSsize_t(capo);
+        if (cap == -1 && PyErr_Occurred()) {
+            if (!PyErr_ExceptionMatches(PyExc_OverflowError)) {
+                return -1;
+            }
+            PyErr_Clear();
+            cap = PY_SSIZE_T_MAX; /* no deque gets that long */
+        }
+        Py_INCREF(capo);
+    }
+    PyObject *lock = PyObject_CallFunctionObjArgs(new_lock, chan_rank, (PyObject *)self, NULL);
+    if (lock == NULL) {
+        Py_DECREF(capo);
+        return -1;
+    }
+    PyObject *acquire = PyObject_GetAttr(lock, s_acquire);
+    PyObject *release = acquire ? PyObject_GetAttr(lock, s_release) : NULL;
+    PyObject *unlock = release ? PyObject_CallOneArg(Unlock_type, release) : NULL;
+    PyObject *buf = unlock ? PyObject_CallNoArgs(deque_type) : NULL;
+    PyObject *recvq = buf ? PyObject_CallNoArgs(deque_type) : NULL;
+    PyObject *sendq = recvq ? PyObject_CallNoArgs(deque_type) : NULL;
+    if (sendq == NULL) {
+        Py_DECREF(capo);
+        Py_DECREF(lock);
+        Py_XDECREF(acquire);
+        Py_XDECREF(release);
+        Py_XDECREF(unlock);
+        Py_XDECREF(buf);
+        Py_XDECREF(recvq);
+        return -1;
+    }
+    Py_XSETREF(self->lock, lock);
+    Py_XSETREF(self->acquire, acquire);
+    Py_XSETREF(self->release, release);
+    Py_XSETREF(self->unlock, unlock);
+    Py_XSETREF(self->buf, buf);
+    Py_XSETREF(self->recvq, recvq);
+    Py_XSETREF(self->sendq, sendq);
+    Py_XSETREF(self->bound, Py_NewRef(Py_None));
+    Py_XSETREF(self->capobj, capo);
+    self->cap = cap;
+    self->room = cap;
+    self->ndead = 0;
+    self->closed = 0;
+    return 0;
+}
+
+static int
+ChanCore_traverse(ChanCore *self, visitproc visit, void *arg)
+{
+    /* A heap subclass's type is visited, and decref'd at dealloc, by
+     * ``subtype_traverse``/``subtype_dealloc``, not here. */
+    Py_VISIT(self->lock);
+    Py_VISIT(self->acquire);
+    Py_VISIT(self->release);
+    Py_VISIT(self->unlock);
+    Py_VISIT(self->buf);
+    Py_VISIT(self->recvq);
+    Py_VISIT(self->sendq);
+    Py_VISIT(self->bound);
+    Py_VISIT(self->capobj);
+    return 0;
+}
+
+static int
+ChanCore_clear(ChanCore *self)
+{
+    Py_CLEAR(self->lock);
+    Py_CLEAR(self->acquire);
+    Py_CLEAR(self->release);
+    Py_CLEAR(self->unlock);
+    Py_CLEAR(self->buf);
+    Py_CLEAR(self->recvq);
+    Py_CLEAR(self->sendq);
+    Py_CLEAR(self->bound);
+    Py_CLEAR(self->capobj);
+    return 0;
+}
+
+static void
+ChanCore_dealloc(ChanCore *self)
+{
+    PyObject_GC_UnTrack(self);
+    ChanCore_clear(self);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyObject *
+get_queue(ChanCore *self, void *which)
+{
+    PyObject *q = which ? self->sendq : self->recvq;
+    if (q == NULL) {
+        Py_RETURN_NONE;
+    }
+    return Py_NewRef(q);
+}
+
+/* ``forget_locked`` replaces the queues (compaction): only by deques. */
+static int
+set_queue(ChanCore *self, PyObject *v, void *which)
+{
+    if (v == NULL || !PyObject_TypeCheck(v, (PyTypeObject *)deque_type)) {
+        PyErr_SetString(PyExc_TypeError, "a Chan's wait queue must be a deque");
+        return -1;
+    }
+    Py_XSETREF(*(which ? &self->sendq : &self->recvq), Py_NewRef(v));
+    return 0;
+}
+
+static PyMemberDef ChanCore_members[] = {
+    {"lock", T_OBJECT, offsetof(ChanCore, lock), READONLY, NULL},
+    {"_unlock", T_OBJECT, offsetof(ChanCore, unlock), READONLY, NULL},
+    {"_buf", T_OBJECT, offsetof(ChanCore, buf), READONLY, NULL},
+    {"_bound", T_OBJECT, offsetof(ChanCore, bound), 0, NULL},
+    {"_cap", T_OBJECT, offsetof(ChanCore, capobj), READONLY, NULL},
+    {"_room", T_PYSSIZET, offsetof(ChanCore, room), 0, NULL},
+    {"_ndead", T_PYSSIZET, offsetof(ChanCore, ndead), 0, NULL},
+    {"_closed", T_BOOL, offsetof(ChanCore, closed), 0, NULL},
+    {NULL},
+};
+
+static PyGetSetDef ChanCore_getset[] = {
+    {"_recvq", (getter)get_queue, (setter)set_queue, NULL, NULL},
+    {"_sendq", (getter)get_queue, (setter)set_queue, NULL, (void *)1},
+    {NULL},
+};
+
+/* ------------------------------------------------------------------ ChanOp */
+
+enum { OP_SEND, OP_RECV, OP_NEXT, OP_RECV_OK };
+enum { ST_NEW, ST_PARKED, ST_DONE };
+
+static const char *op_qualname[] = {"Chan.send", "Chan.recv", "Chan.__anext__", "Chan.recv_ok"};
+
+/* One ``await ch.send(v)`` / ``ch.recv()`` / ``ch.recv_ok()`` / ``async for``
+ * step: the C counterpart of the reference's generator for it. */
+typedef struct {
+    PyObject_HEAD
+    ChanCore *ch;
+    PyObject *value; /* send: the value, until it is handed over or queued */
+    PyObject *g;     /* the parked G (ST_PARKED) */
+    int kind;
+    int state;
+} ChanOp;
+
+static PyObject *
+make_op(ChanCore *ch, int kind, PyObject *value)
+{
+    if (ch->lock == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "Chan.__init__ was not called");
+        return NULL;
+    }
+    ChanOp *op = PyObject_GC_New(ChanOp, &ChanOp_Type);
+    if (op == NULL) {
+        return NULL;
+    }
+    op->ch = (ChanCore *)Py_NewRef(ch);
+    op->value = Py_XNewRef(value);
+    op->g = NULL;
+    op->kind = kind;
+    op->state = ST_NEW;
+    PyObject_GC_Track(op);
+    return (PyObject *)op;
+}
+
+static PyObject *
+ChanCore_send(ChanCore *self, PyObject *v)
+{
+    return make_op(self, OP_SEND, v);
+}
+
+static PyObject *
+ChanCore_recv(ChanCore *self, PyObject *Py_UNUSED(ignored))
+{
+    return make_op(self, OP_RECV, NULL);
+}
+
+static PyObject *
+ChanCore_recv_ok(ChanCore *self, PyObject *Py_UNUSED(ignored))
+{
+    return make_op(self, OP_RECV_OK, NULL);
+}
+
+static PyObject *
+ChanCore_anext(ChanCore *self)
+{
+    return make_op(self, OP_NEXT, NULL);
+}
+
+/* The operation is over: ``*pres`` = what the await gives (``v`` stolen;
+ * ``v`` NULL means "nothing": a send's None). */
+static PySendResult
+op_return(ChanOp *op, PyObject *v, PyObject **pres)
+{
+    op->state = ST_DONE;
+    if (v == NULL) {
+        v = Py_NewRef(Py_None);
+    }
+    if (op->kind == OP_RECV_OK) {
+        PyObject *t = PyTuple_Pack(2, v, Py_True);
+        Py_DECREF(v);
+        if (t == NULL) {
+            *pres = NULL;
+            return PYGEN_ERROR;
+        }
+        v = t;
+    }
+    *pres = v;
+    return PYGEN_RETURN;
+}
+
+/* A receive on a closed and drained channel (``_chan._drained``). */
+static PySendResult
+op_drained(ChanOp *op, PyObject **pres)
+{
+    op->state = ST_DONE;
+    switch (op->kind) {
+    case OP_RECV:
+        *pres = Py_NewRef(Py_None);
+        return PYGEN_RETURN;
+    case OP_NEXT:
+        PyErr_SetNone(PyExc_StopAsyncIteration);
+        *pres = NULL;
+        return PYGEN_ERROR;
+    default:
+        *pres = PyTuple_Pack(2, Py_None, Py_False);
+        return *pres ? PYGEN_RETURN : PYGEN_ERROR;
+    }
+}
+
+static PySendResult
+op_error(ChanOp *op, PyObject **pres)
+{
+    op->state = ST_DONE;
+    Py_CLEAR(op->value);
+    *pres = NULL;
+    return PYGEN_ERROR;
+}
+
+/* Release the lock, then ready the waiter ``sg`` (stolen) and return ``v``. */
+static PySendResult
+op_handoff(ChanOp *op, PyObject *sg, PyObject *v, PyObject **pres)
+{
+    ChanCore *ch = op->ch;
+    if (lock_release(ch) < 0) {
+        Py_DECREF(sg);
+        Py_XDECREF(v);
+        return op_error(op, pres);
+    }
+    if (wake(sg) < 0) {
+        Py_XDECREF(v);
+        return op_error(op, pres);
+    }
+    return op_return(op, v, pres);
+}
+
+/* Park the calling goroutine on queue ``q`` (lock held): its G with
+ * ``elem`` = ``elem`` and ``success`` False joins the queue, and the
+ * await yields ``Unlock(lock.release)`` (the M releases the lock once the
+ * coroutine is suspended). On a channel that a run's object alone sends on
+ * (``_bound``) and whose run has ended, or outside a goroutine, raises. */
+static PySendResult
+op_park(ChanOp *op, PyObject *q, PyObject *elem, PyObject *reason, PyObject **pres)
+{
+    ChanCore *ch = op->ch;
+    if (ch->bound != NULL && ch->bound != Py_None) {
+        /* releases the lock when it raises */
+        PyObject *r = PyObject_CallMethodNoArgs((PyObject *)ch, s_check_bound);
+        if (r == NULL) {
+            return op_error(op, pres);
+        }
+        Py_DECREF(r);
+    }
+    PyObject *g = getg_or_none();
+    if (g == NULL) {
+        if (PyErr_Occurred()) {
+            lock_release_on_error(ch);
+            return op_error(op, pres);
+        }
+        if (lock_release(ch) == 0) {
+            PyObject *exc = PyObject_CallNoArgs(not_in_goroutine);
+            if (exc != NULL) {
+                PyErr_SetObject((PyObject *)Py_TYPE(exc), exc);
+                Py_DECREF(exc);
+            }
+        }
+        return op_error(op, pres);
+    }
+    if (W_SET(g, elem, elem) < 0 || W_SET(g, success, Py_False) < 0 || q_append(q, g) < 0) {
+        Py_DECREF(g);
+        lock_release_on_error(ch);
+        return op_error(op, pres);
+    }
+    if (W_SET(g, wait_reason, reason) < 0) {
+        /* queued already: it must park (a G's slot store cannot fail) */
+        PyErr_WriteUnraisable((PyObject *)op);
+    }
+    op->g = g;
+    op->state = ST_PARKED;
+    Py_CLEAR(op->value); /* the G's ``elem`` holds it now */
+    *pres = Py_NewRef(ch->unlock);
+    return PYGEN_NEXT; /* gopark */
+}
+
+/* ``_ChanCore._send`` up to its yield. */
+static PySendResult
+send_start(ChanOp *op, PyObject **pres)
+{
+    ChanCore *ch = op->ch;
+    PyObject *v = op->value;
+    if (lock_acquire(ch) < 0) {
+        return op_error(op, pres);
+    }
+    Py_ssize_t n = PyObject_Size(ch->recvq);
+    if (n < 0) {
+        goto error;
+    }
+    if (n > 0) {
+        PyObject *sg = q_popleft(ch->recvq);
+        if (sg == NULL) {
+            goto error;
+        }
+        if (!is_g(sg)) {
+            int c = claim(sg);
+            if (c <= 0) {
+                Py_DECREF(sg);
+                if (c < 0) {
+                    goto error;
+                }
+                sg = dequeue(ch->recvq);
+                if (sg == NULL && PyErr_Occurred()) {
+                    goto error;
+                }
+            }
+        }
+        if (sg != NULL) { /* a parked receiver: hand it v (it never sees the buffer) */
+            if (W_SET(sg, elem, v) < 0 || W_SET(sg, success, Py_True) < 0) {
+                Py_DECREF(sg);
+                goto error;
+            }
+            Py_CLEAR(op->value);
+            return op_handoff(op, sg, NULL, pres);
+        }
+    }
+    n = PyObject_Size(ch->buf);
+    if (n < 0) {
+        goto error;
+    }
+    if (n < ch->room) {
+        if (q_append(ch->buf, v) < 0) {
+            goto error;
+        }
+        Py_CLEAR(op->value);
+        if (lock_release(ch) < 0) {
+            return op_error(op, pres);
+        }
+        return op_return(op, NULL, pres);
+    }
+    if (ch->closed) {
+        if (lock_release(ch) == 0) {
+            PyErr_SetString(ChanClosed, "send on closed channel");
+        }
+        return op_error(op, pres);
+    }
+    return op_park(op, ch->sendq, v, reason_send, pres);
+error:
+    lock_release_on_error(ch);
+    return op_error(op, pres);
+}
+
+/* ``_ChanCore._recv`` up to its yield. */
+static PySendResult
+recv_start(ChanOp *op, PyObject **pres)
+{
+    ChanCore *ch = op->ch;
+    if (lock_acquire(ch) < 0) {
+        return op_error(op, pres);
+    }
+    for (;;) { /* again after a select's waiter that had fired elsewhere */
+        Py_ssize_t n = PyObject_Size(ch->buf);
+        if (n < 0) {
+            goto error;
+        }
+        if (n > 0) {
+            PyObject *v = q_popleft(ch->buf);
+            if (v == NULL) {
+                goto error;
+            }
+            n = PyObject_Size(ch->sendq);
+            if (n < 0) {
+                Py_DECREF(v);
+                goto error;
+            }
+            if (n > 0) { /* the buffer was full: a waiting sender's value moves in */
+                PyObject *sg = dequeue(ch->sendq);
+                if (sg == NULL && PyErr_Occurred()) {
+                    Py_DECREF(v);
+                    goto error;
+                }
+                if (sg != NULL) {
+                    PyObject *e = W_GET(sg, elem);
+                    if (e == NULL || q_append(ch->buf, e) < 0 ||
+                        W_SET(sg, success, Py_True) < 0) {
+                        Py_XDECREF(e);
+                        Py_DECREF(sg);
+                        Py_DECREF(v);
+                        goto error;
+                    }
+                    Py_DECREF(e);
+                    return op_handoff(op, sg, v, pres);
+                }
+            }
+            if (lock_release(ch) < 0) {
+                Py_DECREF(v);
+                return op_error(op, pres);
+            }
+            return op_return(op, v, pres);
+        }
+        n = PyObject_Size(ch->sendq);
+        if (n < 0) {
+            goto error;
+        }
+        if (n == 0) {
+            break;
+        }
+        PyObject *sg = q_popleft(ch->sendq);
+        if (sg == NULL) {
+            goto error;
+        }
+        int c = is_g(sg) ? 1 : claim(sg);
+        if (c < 0) {
+            Py_DECREF(sg);
+            goto error;
+        }
+        if (c) { /* a parked sender: take its value, ready it */
+            PyObject *v = W_GET(sg, elem);
+            if (v == NULL || W_SET(sg, success, Py_True) < 0) {
+                Py_XDECREF(v);
+                Py_DECREF(sg);
+                goto error;
+            }
+            return op_handoff(op, sg, v, pres);
+        }
+        Py_DECREF(sg);
+    }
+    if (ch->closed) { /* and drained */
+        if (lock_release(ch) < 0) {
+            return op_error(op, pres);
+        }
+        return op_drained(op, pres);
+    }
+    return op_park(op, ch->recvq, Py_None, reason_recv, pres);
+error:
+    lock_release_on_error(ch);
+    return op_error(op, pres);
+}
+
+/* After the park: what the waker (or ``close``) left in the G. */
+static PySendResult
+op_resume(ChanOp *op, PyObject **pres)
+{
+    PyObject *g = op->g;
+    op->g = NULL;
+    PyObject *v = W_GET(g, elem);
+    PyObject *succ = v ? W_GET(g, success) : NULL;
+    if (succ == NULL || W_SET(g, elem, Py_None) < 0) {
+        Py_XDECREF(v);
+        Py_XDECREF(succ);
+        Py_DECREF(g);
+        return op_error(op, pres);
+    }
+    Py_DECREF(g);
+    int ok = PyObject_IsTrue(succ);
+    Py_DECREF(succ);
+    if (ok < 0) {
+        Py_DECREF(v);
+        return op_error(op, pres);
+    }
+    if (op->kind == OP_SEND) {
+        Py_DECREF(v);
+        if (!ok) {
+            PyErr_SetString(ChanClosed, "send on closed channel");
+            return op_error(op, pres);
+        }
+        return op_return(op, NULL, pres);
+    }
+    if (ok) {
+        return op_return(op, v, pres);
+    }
+    Py_DECREF(v);
+    return op_drained(op, pres); /* woken by close */
+}
+
+static PySendResult
+ChanOp_am_send(ChanOp *op, PyObject *arg, PyObject **pres)
+{
+    switch (op->state) {
+    case ST_NEW:
+        if (arg != Py_None) {
+            PyErr_SetString(PyExc_TypeError, "can't send non-None value to a just-started generator");
+            *pres = NULL;
+            return PYGEN_ERROR;
+        }
+        return op->kind == OP_SEND ? send_start(op, pres) : recv_start(op, pres);
+    case ST_PARKED:
+        return op_resume(op, pres);
+    default:
+        PyErr_Format(PyExc_RuntimeError, "cannot reuse already awaited %s", op_qualname[op->kind]);
+        *pres = NULL;
+        return PYGEN_ERROR;
+    }
+}
+
+/* StopIteration carrying ``v`` (stolen), as a generator's return does. */
+static PyObject *
+stop_iteration(PyObject *v)
+{
+    if (v == Py_None) {
+        PyErr_SetNone(PyExc_StopIteration);
+    }
+    else {
+        PyObject *e = PyObject_CallOneArg(PyExc_StopIteration, v);
+        if (e != NULL) {
+            PyErr_SetObject(PyExc_StopIteration, e);
+            Py_DECREF(e);
+        }
+    }
+    Py_DECREF(v);
+    return NULL;
+}
+
+static PyObject *
+ChanOp_iternext(ChanOp *op)
+{
+    PyObject *res;
+    PySendResult r = ChanOp_am_send(op, Py_None, &res);
+    if (r == PYGEN_RETURN) {
+        return stop_iteration(res);
+    }
+    return res; /* the yielded value, or NULL with the error */
+}
+
+static PyObject *
+ChanOp_send(ChanOp *op, PyObject *arg)
+{
+    PyObject *res;
+    PySendResult r = ChanOp_am_send(op, arg, &res);
+    if (r == PYGEN_RETURN) {
+        return stop_iteration(res);
+    }
+    return res;
+}
+
+/* The operation ends without completing (``close``, ``throw``): the G is
+ * no longer parked here as far as this op is concerned (a closing run
+ * takes it off the queue: ``Chan``'s unpark hook). */
+static void
+op_abandon(ChanOp *op)
+{
+    op->state = ST_DONE;
+    Py_CLEAR(op->g);
+    Py_CLEAR(op->value);
+}
+
+static PyObject *
+ChanOp_throw(ChanOp *op, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs < 1 || nargs > 3) {
+        PyErr_SetString(PyExc_TypeError, "throw expected 1 to 3 arguments");
+        return NULL;
+    }
+    op_abandon(op);
+    PyObject *typ = args[0];
+    PyObject *val = nargs > 1 ? args[1] : Py_None;
+    PyObject *tb = nargs > 2 ? args[2] : Py_None;
+    PyObject *exc;
+    if (PyExceptionInstance_Check(typ)) {
+        exc = Py_NewRef(typ);
+    }
+    else if (PyExceptionClass_Check(typ)) {
+        if (val != Py_None && PyObject_TypeCheck(val, (PyTypeObject *)typ)) {
+            exc = Py_NewRef(val);
+        }
+        else if (val == Py_None) {
+            exc = PyObject_CallNoArgs(typ);
+        }
+        else {
+            exc = PyObject_CallOneArg(typ, val);
+        }
+        if (exc == NULL) {
+            return NULL;
+        }
+    }
+    else {
+        PyErr_SetString(PyExc_TypeError,
+                        "exceptions must be classes or instances deriving from BaseException");
+        return NULL;
+    }
+    if (tb != Py_None && PyException_SetTraceback(exc, tb) < 0) {
+        Py_DECREF(exc);
+        return NULL;
+    }
+    PyErr_SetObject((PyObject *)Py_TYPE(exc), exc);
+    Py_DECREF(exc);
+    return NULL;
+}
+
+static PyObject *
+ChanOp_close(ChanOp *op, PyObject *Py_UNUSED(ignored))
+{
+    op_abandon(op);
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+ChanOp_get_qualname(ChanOp *op, void *Py_UNUSED(closure))
+{
+    return PyUnicode_FromString(op_qualname[op->kind]);
+}
+
+static PyObject *
+ChanOp_get_name(ChanOp *op, void *Py_UNUSED(closure))
+{
+    return PyUnicode_FromString(op_qualname[op->kind] + 5);
+}
+
+static PyObject *
+ChanOp_get_chan(ChanOp *op, void *Py_UNUSED(closure))
+{
+    return Py_NewRef((PyObject *)op->ch);
+}
+
+static PyObject *
+ChanOp_get_parked(ChanOp *op, void *Py_UNUSED(closure))
+{
+    return PyBool_FromLong(op->state == ST_PARKED);
+}
+
+static PyObject *
+ChanOp_repr(ChanOp *op)
+{
+    return PyUnicode_FromFormat("<%s awaitable at %p>", op_qualname[op->kind], op);
+}
+
+/* ``Chan.send was never awaited``, as Python says of a coroutine. */
+static void
+ChanOp_finalize(ChanOp *op)
+{
+    if (op->state != ST_NEW) {
+        return;
+    }
+    PyObject *t, *v, *tb;
+    PyErr_Fetch(&t, &v, &tb);
+    if (PyErr_WarnFormat(PyExc_RuntimeWarning, 1, "%s was never awaited",
+                         op_qualname[op->kind]) < 0) {
+        PyErr_WriteUnraisable((PyObject *)op);
+    }
+    PyErr_Restore(t, v, tb);
+}
+
+static int
+ChanOp_traverse(ChanOp *op, visitproc visit, void *arg)
+{
+    Py_VISIT(op->ch);
+    Py_VISIT(op->value);
+    Py_VISIT(op->g);
+    return 0;
+}
+
+static int
+ChanOp_clear(ChanOp *op)
+{
+    Py_CLEAR(op->ch);
+    Py_CLEAR(op->value);
+    Py_CLEAR(op->g);
+    return 0;
+}
+
+static void
+ChanOp_dealloc(ChanOp *op)
+{
+    if (PyObject_CallFinalizerFromDealloc((PyObject *)op) < 0) {
+        return; /* resurrected */
+    }
+    PyObject_GC_UnTrack(op);
+    ChanOp_clear(op);
+    PyObject_GC_Del(op);
+}
+
+static PyObject *
+self_iter(PyObject *self)
+{
+    return Py_NewRef(self);
+}
+
+static PyMethodDef ChanOp_methods[] = {
+    {"send", (PyCFunction)ChanOp_send, METH_O, "Resume the operation (as generators do)."},
+    {"throw", (PyCFunction)(void (*)(void))ChanOp_throw, METH_FASTCALL,
+     "Raise an exception at the wait; the operation is abandoned."},
+    {"close", (PyCFunction)ChanOp_close, METH_NOARGS, "Abandon the operation."},
+    {NULL},
+};
+
+static PyGetSetDef ChanOp_getset[] = {
+    {"__qualname__", (getter)ChanOp_get_qualname, NULL, NULL, NULL},
+    {"__name__", (getter)ChanOp_get_name, NULL, NULL, NULL},
+    {"chan", (getter)ChanOp_get_chan, NULL, "The channel.", NULL},
+    {"parked", (getter)ChanOp_get_parked, NULL, "Whether its goroutine waits in it.", NULL},
+    {NULL},
+};
+
+static PyAsyncMethods ChanOp_as_async = {
+    .am_await = self_iter,
+    .am_send = (sendfunc)ChanOp_am_send,
+};
+
+static PyTypeObject ChanOp_Type = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "goroutines._speedups.ChanOp",
+    .tp_doc = "The awaitable of one channel operation (send, recv, recv_ok, async for).",
+    .tp_basicsize = sizeof(ChanOp),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_as_async = &ChanOp_as_async,
+    .tp_iter = self_iter,
+    .tp_iternext = (iternextfunc)ChanOp_iternext,
+    .tp_methods = ChanOp_methods,
+    .tp_getset = ChanOp_getset,
+    .tp_repr = (reprfunc)ChanOp_repr,
+    .tp_finalize = (destructor)ChanOp_finalize,
+    .tp_traverse = (traverseproc)ChanOp_traverse,
+    .tp_clear = (inquiry)ChanOp_clear,
+    .tp_dealloc = (destructor)ChanOp_dealloc,
+};
+
+static PyMethodDef ChanCore_methods[] = {
+    {"send", (PyCFunction)ChanCore_send, METH_O,
+     "Send v; wait until a receiver takes it or there is room in the buffer."},
+    {"recv", (PyCFunction)ChanCore_recv, METH_NOARGS,
+     "Receive a value; None once the channel is closed and drained."},
+    {"recv_ok", (PyCFunction)ChanCore_recv_ok, METH_NOARGS,
+     "Receive a value: (v, True), or (None, False) once closed and drained."},
+    {NULL},
+};
+
+static PyAsyncMethods ChanCore_as_async = {
+    .am_anext = (unaryfunc)ChanCore_anext,
+};
+
+static PyTypeObject ChanCore_Type = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "goroutines._speedups.ChanCore",
+    .tp_doc = "The C core of goroutines.Chan (see goroutines._chan).",
+    .tp_basicsize = sizeof(ChanCore),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC,
+    .tp_new = PyType_GenericNew,
+    .tp_init = (initproc)ChanCore_init,
+    .tp_traverse = (traverseproc)ChanCore_traverse,
+    .tp_clear = (inquiry)ChanCore_clear,
+    .tp_dealloc = (destructor)ChanCore_dealloc,
+    .tp_members = ChanCore_members,
+    .tp_getset = ChanCore_getset,
+    .tp_methods = ChanCore_methods,
+    .tp_as_async = &ChanCore_as_async,
+};
+
+/* ------------------------------------------------------------------ module */
+
+static Py_ssize_t
+slot_offset(PyObject *cls, const char *name)
+{
+    PyObject *d = PyObject_GetAttrString(cls, name);
+    if (d == NULL) {
+        PyErr_Clear();
+        return -1;
+    }
+    Py_ssize_t off = -1;
+    if (Py_IS_TYPE(d, &PyMemberDescr_Type)) {
+        PyMemberDef *md = ((PyMemberDescrObject *)d)->d_member;
+        if (md->type == T_OBJECT_EX && !(md->flags & READONLY)) {
+            off = md->offset;
+        }
+    }
+    Py_DECREF(d);
+    return off;
+}
+
+static PyObject *
+speedups_init(PyObject *Py_UNUSED(module), PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"G", "tls", "goready", "reason_send", "reason_recv", "ChanClosed",
+                             "not_in_goroutine", "new_lock", "chan_rank", "Unlock", NULL};
+    PyObject *a[10];
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "$OOOOOOOOOO:init", kwlist, &a[0], &a[1], &a[2],
+                                     &a[3], &a[4], &a[5], &a[6], &a[7], &a[8], &a[9])) {
+        return NULL;
+    }
+    if (!PyType_Check(a[0]) || !PyType_Check(a[9])) {
+        PyErr_SetString(PyExc_TypeError, "init: G and Unlock must be classes");
+        return NULL;
+    }
+    PyObject **dst[10] = {&G_type,      &tls,        &goready,          &reason_send, &reason_recv,
+                          &ChanClosed,  &not_in_goroutine, &new_lock, &chan_rank,   &Unlock_type};
+    for (int i = 0; i < 10; i++) {
+        Py_XSETREF(*dst[i], Py_NewRef(a[i]));
+    }
+    off_elem = slot_offset(G_type, "elem");
+    off_success = slot_offset(G_type, "success");
+    off_wait_reason = slot_offset(G_type, "wait_reason");
+    ready_ok = 1;
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef module_methods[] = {
+    {"init", (PyCFunction)(void (*)(void))speedups_init, METH_VARARGS | METH_KEYWORDS,
+     "Hand over the runtime objects the accelerator works with (goroutines._chan does)."},
+    {NULL},
+};
+
+static struct PyModuleDef speedups_module = {
+    PyModuleDef_HEAD_INIT,
+    .m_name = "goroutines._speedups",
+    .m_doc = "The C accelerator of goroutines' hot paths (see goroutines._accel).",
+    .m_size = -1,
+    .m_methods = module_methods,
+};
+
+#define INTERN(var, s)                                  \
+    do {                                                \
+        if ((var = PyUnicode_InternFromString(s)) == NULL) \
+            return NULL;                                \
+    } while (0)
+
+static int
+add_all(PyObject *m)
+{
+    PyObject *all = Py_BuildValue("[ssss]", "API_VERSION", "ChanCore", "ChanOp", "init");
+    if (all == NULL) {
+        return -1;
+    }
+    int r = PyModule_AddObjectRef(m, "__all__", all);
+    Py_DECREF(all);
+    return r;
+}
+
+PyMODINIT_FUNC
+PyInit__speedups(void)
+{
+    INTERN(s_popleft, "popleft");
+    INTERN(s_append, "append");
+    INTERN(s_remove, "remove");
+    INTERN(s_pop, "pop");
+    INTERN(s_wake, "wake");
+    INTERN(s_elem, "elem");
+    INTERN(s_success, "success");
+    INTERN(s_wait_reason, "wait_reason");
+    INTERN(s_sel, "sel");
+    INTERN(s_m, "m");
+    INTERN(s_curg, "curg");
+    INTERN(s_acquire, "acquire");
+    INTERN(s_release, "release");
+    INTERN(s_check_bound, "check_bound_locked");
+    if ((zero = PyLong_FromLong(0)) == NULL) {
+        return NULL;
+    }
+    PyObject *collections = PyImport_ImportModule("collections");
+    if (collections == NULL) {
+        return NULL;
+    }
+    deque_type = PyObject_GetAttrString(collections, "deque");
+    Py_DECREF(collections);
+    if (deque_type == NULL) {
+        return NULL;
+    }
+    if (PyType_Ready(&ChanCore_Type) < 0 || PyType_Ready(&ChanOp_Type) < 0) {
+        return NULL;
+    }
+    PyObject *m = PyModule_Create(&speedups_module);
+    if (m == NULL) {
+        return NULL;
+    }
+    if (PyModule_AddIntConstant(m, "API_VERSION", API_VERSION) < 0 ||
+        PyModule_AddObjectRef(m, "ChanCore", (PyObject *)&ChanCore_Type) < 0 ||
+        PyModule_AddObjectRef(m, "ChanOp", (PyObject *)&ChanOp_Type) < 0 ||
+        add_all(m) < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
+}

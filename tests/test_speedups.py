@@ -1,0 +1,203 @@
+"""The two implementations of the hot paths: the C accelerator and the reference.
+
+The whole suite runs in both modes (``make test``); these tests are about
+the switch itself and about what must not depend on it: which mode runs and
+why, dumps, error messages, ``gr.go(ch.recv)``, and the warning and type of
+an operation that is never awaited.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import subprocess
+import sys
+import textwrap
+import warnings
+from pathlib import Path
+
+import pytest
+
+import goroutines as gr
+from goroutines import _accel
+
+ROOT = Path(__file__).resolve().parent.parent
+BUILT = importlib.util.find_spec("goroutines._speedups") is not None
+needs_c = pytest.mark.skipif(not BUILT, reason="the C accelerator is not built")
+
+
+def _python(code: str, *, pure: bool) -> str:
+    env = {k: v for k, v in os.environ.items() if k != "GOROUTINES_PURE"}
+    if pure:
+        env["GOROUTINES_PURE"] = "1"
+    out = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    return out.stdout
+
+
+def test_the_mode_in_use_is_public_and_explained() -> None:
+    assert gr.__speedups__ == _accel.MODE
+    assert gr.__speedups__ in ("c", "pure")
+    # the reference runs only for a reason, and says which
+    assert (gr.__speedups__ == "pure") == bool(_accel.WHY_PURE)
+    base = gr.Chan.__mro__[2]
+    assert base.__module__ == (
+        "goroutines._speedups" if gr.__speedups__ == "c" else "goroutines._chan"
+    )
+
+
+def test_goroutines_pure_forces_the_reference() -> None:
+    code = "import goroutines, goroutines._accel as a; print(goroutines.__speedups__, a.WHY_PURE)"
+    assert _python(code, pure=True).split(" ", 1) == ["pure", "GOROUTINES_PURE is set\n"]
+    if BUILT:
+        assert _python(code, pure=False).strip() == "c"
+
+
+_DUMP = """
+    import goroutines as gr
+
+    async def parked(ch, how):
+        if how == "send":
+            await ch.send(1)
+        elif how == "recv":
+            await ch.recv()
+        elif how == "recv_ok":
+            await ch.recv_ok()
+        else:
+            async for _ in ch:
+                pass
+
+    async def main():
+        chans = [gr.Chan() for _ in range(4)]
+        for ch, how in zip(chans, ("send", "recv", "recv_ok", "for")):
+            gr.go(parked, ch, how)
+        gr.go(chans[1].recv)  # a goroutine that is the operation itself
+        for _ in range(20):
+            await gr.sleep(0.001)
+        print(gr.stack_dump().replace(gr.__file__.rsplit("/", 1)[0], "PKG"))
+        for ch in chans:
+            ch.close()
+
+    gr.run(main, procs=1)
+"""
+
+
+@needs_c
+def test_dumps_are_the_same_in_both_modes() -> None:
+    """A G parked in the accelerator's channel operation (a C object, no
+    frame) is shown as the reference's frame at the same wait."""
+    c, pure = _python(_DUMP, pure=False), _python(_DUMP, pure=True)
+    assert c == pure
+    assert c.count("Chan.send(...)") == 1
+    assert c.count("Chan.recv(...)") == 2
+    assert c.count("Chan.recv_ok(...)") == 1
+    assert c.count("Chan.__anext__(...)") == 1
+    assert "PKG/_chan.py:" in c
+
+
+@pytest.mark.parametrize(
+    ("arg", "exc", "msg"),
+    [
+        (-1, ValueError, "Chan capacity must be >= 0, got -1"),
+        (-(10**30), ValueError, f"Chan capacity must be >= 0, got {-(10**30)}"),
+        (1.5, TypeError, "Chan capacity must be an int, got float"),
+        (True, TypeError, "Chan capacity must be an int, got bool"),
+        ("3", TypeError, "Chan capacity must be an int, got str"),
+    ],
+)
+def test_bad_capacity_same_error_in_both_modes(arg: object, exc: type, msg: str) -> None:
+    with pytest.raises(exc) as info:
+        gr.Chan(arg)  # type: ignore[arg-type]
+    assert str(info.value) == msg
+
+
+def test_huge_capacity_is_kept() -> None:
+    ch: gr.Chan[int] = gr.Chan(10**30)
+    assert ch.cap == 10**30
+
+    async def main() -> int | None:
+        for i in range(3):
+            await ch.send(i)
+        return await ch.recv()
+
+    assert gr.run(main) == 0
+    assert len(ch) == 2
+
+
+def test_an_operation_is_awaitable_and_closable() -> None:
+    import inspect
+
+    ch: gr.Chan[int] = gr.Chan(1)
+    for op in (ch.send(1), ch.recv(), ch.recv_ok(), ch.__anext__()):
+        assert inspect.isawaitable(op)
+        op.close()
+
+
+@pytest.mark.skipif(gr.__speedups__ != "c", reason="C mode only: see the test's docstring")
+def test_an_operation_never_awaited_warns() -> None:
+    """``ch.send(1)`` without ``await`` does nothing: the accelerator's
+    operation says so when it is collected, as a coroutine does. The
+    reference's operations are generators, and CPython does not warn for a
+    generator that never ran: in pure mode only the type checkers catch it
+    (``test_mypy_flags_an_operation_never_awaited``)."""
+    ch: gr.Chan[int] = gr.Chan(1)
+    with warnings.catch_warnings(record=True) as w:
+        warnings.simplefilter("always")
+        ch.send(1)  # type: ignore[unused-coroutine]
+        ch.recv()  # type: ignore[unused-coroutine]
+        import gc
+
+        gc.collect()
+    msgs = sorted(str(x.message) for x in w if x.category is RuntimeWarning)
+    assert msgs == ["Chan.recv was never awaited", "Chan.send was never awaited"]
+    assert len(ch) == 0  # and nothing was sent
+
+
+def test_mypy_flags_an_operation_never_awaited(tmp_path: Path) -> None:
+    api = pytest.importorskip("mypy.api")
+    src = tmp_path / "unawaited.py"
+    src.write_text(
+        textwrap.dedent(
+            """
+            import goroutines as gr
+
+            async def f(ch: gr.Chan[int]) -> None:
+                ch.send(1)
+                ch.recv()
+                await ch.send(2)
+                v: int | None = await ch.recv()
+                ok: tuple[int | None, bool] = await ch.recv_ok()
+            """
+        )
+    )
+    out, err, status = api.run(
+        [
+            "--no-incremental",
+            "--cache-dir",
+            str(tmp_path / "cache"),
+            "--config-file",
+            "",
+            str(src),
+        ]
+    )
+    errors = [line for line in out.splitlines() if ": error:" in line]
+    assert len(errors) == 2, out + err
+    assert all("[unused-coroutine]" in e for e in errors), out
+    assert status == 1
+
+
+def test_go_of_an_operation(procs: int) -> None:
+    async def main() -> list[int | None]:
+        ch: gr.Chan[int] = gr.Chan()
+        out: gr.Chan[int] = gr.Chan(2)
+        gr.go(ch.send, 5)
+        gr.go(out.send, 6)
+        return [await ch.recv(), await out.recv()]
+
+    assert gr.run(main, procs=procs) == [5, 6]
