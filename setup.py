@@ -13,7 +13,7 @@ setup(
             "goroutines._speedups",
             sources=["src/goroutines/_speedups.c"],
             optional=True,
-            extra_compile_args=["-O2", "-Wall", "-Wno-unused-function"],
+            extra_compile_args=["-O2", "-Wall", "-Werror=implicit-function-declaration"],
         )
     ]
 )

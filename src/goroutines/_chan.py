@@ -59,9 +59,10 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar, final
 
 from ._accel import speedups
 from ._errors import ChanClosed
-from ._runtime import getg_or_none, goready, not_in_goroutine
+from ._runtime import _scheduler, getg_or_none, goready, not_in_goroutine
 from ._runtime._goroutine import (
     G,
+    GStatus,
     Unlock,
     WaitReason,
     register_park_site,
@@ -504,6 +505,10 @@ if speedups is not None:
         new_lock=new_lock,
         chan_rank=_CHAN_RANK,
         Unlock=Unlock,
+        # ``_scheduler.ready``'s hand-off case (``_shuffle`` read from here)
+        sched_globals=vars(_scheduler),
+        status_waiting=GStatus.WAITING,
+        status_runnable=GStatus.RUNNABLE,
     )
     register_unpark(speedups.ChanOp, _unpark)
     register_park_site(speedups.ChanOp, _park_site)

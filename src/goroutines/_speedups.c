@@ -51,7 +51,7 @@
 
 /* Bumped whenever the Python side's expectations change: ``_accel``
  * refuses (and runs the reference) if a stale build is found. */
-#define API_VERSION 1
+#define API_VERSION 3
 
 /* ------------------------------------------------------------------ state */
 
@@ -65,14 +65,18 @@ static PyObject *not_in_goroutine;  /* () -> the RuntimeError to raise */
 static PyObject *new_lock;          /* _lockrank.new_lock */
 static PyObject *chan_rank;         /* LockRank.CHAN */
 static PyObject *Unlock_type;       /* _goroutine.Unlock */
+static PyObject *sched_globals;     /* _scheduler's module dict: ``_shuffle`` */
+static PyObject *st_waiting;        /* GStatus.WAITING */
+static PyObject *st_runnable;       /* GStatus.RUNNABLE */
 static int ready_ok = 0;
 
 /* Offsets of G's slots (read off its member descriptors by ``init``), so
  * that a G's fields are one load or store, as the member descriptor does. */
-static Py_ssize_t off_elem = -1, off_success = -1, off_wait_reason = -1;
+static Py_ssize_t off_elem = -1, off_success = -1, off_wait_reason = -1, off_status = -1;
 
 static PyObject *s_popleft, *s_append, *s_remove, *s_pop, *s_wake, *s_elem, *s_success,
-    *s_wait_reason, *s_sel, *s_m, *s_curg, *s_acquire, *s_release, *s_check_bound;
+    *s_wait_reason, *s_sel, *s_m, *s_curg, *s_acquire, *s_release, *s_check_bound, *s_p,
+    *s_runnext, *s__shuffle;
 
 /* ------------------------------------------------------------ G's fields */
 
@@ -134,6 +138,62 @@ getg_or_none(void)
     return g;
 }
 
+static inline int q_append(PyObject *q, PyObject *v);
+
+/* ``_scheduler.ready``'s common case, the hand-off: readied by a G
+ * running on an M with a P whose ``runnext`` is empty, ``gp`` goes there
+ * (it runs next on this M; no other M is worth waking). Returns 1 if done,
+ * 0 if not this case (nothing changed: the reference handles it, and makes
+ * its checks), -1 on error. */
+static int
+ready_fast(PyObject *gp)
+{
+    if (off_status < 0) {
+        return 0;
+    }
+    PyObject **status = (PyObject **)((char *)gp + off_status);
+    if (*status != st_waiting) {
+        return 0; /* ``ready`` asserts */
+    }
+    PyObject *shuffle = PyDict_GetItemWithError(sched_globals, s__shuffle); /* borrowed */
+    if (shuffle != Py_False) {
+        return PyErr_Occurred() ? -1 : 0;
+    }
+    PyObject *m = PyObject_GetAttr(tls, s_m);
+    if (m == NULL) {
+        if (!PyErr_ExceptionMatches(PyExc_AttributeError)) {
+            return -1;
+        }
+        PyErr_Clear();
+        return 0; /* not on an M */
+    }
+    PyObject *p = PyObject_GetAttr(m, s_p);
+    Py_DECREF(m);
+    if (p == NULL) {
+        return -1;
+    }
+    if (p == Py_None) {
+        Py_DECREF(p);
+        return 0;
+    }
+    PyObject *rn = PyObject_GetAttr(p, s_runnext);
+    Py_DECREF(p);
+    if (rn == NULL) {
+        return -1;
+    }
+    Py_ssize_t n = PyObject_Size(rn);
+    if (n != 0) {
+        Py_DECREF(rn);
+        return n < 0 ? -1 : 0;
+    }
+    PyObject *old = *status;
+    *status = Py_NewRef(st_runnable);
+    Py_DECREF(old);
+    int r = q_append(rn, gp);
+    Py_DECREF(rn);
+    return r < 0 ? -1 : 1;
+}
+
 /* Make the dequeued waiter ``sg`` runnable (``sg.wake()``; a G directly
  * through ``goready``). Steals the reference to ``sg``. */
 static int
@@ -141,6 +201,11 @@ wake(PyObject *sg)
 {
     PyObject *r;
     if (is_g(sg)) {
+        int done = ready_fast(sg);
+        if (done != 0) {
+            Py_DECREF(sg);
+            return done < 0 ? -1 : 0;
+        }
         r = PyObject_CallOneArg(goready, sg);
     }
     else {
@@ -1091,6 +1156,555 @@ static PyTypeObject ChanCore_Type = {
     .tp_as_async = &ChanCore_as_async,
 };
 
+static Py_ssize_t slot_offset(PyObject *cls, const char *name);
+
+/* --------------------------------------------------------------- schedule */
+
+/* ``M.schedule`` (``goroutines._runtime._machine``), the M's loop: pick a G,
+ * step its coroutine until it parks, yields or ends, repeat. This is the
+ * reference's loop line for line; every rare path (``find_runnable``,
+ * spinning, locked Gs, the gate, requests other than a park, the end of a
+ * step that lost the P) calls the same Python method the reference calls.
+ * What C saves: the interpreter's dispatch of the loop, ``ctx.run``'s call
+ * (``PyContext_Enter`` + ``PyIter_Send``), the StopIteration object at a
+ * goroutine's end, and attribute lookups (slots by offset).
+ *
+ * The gate handshake (``M.at_gate``): the store of ``status`` = RUNNING and
+ * the load of ``sched.gate`` are separated by a sequentially consistent
+ * fence, which a free-threaded build needs (Dekker's store-load order) and
+ * pure Python cannot issue. */
+
+#include <stdatomic.h>
+#include <time.h>
+#include <math.h>
+
+static PyObject *M_type, *P_type, *st_running, *m_exit;
+static Py_ssize_t off_m_curg = -1, off_m_p = -1, off_m_spinning = -1, off_m_lockedg = -1,
+                  off_m_sched = -1;
+static Py_ssize_t off_p_runnext = -1, off_p_runq = -1, off_p_schedtick = -1;
+static Py_ssize_t off_g_coro = -1, off_g_ctx = -1, off_g_locked_m = -1, off_g_wait_since = -1;
+static Py_ssize_t off_t_next_when = -1;
+static PyObject *Timers_type;
+static int schedule_ok = 0;
+
+static PyObject *s_sched, *s_timers, *s_runq, *s_schedtick, *s_next_when, *s_nsched,
+    *s_find_runnable, *s_spinning, *s_resetspinning, *s_locked_m, *s_startlockedm, *s_stopm,
+    *s_status, *s_gate, *s_at_gate, *s_coro, *s_ctx, *s_goexit, *s_wait_since, *s_now,
+    *s_lockedg, *s_execute_request, *s_after_execute, *s_stopping, *s_shuffle;
+
+/* New reference to slot ``off`` of ``o`` if ``o`` is exactly of type
+ * ``tp`` (an object of ours), else ``getattr(o, name)``. */
+static inline PyObject *
+sget(PyObject *o, PyObject *tp, Py_ssize_t off, PyObject *name)
+{
+    if (off >= 0 && (PyObject *)Py_TYPE(o) == tp) {
+        PyObject *v = *(PyObject **)((char *)o + off);
+        if (v != NULL) {
+            return Py_NewRef(v);
+        }
+    }
+    return PyObject_GetAttr(o, name);
+}
+
+static inline int
+sset(PyObject *o, PyObject *tp, Py_ssize_t off, PyObject *name, PyObject *v)
+{
+    if (off >= 0 && (PyObject *)Py_TYPE(o) == tp) {
+        PyObject **slot = (PyObject **)((char *)o + off);
+        PyObject *old = *slot;
+        *slot = Py_NewRef(v);
+        Py_XDECREF(old);
+        return 0;
+    }
+    return PyObject_SetAttr(o, name, v);
+}
+
+/* ``bool(getattr(o, name))``: 1, 0, or -1 on error. */
+static int
+attr_true(PyObject *o, PyObject *name)
+{
+    PyObject *v = PyObject_GetAttr(o, name);
+    if (v == NULL) {
+        return -1;
+    }
+    int r = PyObject_IsTrue(v);
+    Py_DECREF(v);
+    return r;
+}
+
+static PyObject *
+call0(PyObject *o, PyObject *name)
+{
+    return PyObject_CallMethodNoArgs(o, name);
+}
+
+static int
+call1_void(PyObject *o, PyObject *name, PyObject *arg)
+{
+    PyObject *r = PyObject_CallMethodOneArg(o, name, arg);
+    if (r == NULL) {
+        return -1;
+    }
+    Py_DECREF(r);
+    return 0;
+}
+
+/* ``m.nsched += n`` */
+static int
+add_nsched(PyObject *m, long n)
+{
+    if (n == 0) {
+        return 0;
+    }
+    PyObject *v = PyObject_GetAttr(m, s_nsched);
+    if (v == NULL) {
+        return -1;
+    }
+    long cur = PyLong_AsLong(v);
+    Py_DECREF(v);
+    if (cur == -1 && PyErr_Occurred()) {
+        return -1;
+    }
+    v = PyLong_FromLong(cur + n);
+    if (v == NULL) {
+        return -1;
+    }
+    int r = PyObject_SetAttr(m, s_nsched, v);
+    Py_DECREF(v);
+    return r;
+}
+
+static double
+monotonic_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts); /* time.monotonic's clock on Linux */
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+typedef struct {
+    PyObject *p, *rn, *runq; /* our P and its queues (owned references) */
+} local_q;
+
+static void
+lq_clear(local_q *q)
+{
+    Py_CLEAR(q->p);
+    Py_CLEAR(q->rn);
+    Py_CLEAR(q->runq);
+}
+
+/* Reload our P and its queues (after a call that may change our P). */
+static int
+lq_load(local_q *q, PyObject *m)
+{
+    lq_clear(q);
+    q->p = sget(m, M_type, off_m_p, s_p);
+    if (q->p == NULL) {
+        return -1;
+    }
+    if (q->p == Py_None) {
+        PyErr_SetString(PyExc_AssertionError, "M.schedule: no P");
+        return -1;
+    }
+    q->rn = sget(q->p, P_type, off_p_runnext, s_runnext);
+    q->runq = q->rn ? sget(q->p, P_type, off_p_runq, s_runq) : NULL;
+    return q->runq ? 0 : -1;
+}
+
+/* The inline pick of the reference: a G of our runnext, else our runq, if
+ * no timer is due and this is not a 61st tick. New reference, NULL with no
+ * error if the pick goes to ``find_runnable``; -1 in *err on error. */
+static PyObject *
+pick_inline(local_q *q, PyObject *timers, int *err)
+{
+    Py_ssize_t nrn = PyObject_Size(q->rn);
+    Py_ssize_t nrq = nrn == 0 ? PyObject_Size(q->runq) : 1;
+    if (nrn < 0 || nrq < 0) {
+        *err = 1;
+        return NULL;
+    }
+    if (nrn == 0 && nrq == 0) {
+        return NULL;
+    }
+    PyObject *tick = sget(q->p, P_type, off_p_schedtick, s_schedtick);
+    if (tick == NULL) {
+        *err = 1;
+        return NULL;
+    }
+    long t = PyLong_AsLong(tick);
+    Py_DECREF(tick);
+    if (t == -1 && PyErr_Occurred()) {
+        *err = 1;
+        return NULL;
+    }
+    t += 1;
+    if (t % 61 == 0) {
+        return NULL;
+    }
+    PyObject *nw = sget(timers, Timers_type, off_t_next_when, s_next_when);
+    if (nw == NULL) {
+        *err = 1;
+        return NULL;
+    }
+    double when = PyFloat_AsDouble(nw);
+    Py_DECREF(nw);
+    if (when == -1.0 && PyErr_Occurred()) {
+        *err = 1;
+        return NULL;
+    }
+    if (!(isinf(when) && when > 0) && !(when > monotonic_now())) {
+        return NULL; /* a timer is due: find_runnable runs it */
+    }
+    PyObject *gp = PyObject_CallMethodNoArgs(nrn ? q->rn : q->runq, nrn ? s_pop : s_popleft);
+    if (gp == NULL) {
+        if (PyErr_ExceptionMatches(PyExc_IndexError)) { /* a stealer took it */
+            PyErr_Clear();
+            return NULL;
+        }
+        *err = 1;
+        return NULL;
+    }
+    PyObject *tv = PyLong_FromLong(t);
+    if (tv == NULL || sset(q->p, P_type, off_p_schedtick, s_schedtick, tv) < 0) {
+        Py_XDECREF(tv);
+        Py_DECREF(gp);
+        *err = 1;
+        return NULL;
+    }
+    Py_DECREF(tv);
+    return gp;
+}
+
+/* One step of ``gp`` (claimed: RUNNING, ``curg``): Go's ``execute``. Returns
+ * 1 if it parked (nothing more to do with it), 0 if it ended or made a
+ * request that was served, -1 on error (a runtime bug). */
+static int
+step(PyObject *m, PyObject *sched, PyObject *gp)
+{
+    PyObject *coro = sget(gp, G_type, off_g_coro, s_coro);
+    PyObject *ctx = coro ? sget(gp, G_type, off_g_ctx, s_ctx) : NULL;
+    if (ctx == NULL) {
+        Py_XDECREF(coro);
+        return -1;
+    }
+    PyObject *res = NULL;
+    PySendResult r;
+    if (PyContext_Enter(ctx) < 0) {
+        Py_DECREF(coro);
+        Py_DECREF(ctx);
+        return -1;
+    }
+    r = PyIter_Send(coro, Py_None, &res);
+    PyObject *t = NULL, *v = NULL, *tb = NULL;
+    if (r == PYGEN_ERROR) {
+        PyErr_Fetch(&t, &v, &tb);
+    }
+    if (PyContext_Exit(ctx) < 0) {
+        /* cannot happen: we entered it on this thread */
+        Py_XDECREF(t);
+        Py_XDECREF(v);
+        Py_XDECREF(tb);
+        Py_XDECREF(res);
+        Py_DECREF(coro);
+        Py_DECREF(ctx);
+        return -1;
+    }
+    Py_DECREF(coro);
+    Py_DECREF(ctx);
+    if (r == PYGEN_NEXT) {
+        if ((PyObject *)Py_TYPE(res) == Unlock_type) { /* a park */
+            if (sset(m, M_type, off_m_curg, s_curg, Py_None) < 0 ||
+                sset(gp, G_type, off_status, s_status, st_waiting) < 0) {
+                Py_DECREF(res);
+                return -1;
+            }
+            PyObject *now = PyObject_GetAttr(sched, s_now);
+            if (now == NULL || sset(gp, G_type, off_g_wait_since, s_wait_since, now) < 0) {
+                Py_XDECREF(now);
+                Py_DECREF(res);
+                return -1;
+            }
+            Py_DECREF(now);
+            /* Once the unlock function has run, another M may run gp. */
+            PyObject *u = PyObject_CallNoArgs(res);
+            Py_DECREF(res);
+            if (u == NULL) {
+                return -1;
+            }
+            Py_DECREF(u);
+            return 1;
+        }
+        /* GOSCHED, SYSCALL, or not ours */
+        PyObject *x = PyObject_CallMethodObjArgs(m, s_execute_request, gp, res, NULL);
+        Py_DECREF(res);
+        if (x == NULL) {
+            return -1;
+        }
+        Py_DECREF(x);
+        return 0;
+    }
+    if (sset(m, M_type, off_m_curg, s_curg, Py_None) < 0) {
+        Py_XDECREF(res);
+        Py_XDECREF(t);
+        Py_XDECREF(v);
+        Py_XDECREF(tb);
+        return -1;
+    }
+    PyObject *x;
+    if (r == PYGEN_RETURN) {
+        x = PyObject_CallMethodObjArgs(sched, s_goexit, gp, res, Py_None, NULL);
+        Py_DECREF(res);
+    }
+    else {
+        PyErr_NormalizeException(&t, &v, &tb);
+        if (tb != NULL) {
+            PyException_SetTraceback(v, tb);
+        }
+        x = PyObject_CallMethodObjArgs(sched, s_goexit, gp, Py_None, v, NULL);
+        Py_XDECREF(t);
+        Py_XDECREF(v);
+        Py_XDECREF(tb);
+    }
+    if (x == NULL) {
+        return -1;
+    }
+    Py_DECREF(x);
+    return 0;
+}
+
+static PyObject *
+speedups_schedule(PyObject *Py_UNUSED(module), PyObject *m)
+{
+    if (!schedule_ok || (PyObject *)Py_TYPE(m) != M_type) {
+        PyErr_SetString(PyExc_TypeError, "schedule(m): an M, after init_schedule()");
+        return NULL;
+    }
+    local_q q = {NULL, NULL, NULL};
+    PyObject *sched = sget(m, M_type, off_m_sched, s_sched);
+    PyObject *timers = sched ? PyObject_GetAttr(sched, s_timers) : NULL;
+    PyObject *gp = NULL;
+    long n = 0;
+    int inline_pick;
+    if (timers == NULL || lq_load(&q, m) < 0) {
+        goto error;
+    }
+    inline_pick = attr_true(sched, s_shuffle);
+    if (inline_pick < 0) {
+        goto error;
+    }
+    inline_pick = !inline_pick;
+    for (;;) {
+        if (gp == NULL) {
+            if (inline_pick) {
+                int err = 0;
+                gp = pick_inline(&q, timers, &err);
+                if (err) {
+                    goto error;
+                }
+            }
+            if (gp == NULL) {
+                if (add_nsched(m, n) < 0) {
+                    goto error;
+                }
+                n = 0;
+                gp = call0(m, s_find_runnable);
+                if (gp == NULL) {
+                    goto error;
+                }
+                if (gp == Py_None) {
+                    Py_CLEAR(gp);
+                    goto done;
+                }
+                if (lq_load(&q, m) < 0) {
+                    goto error;
+                }
+            }
+            int spinning = attr_true(m, s_spinning);
+            if (spinning < 0) {
+                goto error;
+            }
+            if (spinning) { /* we found work: stop spinning (both paths) */
+                PyObject *x = call0(m, s_resetspinning);
+                if (x == NULL) {
+                    goto error;
+                }
+                Py_DECREF(x);
+            }
+            PyObject *lm = sget(gp, G_type, off_g_locked_m, s_locked_m);
+            if (lm == NULL) {
+                goto error;
+            }
+            int foreign = lm != Py_None && lm != m;
+            Py_DECREF(lm);
+            if (foreign) { /* gp may run only on its own M: give that M our P, and park */
+                if (call1_void(m, s_startlockedm, gp) < 0) {
+                    goto error;
+                }
+                Py_CLEAR(gp);
+                PyObject *x = call0(m, s_stopm);
+                if (x == NULL) {
+                    goto error;
+                }
+                int ok = PyObject_IsTrue(x);
+                Py_DECREF(x);
+                if (ok <= 0) {
+                    if (ok < 0) {
+                        goto error;
+                    }
+                    goto done;
+                }
+                if (lq_load(&q, m) < 0) {
+                    goto error;
+                }
+                continue;
+            }
+        }
+        /* execute: gp is ours (popped from a run queue, or our locked G) */
+        if (sset(gp, G_type, off_status, s_status, st_running) < 0 ||
+            sset(m, M_type, off_m_curg, s_curg, gp) < 0) {
+            goto error;
+        }
+        atomic_thread_fence(memory_order_seq_cst); /* see M.at_gate */
+        int gate = attr_true(sched, s_gate);
+        if (gate < 0) {
+            goto error;
+        }
+        if (gate) {
+            PyObject *x = PyObject_CallMethodOneArg(m, s_at_gate, gp);
+            if (x == NULL) {
+                goto error;
+            }
+            int ok = PyObject_IsTrue(x);
+            Py_DECREF(x);
+            if (ok <= 0) {
+                if (ok < 0) {
+                    goto error;
+                }
+                Py_CLEAR(gp);
+                goto done;
+            }
+        }
+        n += 1;
+        int parked = step(m, sched, gp);
+        if (parked < 0) {
+            goto error;
+        }
+        Py_CLEAR(gp);
+        PyObject *lockedg = sget(m, M_type, off_m_lockedg, s_lockedg);
+        if (lockedg == NULL) {
+            goto error;
+        }
+        int locked = lockedg != Py_None;
+        Py_DECREF(lockedg);
+        /* A park changes nothing else about this M (no syscall: our P
+         * stays); ``stopping`` is seen once the next G is claimed. */
+        if (parked && !locked) {
+            continue;
+        }
+        PyObject *mp = sget(m, M_type, off_m_p, s_p);
+        if (mp == NULL) {
+            goto error;
+        }
+        int nop = mp == Py_None;
+        Py_DECREF(mp);
+        int stopping = 0;
+        if (!locked && !nop) {
+            stopping = attr_true(sched, s_stopping);
+            if (stopping < 0) {
+                goto error;
+            }
+        }
+        if (locked || nop || stopping) {
+            PyObject *nxt = call0(m, s_after_execute);
+            if (nxt == NULL) {
+                goto error;
+            }
+            if (nxt == m_exit) {
+                Py_DECREF(nxt);
+                goto done;
+            }
+            if (nxt == Py_None) {
+                Py_DECREF(nxt);
+            }
+            else {
+                gp = nxt;
+            }
+        }
+        if (lq_load(&q, m) < 0) {
+            goto error;
+        }
+    }
+done:
+    lq_clear(&q);
+    Py_XDECREF(timers);
+    Py_XDECREF(sched);
+    if (add_nsched(m, n) < 0) {
+        return NULL;
+    }
+    Py_RETURN_NONE;
+error:
+    lq_clear(&q);
+    Py_XDECREF(gp);
+    Py_XDECREF(timers);
+    Py_XDECREF(sched);
+    {
+        PyObject *t, *v, *tb;
+        PyErr_Fetch(&t, &v, &tb);
+        if (add_nsched(m, n) < 0) {
+            PyErr_Clear();
+        }
+        PyErr_Restore(t, v, tb);
+    }
+    return NULL;
+}
+
+static PyObject *
+speedups_init_schedule(PyObject *Py_UNUSED(module), PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"M",       "P",       "Timers", "G",    "Unlock",
+                             "running", "waiting", "exit",   NULL};
+    PyObject *a[8];
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "$OOOOOOOO:init_schedule", kwlist, &a[0],
+                                     &a[1], &a[2], &a[3], &a[4], &a[5], &a[6], &a[7])) {
+        return NULL;
+    }
+    for (int i = 0; i < 5; i++) {
+        if (!PyType_Check(a[i])) {
+            PyErr_SetString(PyExc_TypeError, "init_schedule: M, P, Timers, G, Unlock are classes");
+            return NULL;
+        }
+    }
+    if ((G_type != NULL && G_type != a[3]) || (Unlock_type != NULL && Unlock_type != a[4])) {
+        PyErr_SetString(PyExc_RuntimeError, "init_schedule: another G or Unlock than init's");
+        return NULL;
+    }
+    Py_XSETREF(G_type, Py_NewRef(a[3]));
+    Py_XSETREF(Unlock_type, Py_NewRef(a[4]));
+    Py_XSETREF(st_waiting, Py_NewRef(a[6]));
+    off_status = slot_offset(G_type, "status");
+    Py_XSETREF(M_type, Py_NewRef(a[0]));
+    Py_XSETREF(P_type, Py_NewRef(a[1]));
+    Py_XSETREF(Timers_type, Py_NewRef(a[2]));
+    Py_XSETREF(st_running, Py_NewRef(a[5]));
+    Py_XSETREF(m_exit, Py_NewRef(a[7]));
+    off_m_curg = slot_offset(M_type, "curg");
+    off_m_p = slot_offset(M_type, "p");
+    off_m_spinning = slot_offset(M_type, "spinning");
+    off_m_lockedg = slot_offset(M_type, "lockedg");
+    off_m_sched = slot_offset(M_type, "sched");
+    off_p_runnext = slot_offset(P_type, "runnext");
+    off_p_runq = slot_offset(P_type, "runq");
+    off_p_schedtick = slot_offset(P_type, "schedtick");
+    off_g_coro = slot_offset(G_type, "coro");
+    off_g_ctx = slot_offset(G_type, "ctx");
+    off_g_locked_m = slot_offset(G_type, "locked_m");
+    off_g_wait_since = slot_offset(G_type, "wait_since");
+    off_t_next_when = slot_offset(Timers_type, "next_when");
+    schedule_ok = 1;
+    Py_RETURN_NONE;
+}
+
 /* ------------------------------------------------------------------ module */
 
 static Py_ssize_t
@@ -1115,25 +1729,31 @@ slot_offset(PyObject *cls, const char *name)
 static PyObject *
 speedups_init(PyObject *Py_UNUSED(module), PyObject *args, PyObject *kwds)
 {
-    static char *kwlist[] = {"G", "tls", "goready", "reason_send", "reason_recv", "ChanClosed",
-                             "not_in_goroutine", "new_lock", "chan_rank", "Unlock", NULL};
-    PyObject *a[10];
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "$OOOOOOOOOO:init", kwlist, &a[0], &a[1], &a[2],
-                                     &a[3], &a[4], &a[5], &a[6], &a[7], &a[8], &a[9])) {
+    static char *kwlist[] = {"G",         "tls",           "goready",    "reason_send",
+                             "reason_recv", "ChanClosed",  "not_in_goroutine", "new_lock",
+                             "chan_rank", "Unlock",        "sched_globals", "status_waiting",
+                             "status_runnable", NULL};
+    PyObject *a[13];
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "$OOOOOOOOOOOOO:init", kwlist, &a[0], &a[1],
+                                     &a[2], &a[3], &a[4], &a[5], &a[6], &a[7], &a[8], &a[9],
+                                     &a[10], &a[11], &a[12])) {
         return NULL;
     }
-    if (!PyType_Check(a[0]) || !PyType_Check(a[9])) {
-        PyErr_SetString(PyExc_TypeError, "init: G and Unlock must be classes");
+    if (!PyType_Check(a[0]) || !PyType_Check(a[9]) || !PyDict_Check(a[10])) {
+        PyErr_SetString(PyExc_TypeError, "init: G and Unlock must be classes, sched_globals a dict");
         return NULL;
     }
-    PyObject **dst[10] = {&G_type,      &tls,        &goready,          &reason_send, &reason_recv,
-                          &ChanClosed,  &not_in_goroutine, &new_lock, &chan_rank,   &Unlock_type};
-    for (int i = 0; i < 10; i++) {
+    PyObject **dst[13] = {&G_type,     &tls,          &goready,          &reason_send,
+                          &reason_recv, &ChanClosed,  &not_in_goroutine, &new_lock,
+                          &chan_rank,  &Unlock_type,  &sched_globals,    &st_waiting,
+                          &st_runnable};
+    for (int i = 0; i < 13; i++) {
         Py_XSETREF(*dst[i], Py_NewRef(a[i]));
     }
     off_elem = slot_offset(G_type, "elem");
     off_success = slot_offset(G_type, "success");
     off_wait_reason = slot_offset(G_type, "wait_reason");
+    off_status = slot_offset(G_type, "status");
     ready_ok = 1;
     Py_RETURN_NONE;
 }
@@ -1141,6 +1761,9 @@ speedups_init(PyObject *Py_UNUSED(module), PyObject *args, PyObject *kwds)
 static PyMethodDef module_methods[] = {
     {"init", (PyCFunction)(void (*)(void))speedups_init, METH_VARARGS | METH_KEYWORDS,
      "Hand over the runtime objects the accelerator works with (goroutines._chan does)."},
+    {"init_schedule", (PyCFunction)(void (*)(void))speedups_init_schedule,
+     METH_VARARGS | METH_KEYWORDS, "Hand over M, P, Timers and the sentinels (after init)."},
+    {"schedule", (PyCFunction)speedups_schedule, METH_O, "M.schedule(m) in C."},
     {NULL},
 };
 
@@ -1161,7 +1784,7 @@ static struct PyModuleDef speedups_module = {
 static int
 add_all(PyObject *m)
 {
-    PyObject *all = Py_BuildValue("[ssss]", "API_VERSION", "ChanCore", "ChanOp", "init");
+    PyObject *all = Py_BuildValue("[ssssss]", "API_VERSION", "ChanCore", "ChanOp", "init", "init_schedule", "schedule");
     if (all == NULL) {
         return -1;
     }
@@ -1187,6 +1810,35 @@ PyInit__speedups(void)
     INTERN(s_acquire, "acquire");
     INTERN(s_release, "release");
     INTERN(s_check_bound, "check_bound_locked");
+    INTERN(s_p, "p");
+    INTERN(s_runnext, "runnext");
+    INTERN(s__shuffle, "_shuffle");
+    INTERN(s_sched, "sched");
+    INTERN(s_timers, "timers");
+    INTERN(s_runq, "runq");
+    INTERN(s_schedtick, "schedtick");
+    INTERN(s_next_when, "next_when");
+    INTERN(s_nsched, "nsched");
+    INTERN(s_find_runnable, "find_runnable");
+    INTERN(s_spinning, "spinning");
+    INTERN(s_resetspinning, "resetspinning");
+    INTERN(s_locked_m, "locked_m");
+    INTERN(s_startlockedm, "startlockedm");
+    INTERN(s_stopm, "stopm");
+    INTERN(s_status, "status");
+    INTERN(s_gate, "gate");
+    INTERN(s_at_gate, "at_gate");
+    INTERN(s_coro, "coro");
+    INTERN(s_ctx, "ctx");
+    INTERN(s_goexit, "goexit");
+    INTERN(s_wait_since, "wait_since");
+    INTERN(s_now, "now");
+    INTERN(s_lockedg, "lockedg");
+    INTERN(s_execute_request, "execute_request");
+    INTERN(s_after_execute, "after_execute");
+    INTERN(s_stopping, "stopping");
+    INTERN(s_shuffle, "shuffle");
+
     if ((zero = PyLong_FromLong(0)) == NULL) {
         return NULL;
     }

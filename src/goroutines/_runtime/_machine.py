@@ -39,9 +39,10 @@ import types
 import warnings
 from typing import TYPE_CHECKING, Any
 
+from .._accel import speedups
 from ._goroutine import EMPTY_CTX, GOSCHED, SYSCALL, G, GStatus, Unlock, unpark
 from ._processor import P, PStatus
-from ._timers import INF, TIMER_LATE
+from ._timers import INF, TIMER_LATE, Timers
 
 if TYPE_CHECKING:
     from ._scheduler import Sched
@@ -49,7 +50,7 @@ if TYPE_CHECKING:
 __all__ = ["M", "current_m"]
 
 #: ``_tls.m`` is the M running on this thread, if it is one.
-_tls = threading.local()
+_tls: threading.local = threading.local()
 
 
 def current_m() -> M | None:
@@ -76,6 +77,10 @@ CLOSE_TRIES = 100
 #: finalizer closes them again (``coroutine.close`` would leave the lock of
 #: their next wait held).
 _abandoned: list[Any] = []
+
+
+#: ``M.schedule`` in C, when the accelerator runs (see ``goroutines._accel``).
+_c_schedule: Any = None
 
 
 def call_syscall(gp: G) -> None:
@@ -194,7 +199,14 @@ class M:
         Once the coroutine is suspended (``send`` returned) a parking G is
         parked by calling the unlock function it yielded; after that another
         M may already be running it, so this M must not touch it again.
+
+        With the accelerator this loop runs in C (``_speedups.schedule``, the
+        same loop line for line, calling the same methods for every rare
+        path); this is the reference.
         """
+        if _c_schedule is not None:
+            _c_schedule(self)
+            return
         sched = self.sched
         timers = sched.timers
         monotonic = time.monotonic
@@ -855,3 +867,17 @@ class M:
                 timers.run_due()
             if self.p is not None:
                 return True
+
+
+if speedups is not None:
+    speedups.init_schedule(
+        M=M,
+        P=P,
+        Timers=Timers,
+        G=G,
+        Unlock=Unlock,
+        running=_RUNNING,
+        waiting=_WAITING,
+        exit=_EXIT,
+    )
+    _c_schedule = speedups.schedule
