@@ -51,7 +51,7 @@
 
 /* Bumped whenever the Python side's expectations change: ``_accel``
  * refuses (and runs the reference) if a stale build is found. */
-#define API_VERSION 3
+#define API_VERSION 4
 
 /* ------------------------------------------------------------------ state */
 
@@ -117,19 +117,53 @@ w_set(PyObject *sg, Py_ssize_t off, PyObject *name, PyObject *v)
 #define W_GET(sg, f) w_get((sg), off_##f, s_##f)
 #define W_SET(sg, f, v) w_set((sg), off_##f, s_##f, (v))
 
+/* The M whose ``schedule`` (C) runs on this thread, while it runs
+ * (borrowed: the caller's frame holds it); else NULL. The same M as
+ * ``_tls.m``, found without the thread-local dict's lookup. */
+static _Thread_local PyObject *cur_m = NULL;
+
+static PyObject *M_type;
+static Py_ssize_t off_m_curg = -1, off_m_p = -1;
+
+/* This thread's M (new reference), or NULL with no error if none. */
+static PyObject *
+getm(void)
+{
+    if (cur_m != NULL) {
+        return Py_NewRef(cur_m);
+    }
+    PyObject *m = PyObject_GetAttr(tls, s_m);
+    if (m == NULL && PyErr_ExceptionMatches(PyExc_AttributeError)) {
+        PyErr_Clear();
+    }
+    return m;
+}
+
+static inline PyObject *
+sget(PyObject *o, PyObject *tp, Py_ssize_t off, PyObject *name)
+{
+    if (off >= 0 && (PyObject *)Py_TYPE(o) == tp) {
+        PyObject *v = *(PyObject **)((char *)o + off);
+        if (v != NULL) {
+            return Py_NewRef(v);
+        }
+    }
+    return PyObject_GetAttr(o, name);
+}
+
 /* The G running on this thread (new reference), or NULL with no error set
  * if there is none (``getg_or_none``). NULL with an error on failure. */
 static PyObject *
 getg_or_none(void)
 {
-    PyObject *m = PyObject_GetAttr(tls, s_m);
+    PyObject *m = getm();
     if (m == NULL) {
         if (PyErr_ExceptionMatches(PyExc_AttributeError)) {
             PyErr_Clear();
         }
         return NULL;
     }
-    PyObject *g = PyObject_GetAttr(m, s_curg);
+    PyObject *g = sget(m, M_type, off_m_curg, s_curg);
     Py_DECREF(m);
     if (g == Py_None) {
         Py_DECREF(g);
@@ -159,15 +193,11 @@ ready_fast(PyObject *gp)
     if (shuffle != Py_False) {
         return PyErr_Occurred() ? -1 : 0;
     }
-    PyObject *m = PyObject_GetAttr(tls, s_m);
+    PyObject *m = getm();
     if (m == NULL) {
-        if (!PyErr_ExceptionMatches(PyExc_AttributeError)) {
-            return -1;
-        }
-        PyErr_Clear();
-        return 0; /* not on an M */
+        return PyErr_Occurred() ? -1 : 0; /* not on an M */
     }
-    PyObject *p = PyObject_GetAttr(m, s_p);
+    PyObject *p = sget(m, M_type, off_m_p, s_p);
     Py_DECREF(m);
     if (p == NULL) {
         return -1;
@@ -219,6 +249,218 @@ wake(PyObject *sg)
     return 0;
 }
 
+/* -------------------------------------------------------------------- Lock */
+
+/* ``Lock``: a channel's lock, when lockrank is off. The same interface as
+ * ``threading.Lock`` (``acquire(blocking=True, timeout=-1)``, ``release``,
+ * ``locked``, ``with``), so that the Python code that takes a channel's
+ * lock (select, close, the timers) is unchanged, and a C fast path for the
+ * channel operations: no method call, no argument parsing (those were ~700
+ * CPU instructions of each operation with a ``_thread.lock``).
+ *
+ * A ``PyThread_type_lock``, as ``_thread.lock`` is on 3.11 and 3.12; not
+ * ``PyMutex`` (3.13): the Python side needs a non-blocking and a timed
+ * acquire, which PyMutex does not offer publicly on 3.13. Uncontended, it is
+ * one ``sem_trywait``; contended, the GIL is released while waiting (a
+ * holder may need it to finish), as ``_thread.lock`` does. Not interruptible
+ * by signals: it is held for a few operations at a time, as a Go runtime
+ * lock is. ``locked`` is written only by the holder. */
+
+typedef struct {
+    PyObject_HEAD
+    PyThread_type_lock lk;
+    char locked;
+} Lock;
+
+static PyTypeObject Lock_Type;
+
+static inline void
+fast_acquire(Lock *l)
+{
+    if (!PyThread_acquire_lock(l->lk, NOWAIT_LOCK)) {
+        Py_BEGIN_ALLOW_THREADS
+        PyThread_acquire_lock(l->lk, WAIT_LOCK);
+        Py_END_ALLOW_THREADS
+    }
+    l->locked = 1;
+}
+
+static inline int
+fast_release(Lock *l)
+{
+    if (!l->locked) {
+        PyErr_SetString(PyExc_RuntimeError, "release unlocked lock");
+        return -1;
+    }
+    l->locked = 0;
+    PyThread_release_lock(l->lk);
+    return 0;
+}
+
+static PyObject *
+Lock_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
+{
+    if (PyTuple_GET_SIZE(args) || (kwds && PyDict_GET_SIZE(kwds))) {
+        PyErr_SetString(PyExc_TypeError, "Lock() takes no arguments");
+        return NULL;
+    }
+    Lock *l = (Lock *)type->tp_alloc(type, 0);
+    if (l == NULL) {
+        return NULL;
+    }
+    l->lk = PyThread_allocate_lock();
+    if (l->lk == NULL) {
+        Py_DECREF(l);
+        return PyErr_NoMemory();
+    }
+    l->locked = 0;
+    return (PyObject *)l;
+}
+
+static void
+Lock_dealloc(Lock *l)
+{
+    if (l->lk != NULL) {
+        if (l->locked) {
+            PyThread_release_lock(l->lk);
+        }
+        PyThread_free_lock(l->lk);
+    }
+    Py_TYPE(l)->tp_free((PyObject *)l);
+}
+
+static PyObject *
+Lock_acquire(Lock *l, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+{
+    if (nargs == 0 && kwnames == NULL) {
+        fast_acquire(l);
+        Py_RETURN_TRUE;
+    }
+    static const char *const names[] = {"blocking", "timeout"};
+    PyObject *blocking = Py_True, *timeout = NULL;
+    Py_ssize_t nkw = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
+    if (nargs > 2) {
+        PyErr_SetString(PyExc_TypeError, "acquire() takes at most 2 arguments");
+        return NULL;
+    }
+    if (nargs > 0) {
+        blocking = args[0];
+    }
+    if (nargs > 1) {
+        timeout = args[1];
+    }
+    for (Py_ssize_t i = 0; i < nkw; i++) {
+        PyObject *k = PyTuple_GET_ITEM(kwnames, i);
+        if (PyUnicode_CompareWithASCIIString(k, names[0]) == 0 && nargs < 1) {
+            blocking = args[nargs + i];
+        }
+        else if (PyUnicode_CompareWithASCIIString(k, names[1]) == 0 && nargs < 2) {
+            timeout = args[nargs + i];
+        }
+        else {
+            PyErr_Format(PyExc_TypeError, "acquire() got an unexpected keyword argument %R", k);
+            return NULL;
+        }
+    }
+    int block = PyObject_IsTrue(blocking);
+    if (block < 0) {
+        return NULL;
+    }
+    double t = -1.0;
+    if (timeout != NULL) {
+        t = PyFloat_AsDouble(timeout);
+        if (t == -1.0 && PyErr_Occurred()) {
+            return NULL;
+        }
+    }
+    if (!block && t != -1.0) {
+        PyErr_SetString(PyExc_ValueError, "can't specify a timeout for a non-blocking call");
+        return NULL;
+    }
+    if (t < 0 && t != -1.0) {
+        PyErr_SetString(PyExc_ValueError, "timeout value must be a non-negative number");
+        return NULL;
+    }
+    if (!block) {
+        if (!PyThread_acquire_lock(l->lk, NOWAIT_LOCK)) {
+            Py_RETURN_FALSE;
+        }
+    }
+    else if (t == -1.0) {
+        fast_acquire(l);
+        Py_RETURN_TRUE;
+    }
+    else if (!PyThread_acquire_lock(l->lk, NOWAIT_LOCK)) {
+        PyLockStatus r;
+        long long us = (long long)(t * 1e6);
+        if (us > PY_TIMEOUT_MAX) {
+            us = PY_TIMEOUT_MAX;
+        }
+        Py_BEGIN_ALLOW_THREADS
+        r = PyThread_acquire_lock_timed(l->lk, (PY_TIMEOUT_T)us, 0);
+        Py_END_ALLOW_THREADS
+        if (r != PY_LOCK_ACQUIRED) {
+            Py_RETURN_FALSE;
+        }
+    }
+    l->locked = 1;
+    Py_RETURN_TRUE;
+}
+
+static PyObject *
+Lock_release(Lock *l, PyObject *Py_UNUSED(ignored))
+{
+    if (fast_release(l) < 0) {
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+Lock_exit(Lock *l, PyObject *const *Py_UNUSED(args), Py_ssize_t Py_UNUSED(nargs))
+{
+    if (fast_release(l) < 0) {
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+Lock_locked(Lock *l, PyObject *Py_UNUSED(ignored))
+{
+    return PyBool_FromLong(l->locked);
+}
+
+static PyObject *
+Lock_repr(Lock *l)
+{
+    return PyUnicode_FromFormat("<%s goroutines._speedups.Lock object at %p>",
+                                l->locked ? "locked" : "unlocked", l);
+}
+
+static PyMethodDef Lock_methods[] = {
+    {"acquire", (PyCFunction)(void (*)(void))Lock_acquire, METH_FASTCALL | METH_KEYWORDS,
+     "acquire(blocking=True, timeout=-1) -> bool, as threading.Lock's."},
+    {"release", (PyCFunction)Lock_release, METH_NOARGS, "Release the lock."},
+    {"locked", (PyCFunction)Lock_locked, METH_NOARGS, "Whether the lock is held."},
+    {"__enter__", (PyCFunction)(void (*)(void))Lock_acquire, METH_FASTCALL | METH_KEYWORDS,
+     "Acquire the lock."},
+    {"__exit__", (PyCFunction)(void (*)(void))Lock_exit, METH_FASTCALL, "Release the lock."},
+    {NULL},
+};
+
+static PyTypeObject Lock_Type = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "goroutines._speedups.Lock",
+    .tp_doc = "A channel's lock: threading.Lock's interface, with a C fast path.",
+    .tp_basicsize = sizeof(Lock),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_new = Lock_new,
+    .tp_dealloc = (destructor)Lock_dealloc,
+    .tp_methods = Lock_methods,
+    .tp_repr = (reprfunc)Lock_repr,
+};
+
 /* ---------------------------------------------------------------- ChanCore */
 
 typedef struct {
@@ -232,6 +474,7 @@ typedef struct {
     PyObject *sendq;
     PyObject *bound;   /* (run_id, what) or None: see Chan.bind_to_run */
     PyObject *capobj;  /* the capacity as given (``_cap``, ``cap``) */
+    Lock *fl;          /* ``lock`` when it is our Lock (borrowed: ``lock`` holds it) */
     Py_ssize_t cap;
     Py_ssize_t room;   /* cap while open, -1 once closed */
     Py_ssize_t ndead;
@@ -244,6 +487,10 @@ static PyTypeObject ChanOp_Type;
 static int
 lock_acquire(ChanCore *ch)
 {
+    if (ch->fl != NULL) {
+        fast_acquire(ch->fl);
+        return 0;
+    }
     PyObject *r = PyObject_CallNoArgs(ch->acquire);
     if (r == NULL) {
         return -1;
@@ -256,6 +503,9 @@ lock_acquire(ChanCore *ch)
 static int
 lock_release(ChanCore *ch)
 {
+    if (ch->fl != NULL) {
+        return fast_release(ch->fl);
+    }
     PyObject *r = PyObject_CallNoArgs(ch->release);
     if (r == NULL) {
         return -1;
@@ -270,18 +520,16 @@ lock_release_on_error(ChanCore *ch)
 {
     PyObject *t, *v, *tb;
     PyErr_Fetch(&t, &v, &tb);
-    PyObject *r = PyObject_CallNoArgs(ch->release);
-    if (r == NULL) {
+    if (lock_release(ch) < 0) {
         PyErr_WriteUnraisable(ch->release);
-    }
-    else {
-        Py_DECREF(r);
     }
     PyErr_Restore(t, v, tb);
 }
 
 static PyObject *deque_type;
 static PyObject *zero;
+static PyObject *empty_tuple;
+static PyObject *plain_lock_type; /* _thread.LockType: what new_lock makes unless lockrank is on */
 
 static inline PyObject *
 q_popleft(PyObject *q)
@@ -406,6 +654,14 @@ ChanCore_init(ChanCore *self, PyObject *args, PyObject *kwds)
         Py_DECREF(capo);
         return -1;
     }
+    if ((PyObject *)Py_TYPE(lock) == plain_lock_type) {
+        /* lockrank is off: our Lock, with its C fast path, instead */
+        Py_SETREF(lock, Lock_new(&Lock_Type, empty_tuple, NULL));
+        if (lock == NULL) {
+            Py_DECREF(capo);
+            return -1;
+        }
+    }
     PyObject *acquire = PyObject_GetAttr(lock, s_acquire);
     PyObject *release = acquire ? PyObject_GetAttr(lock, s_release) : NULL;
     PyObject *unlock = release ? PyObject_CallOneArg(Unlock_type, release) : NULL;
@@ -423,6 +679,7 @@ ChanCore_init(ChanCore *self, PyObject *args, PyObject *kwds)
         return -1;
     }
     Py_XSETREF(self->lock, lock);
+    self->fl = Py_IS_TYPE(lock, &Lock_Type) ? (Lock *)lock : NULL;
     Py_XSETREF(self->acquire, acquire);
     Py_XSETREF(self->release, release);
     Py_XSETREF(self->unlock, unlock);
@@ -458,6 +715,7 @@ ChanCore_traverse(ChanCore *self, visitproc visit, void *arg)
 static int
 ChanCore_clear(ChanCore *self)
 {
+    self->fl = NULL;
     Py_CLEAR(self->lock);
     Py_CLEAR(self->acquire);
     Py_CLEAR(self->release);
@@ -1178,9 +1436,8 @@ static Py_ssize_t slot_offset(PyObject *cls, const char *name);
 #include <time.h>
 #include <math.h>
 
-static PyObject *M_type, *P_type, *st_running, *m_exit;
-static Py_ssize_t off_m_curg = -1, off_m_p = -1, off_m_spinning = -1, off_m_lockedg = -1,
-                  off_m_sched = -1;
+static PyObject *P_type, *st_running, *m_exit;
+static Py_ssize_t off_m_spinning = -1, off_m_lockedg = -1, off_m_sched = -1;
 static Py_ssize_t off_p_runnext = -1, off_p_runq = -1, off_p_schedtick = -1;
 static Py_ssize_t off_g_coro = -1, off_g_ctx = -1, off_g_locked_m = -1, off_g_wait_since = -1;
 static Py_ssize_t off_t_next_when = -1;
@@ -1192,19 +1449,6 @@ static PyObject *s_sched, *s_timers, *s_runq, *s_schedtick, *s_next_when, *s_nsc
     *s_status, *s_gate, *s_at_gate, *s_coro, *s_ctx, *s_goexit, *s_wait_since, *s_now,
     *s_lockedg, *s_execute_request, *s_after_execute, *s_stopping, *s_shuffle;
 
-/* New reference to slot ``off`` of ``o`` if ``o`` is exactly of type
- * ``tp`` (an object of ours), else ``getattr(o, name)``. */
-static inline PyObject *
-sget(PyObject *o, PyObject *tp, Py_ssize_t off, PyObject *name)
-{
-    if (off >= 0 && (PyObject *)Py_TYPE(o) == tp) {
-        PyObject *v = *(PyObject **)((char *)o + off);
-        if (v != NULL) {
-            return Py_NewRef(v);
-        }
-    }
-    return PyObject_GetAttr(o, name);
-}
 
 static inline int
 sset(PyObject *o, PyObject *tp, Py_ssize_t off, PyObject *name, PyObject *v)
@@ -1481,6 +1725,8 @@ speedups_schedule(PyObject *Py_UNUSED(module), PyObject *m)
         return NULL;
     }
     local_q q = {NULL, NULL, NULL};
+    PyObject *outer_m = cur_m;
+    cur_m = m;
     PyObject *sched = sget(m, M_type, off_m_sched, s_sched);
     PyObject *timers = sched ? PyObject_GetAttr(sched, s_timers) : NULL;
     PyObject *gp = NULL;
@@ -1636,6 +1882,7 @@ speedups_schedule(PyObject *Py_UNUSED(module), PyObject *m)
         }
     }
 done:
+    cur_m = outer_m;
     lq_clear(&q);
     Py_XDECREF(timers);
     Py_XDECREF(sched);
@@ -1644,6 +1891,7 @@ done:
     }
     Py_RETURN_NONE;
 error:
+    cur_m = outer_m;
     lq_clear(&q);
     Py_XDECREF(gp);
     Py_XDECREF(timers);
@@ -1784,7 +2032,7 @@ static struct PyModuleDef speedups_module = {
 static int
 add_all(PyObject *m)
 {
-    PyObject *all = Py_BuildValue("[ssssss]", "API_VERSION", "ChanCore", "ChanOp", "init", "init_schedule", "schedule");
+    PyObject *all = Py_BuildValue("[sssssss]", "API_VERSION", "ChanCore", "ChanOp", "Lock", "init", "init_schedule", "schedule");
     if (all == NULL) {
         return -1;
     }
@@ -1839,7 +2087,16 @@ PyInit__speedups(void)
     INTERN(s_stopping, "stopping");
     INTERN(s_shuffle, "shuffle");
 
-    if ((zero = PyLong_FromLong(0)) == NULL) {
+    if ((zero = PyLong_FromLong(0)) == NULL || (empty_tuple = PyTuple_New(0)) == NULL) {
+        return NULL;
+    }
+    PyObject *thread = PyImport_ImportModule("_thread");
+    if (thread == NULL) {
+        return NULL;
+    }
+    plain_lock_type = PyObject_GetAttrString(thread, "LockType");
+    Py_DECREF(thread);
+    if (plain_lock_type == NULL) {
         return NULL;
     }
     PyObject *collections = PyImport_ImportModule("collections");
@@ -1851,7 +2108,8 @@ PyInit__speedups(void)
     if (deque_type == NULL) {
         return NULL;
     }
-    if (PyType_Ready(&ChanCore_Type) < 0 || PyType_Ready(&ChanOp_Type) < 0) {
+    if (PyType_Ready(&ChanCore_Type) < 0 || PyType_Ready(&ChanOp_Type) < 0 ||
+        PyType_Ready(&Lock_Type) < 0) {
         return NULL;
     }
     PyObject *m = PyModule_Create(&speedups_module);
@@ -1861,6 +2119,7 @@ PyInit__speedups(void)
     if (PyModule_AddIntConstant(m, "API_VERSION", API_VERSION) < 0 ||
         PyModule_AddObjectRef(m, "ChanCore", (PyObject *)&ChanCore_Type) < 0 ||
         PyModule_AddObjectRef(m, "ChanOp", (PyObject *)&ChanOp_Type) < 0 ||
+        PyModule_AddObjectRef(m, "Lock", (PyObject *)&Lock_Type) < 0 ||
         add_all(m) < 0) {
         Py_DECREF(m);
         return NULL;
