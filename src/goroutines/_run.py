@@ -13,9 +13,10 @@ import time
 import types
 import warnings
 from collections.abc import Awaitable, Callable, Coroutine, Generator
-from typing import Any, TypeVar, overload
+from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from . import _signal
+from ._accel import speedups
 from ._errors import Deadlock
 from ._runtime import _scheduler
 from ._runtime._goroutine import GOSCHED, G, GStatus, add_note
@@ -282,8 +283,12 @@ def _close_all(sched: Sched, closer: M, errors: list[BaseException]) -> None:
         time.sleep(0.005)
 
 
-#: ``gr.go``: the spawn path is one function, with no wrapper (see ``_scheduler.go``).
-go = _scheduler.go
+#: ``gr.go``: the spawn path is one function, with no wrapper (see ``_scheduler.go``;
+#: with the accelerator, ``_speedups.go``, which calls it for all but the common case).
+if TYPE_CHECKING or speedups is None:
+    go = _scheduler.go
+else:
+    go = speedups.go
 
 
 def gomaxprocs(n: int | None = None) -> int:

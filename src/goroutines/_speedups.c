@@ -1,10 +1,13 @@
 /* goroutines._speedups: the C accelerator of goroutines' hot paths.
  *
  * What is here: the core of a channel (``ChanCore``: its fields, ``send``,
- * ``recv``, ``recv_ok`` and ``__anext__``) and the awaitable those return
- * (``ChanOp``). Everything else of ``Chan`` (close, the select support, the
- * binding to a run) is Python code of ``goroutines._chan`` shared by both
- * modes: ``Chan`` subclasses either this ``ChanCore`` or the pure-Python
+ * ``recv``, ``recv_ok`` and ``__anext__``), the awaitable those return
+ * (``ChanOp``) and its lock (``Lock``); the M's schedule loop
+ * (``schedule``); ``ready``'s hand-off case; and ``go``'s common case.
+ * Each mirrors the pure-Python reference line for line and calls it (or
+ * the same Python methods) for every rare case. Everything else of
+ * ``Chan`` (close, the select support, the binding to a run) is Python
+ * code of ``goroutines._chan`` shared by both modes: ``Chan`` subclasses either this ``ChanCore`` or the pure-Python
  * ``_ChanCore``, which is the reference. The two must behave identically;
  * read ``_chan._ChanCore`` first: every branch below mirrors a line there.
  *
@@ -15,11 +18,11 @@
  * completes (PYGEN_RETURN) or returns the unlock object (PYGEN_NEXT, the
  * yield); its second reads what the waker left in the G.
  *
- * Locks and threads. The channel's ``lock`` is the Python lock object made
- * by ``_lockrank.new_lock`` (a ``_thread.lock``, or the checking wrapper
- * under GOROUTINES_DEBUG=lockrank=1), taken through its ``acquire`` and
- * ``release`` methods, so that the Python code of ``select``, ``close`` and
- * the timers, which takes the same lock, excludes us and we exclude it.
+ * Locks and threads. The channel's ``lock`` is our ``Lock`` (or, under
+ * GOROUTINES_DEBUG=lockrank=1, the checking wrapper ``_lockrank.new_lock``
+ * makes, taken through its ``acquire`` and ``release`` methods), the same
+ * object the Python code of ``select``, ``close`` and the timers takes, so
+ * that they exclude us and we exclude them.
  * Every field of a ChanCore is read and written only with ``lock`` held
  * (or while the object is being made). A ChanOp belongs to the one
  * goroutine awaiting it, so its fields need no lock.
@@ -47,11 +50,14 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <structmember.h>
+#include <math.h>
+#include <stdatomic.h>
 #include <stddef.h>
+#include <time.h>
 
 /* Bumped whenever the Python side's expectations change: ``_accel``
  * refuses (and runs the reference) if a stale build is found. */
-#define API_VERSION 4
+#define API_VERSION 5
 
 /* ------------------------------------------------------------------ state */
 
@@ -528,6 +534,7 @@ lock_release_on_error(ChanCore *ch)
 
 static PyObject *deque_type;
 static PyObject *zero;
+static PyObject *one;
 static PyObject *empty_tuple;
 static PyObject *plain_lock_type; /* _thread.LockType: what new_lock makes unless lockrank is on */
 
@@ -1432,10 +1439,6 @@ static Py_ssize_t slot_offset(PyObject *cls, const char *name);
  * fence, which a free-threaded build needs (Dekker's store-load order) and
  * pure Python cannot issue. */
 
-#include <stdatomic.h>
-#include <time.h>
-#include <math.h>
-
 static PyObject *P_type, *st_running, *m_exit;
 static Py_ssize_t off_m_spinning = -1, off_m_lockedg = -1, off_m_sched = -1;
 static Py_ssize_t off_p_runnext = -1, off_p_runq = -1, off_p_schedtick = -1;
@@ -1907,6 +1910,245 @@ error:
     return NULL;
 }
 
+/* --------------------------------------------------------------------- go */
+
+/* ``gr.go`` (``_scheduler.go``, Go's ``newproc``) for its common case: a
+ * plain async function started by a goroutine on an M running the C loop
+ * (with a P). The same steps as the reference: call the function, find the
+ * creation site (interned in ``sched.sites``, through a one-entry cache),
+ * take an id from the P's batch, make the G (``new_g``'s fields), register
+ * it in ``allgs`` and put it in our ``runnext`` (the G there moves to our
+ * runq). Every other case (a coroutine object, a generator, a callable
+ * object, no P, outside a goroutine) calls the reference, which also makes
+ * every check and raises every error. */
+
+static PyObject *go_py;           /* _scheduler.go: the reference */
+static PyObject *reason_none;     /* WaitReason.NONE */
+static PyObject *float_zero;
+static PyObject *last_code;       /* the one-entry site cache: code, lasti -> site */
+static int last_lasti = -1;
+static PyObject *last_site;
+static Py_ssize_t off_g_id = -1, off_g_site = -1, off_g_locked_m2 = -1;
+static Py_ssize_t off_p_goidcache = -1, off_p_goidcacheend = -1;
+static PyObject *s_sites, *s_intern, *s_goidcache, *s_goidcacheend, *s_goidbatch, *s_allgs,
+    *s_id, *s_site;
+
+static PyObject *
+site_of_caller(PyObject *sched)
+{
+    PyFrameObject *f = PyEval_GetFrame(); /* borrowed: the caller of go() */
+    if (f == NULL) {
+        Py_RETURN_NONE; /* called from C with no Python frame above */
+    }
+    PyCodeObject *code = PyFrame_GetCode(f);
+    int lasti = PyFrame_GetLasti(f);
+    if ((PyObject *)code == last_code && lasti == last_lasti) {
+        Py_DECREF(code);
+        return Py_NewRef(last_site);
+    }
+    PyObject *sites = PyObject_GetAttr(sched, s_sites);
+    PyObject *site = NULL;
+    if (sites != NULL) {
+        PyObject *li = PyLong_FromLong(lasti);
+        if (li != NULL) {
+            site = PyObject_CallMethodObjArgs(sites, s_intern, (PyObject *)code, li, NULL);
+            Py_DECREF(li);
+        }
+        Py_DECREF(sites);
+    }
+    if (site != NULL) {
+        Py_XSETREF(last_code, Py_NewRef((PyObject *)code));
+        last_lasti = lasti;
+        Py_XSETREF(last_site, Py_NewRef(site));
+    }
+    Py_DECREF(code);
+    return site;
+}
+
+static inline void
+slot_store(PyObject *o, Py_ssize_t off, PyObject *v)
+{
+    PyObject **slot = (PyObject **)((char *)o + off);
+    PyObject *old = *slot;
+    *slot = Py_NewRef(v);
+    Py_XDECREF(old);
+}
+
+static PyObject *
+speedups_go(PyObject *Py_UNUSED(module), PyObject *const *args, size_t nargsf, PyObject *kwnames)
+{
+    Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
+    PyObject *m = cur_m;
+    if (nargs < 1 || m == NULL || go_py == NULL || !PyFunction_Check(args[0]) ||
+        !(((PyCodeObject *)PyFunction_GET_CODE(args[0]))->co_flags & CO_COROUTINE) ||
+        off_g_id < 0 || off_p_goidcache < 0) {
+        return PyObject_Vectorcall(go_py, args, nargsf, kwnames);
+    }
+    PyObject *p = sget(m, M_type, off_m_p, s_p);
+    if (p == NULL) {
+        return NULL;
+    }
+    if (p == Py_None || (PyObject *)Py_TYPE(p) != P_type) {
+        Py_DECREF(p);
+        return PyObject_Vectorcall(go_py, args, nargsf, kwnames);
+    }
+    PyObject *sched = sget(m, M_type, off_m_sched, s_sched);
+    PyObject *coro = NULL, *site = NULL, *ctx = NULL, *gp = NULL, *gid = NULL;
+    PyObject *allgs = NULL, *rn = NULL;
+    if (sched == NULL) {
+        goto error;
+    }
+    coro = PyObject_Vectorcall(args[0], args + 1, nargs - 1, kwnames);
+    if (coro == NULL) {
+        goto error;
+    }
+    site = site_of_caller(sched);
+    if (site == NULL) {
+        goto error;
+    }
+    /* an id from our P's batch */
+    gid = sget(p, P_type, off_p_goidcache, s_goidcache);
+    PyObject *end = gid ? sget(p, P_type, off_p_goidcacheend, s_goidcacheend) : NULL;
+    if (end == NULL) {
+        goto error;
+    }
+    int eq = PyObject_RichCompareBool(gid, end, Py_EQ);
+    Py_DECREF(end);
+    if (eq < 0) {
+        goto error;
+    }
+    if (eq) {
+        Py_SETREF(gid, PyObject_CallMethodOneArg(sched, s_goidbatch, p));
+        if (gid == NULL) {
+            goto error;
+        }
+    }
+    PyObject *next = PyNumber_Add(gid, one);
+    if (next == NULL) {
+        goto error;
+    }
+    slot_store(p, off_p_goidcache, next);
+    Py_DECREF(next);
+    /* new_g */
+    ctx = PyContext_CopyCurrent();
+    if (ctx == NULL) {
+        goto error;
+    }
+    gp = PyObject_CallNoArgs(G_type);
+    if (gp == NULL) {
+        goto error;
+    }
+    slot_store(gp, off_g_id, gid);
+    slot_store(gp, off_g_coro, coro);
+    slot_store(gp, off_g_ctx, ctx);
+    slot_store(gp, off_g_site, site);
+    slot_store(gp, off_status, st_runnable);
+    slot_store(gp, off_wait_reason, reason_none);
+    slot_store(gp, off_g_wait_since, float_zero);
+    slot_store(gp, off_g_locked_m2, Py_None);
+    slot_store(gp, off_elem, Py_None);
+    slot_store(gp, off_success, Py_False);
+    allgs = PyObject_GetAttr(sched, s_allgs);
+    if (allgs == NULL || PyObject_SetItem(allgs, gid, gp) < 0) {
+        goto error;
+    }
+    /* P.runnext_put: our runnext; the G there moves to our runq */
+    rn = sget(p, P_type, off_p_runnext, s_runnext);
+    if (rn == NULL) {
+        goto error;
+    }
+    Py_ssize_t n = PyObject_Size(rn);
+    if (n < 0) {
+        goto error;
+    }
+    if (n > 0) {
+        PyObject *old = PyObject_CallMethodNoArgs(rn, s_pop);
+        if (old == NULL) {
+            if (!PyErr_ExceptionMatches(PyExc_IndexError)) { /* else a stealer took it */
+                goto error;
+            }
+            PyErr_Clear();
+        }
+        else {
+            PyObject *runq = sget(p, P_type, off_p_runq, s_runq);
+            int r = runq ? q_append(runq, old) : -1;
+            Py_XDECREF(runq);
+            Py_DECREF(old);
+            if (r < 0) {
+                goto error;
+            }
+        }
+    }
+    if (q_append(rn, gp) < 0) {
+        goto error;
+    }
+    Py_DECREF(rn);
+    Py_DECREF(allgs);
+    Py_DECREF(gp);
+    Py_DECREF(ctx);
+    Py_DECREF(gid);
+    Py_DECREF(site);
+    Py_DECREF(coro);
+    Py_DECREF(sched);
+    Py_DECREF(p);
+    Py_RETURN_NONE;
+error:
+    Py_XDECREF(rn);
+    Py_XDECREF(allgs);
+    Py_XDECREF(gp);
+    Py_XDECREF(ctx);
+    Py_XDECREF(gid);
+    Py_XDECREF(site);
+    if (coro != NULL) {
+        /* it will never run: no "never awaited" warning (the reference's
+         * errors come before the call) */
+        PyObject *t, *v, *tb;
+        PyErr_Fetch(&t, &v, &tb);
+        PyObject *r = PyObject_CallMethod(coro, "close", NULL);
+        Py_XDECREF(r);
+        PyErr_Clear();
+        PyErr_Restore(t, v, tb);
+        Py_DECREF(coro);
+    }
+    Py_XDECREF(sched);
+    Py_DECREF(p);
+    return NULL;
+}
+
+static PyObject *
+speedups_init_go(PyObject *Py_UNUSED(module), PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"fallback", "reason_none", NULL};
+    PyObject *fb, *rn;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "$OO:init_go", kwlist, &fb, &rn)) {
+        return NULL;
+    }
+    if (!schedule_ok || G_type == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "init_go: init_schedule() first");
+        return NULL;
+    }
+    Py_XSETREF(go_py, Py_NewRef(fb));
+    Py_XSETREF(reason_none, Py_NewRef(rn));
+    off_g_id = slot_offset(G_type, "id");
+    off_g_site = slot_offset(G_type, "site");
+    off_g_locked_m2 = slot_offset(G_type, "locked_m");
+    off_p_goidcache = slot_offset(P_type, "goidcache");
+    off_p_goidcacheend = slot_offset(P_type, "goidcacheend");
+    if (off_elem < 0) {
+        off_elem = slot_offset(G_type, "elem");
+        off_success = slot_offset(G_type, "success");
+        off_wait_reason = slot_offset(G_type, "wait_reason");
+    }
+    if (off_g_id < 0 || off_g_site < 0 || off_g_locked_m2 < 0 || off_g_coro < 0 ||
+        off_g_ctx < 0 || off_g_wait_since < 0 || off_status < 0 || off_elem < 0 ||
+        off_success < 0 || off_wait_reason < 0 || off_p_runnext < 0 || off_p_runq < 0 ||
+        off_p_goidcache < 0 || off_p_goidcacheend < 0) {
+        PyErr_SetString(PyExc_RuntimeError, "init_go: G or P has changed its slots");
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
 static PyObject *
 speedups_init_schedule(PyObject *Py_UNUSED(module), PyObject *args, PyObject *kwds)
 {
@@ -2012,6 +2254,10 @@ static PyMethodDef module_methods[] = {
     {"init_schedule", (PyCFunction)(void (*)(void))speedups_init_schedule,
      METH_VARARGS | METH_KEYWORDS, "Hand over M, P, Timers and the sentinels (after init)."},
     {"schedule", (PyCFunction)speedups_schedule, METH_O, "M.schedule(m) in C."},
+    {"init_go", (PyCFunction)(void (*)(void))speedups_init_go, METH_VARARGS | METH_KEYWORDS,
+     "Hand over the reference go() and WaitReason.NONE (after init_schedule)."},
+    {"go", (PyCFunction)(void (*)(void))speedups_go, METH_FASTCALL | METH_KEYWORDS,
+     "go(fn, /, *args, **kwargs): start fn(*args, **kwargs) as a goroutine (gr.go)."},
     {NULL},
 };
 
@@ -2032,7 +2278,7 @@ static struct PyModuleDef speedups_module = {
 static int
 add_all(PyObject *m)
 {
-    PyObject *all = Py_BuildValue("[sssssss]", "API_VERSION", "ChanCore", "ChanOp", "Lock", "init", "init_schedule", "schedule");
+    PyObject *all = Py_BuildValue("[sssssssss]", "API_VERSION", "ChanCore", "ChanOp", "Lock", "go", "init", "init_go", "init_schedule", "schedule");
     if (all == NULL) {
         return -1;
     }
@@ -2086,6 +2332,17 @@ PyInit__speedups(void)
     INTERN(s_after_execute, "after_execute");
     INTERN(s_stopping, "stopping");
     INTERN(s_shuffle, "shuffle");
+    INTERN(s_sites, "sites");
+    INTERN(s_intern, "intern");
+    INTERN(s_goidcache, "goidcache");
+    INTERN(s_goidcacheend, "goidcacheend");
+    INTERN(s_goidbatch, "goidbatch");
+    INTERN(s_allgs, "allgs");
+    INTERN(s_id, "id");
+    INTERN(s_site, "site");
+    if ((float_zero = PyFloat_FromDouble(0.0)) == NULL || (one = PyLong_FromLong(1)) == NULL) {
+        return NULL;
+    }
 
     if ((zero = PyLong_FromLong(0)) == NULL || (empty_tuple = PyTuple_New(0)) == NULL) {
         return NULL;

@@ -68,6 +68,7 @@ from collections.abc import Callable
 from contextvars import copy_context
 from typing import Any
 
+from .._accel import speedups
 from . import _goroutine
 from ._debug import _debug_flag
 from ._goroutine import (
@@ -980,3 +981,9 @@ def uninstall(sched: Sched) -> None:
     with _run_lock:
         if current is sched:
             current = None
+
+
+if speedups is not None:
+    # ``gr.go``'s common case in C (``_speedups.go``); it calls this ``go``
+    # for every other case.
+    speedups.init_go(fallback=go, reason_none=_NO_REASON)
