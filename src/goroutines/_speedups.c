@@ -52,12 +52,13 @@
 #include <structmember.h>
 #include <math.h>
 #include <stdatomic.h>
+#include <pthread.h>
 #include <stddef.h>
 #include <time.h>
 
 /* Bumped whenever the Python side's expectations change: ``_accel``
  * refuses (and runs the reference) if a stale build is found. */
-#define API_VERSION 5
+#define API_VERSION 6
 
 /* ------------------------------------------------------------------ state */
 
@@ -179,6 +180,7 @@ getg_or_none(void)
 }
 
 static inline int q_append(PyObject *q, PyObject *v);
+static inline Py_ssize_t q_len(PyObject *q);
 
 /* ``_scheduler.ready``'s common case, the hand-off: readied by a G
  * running on an M with a P whose ``runnext`` is empty, ``gp`` goes there
@@ -217,7 +219,7 @@ ready_fast(PyObject *gp)
     if (rn == NULL) {
         return -1;
     }
-    Py_ssize_t n = PyObject_Size(rn);
+    Py_ssize_t n = q_len(rn);
     if (n != 0) {
         Py_DECREF(rn);
         return n < 0 ? -1 : 0;
@@ -264,17 +266,21 @@ wake(PyObject *sg)
  * channel operations: no method call, no argument parsing (those were ~700
  * CPU instructions of each operation with a ``_thread.lock``).
  *
- * A ``PyThread_type_lock``, as ``_thread.lock`` is on 3.11 and 3.12; not
- * ``PyMutex`` (3.13): the Python side needs a non-blocking and a timed
- * acquire, which PyMutex does not offer publicly on 3.13. Uncontended, it is
- * one ``sem_trywait``; contended, the GIL is released while waiting (a
- * holder may need it to finish), as ``_thread.lock`` does. Not interruptible
- * by signals: it is held for a few operations at a time, as a Go runtime
- * lock is. ``locked`` is written only by the holder. */
+ * A ``pthread_mutex_t``: uncontended, one compare-and-swap each way;
+ * contended, the GIL is released while waiting (a holder may need it to
+ * finish). Not ``PyThread_type_lock`` (``_thread.lock``'s on 3.11/3.12: its
+ * try-acquire reads the clock, ~450 CPU instructions a channel operation)
+ * nor ``PyMutex`` (3.13 only, and no public try or timed acquire there,
+ * which the Python side needs). A pthread mutex must be released by the
+ * thread that took it: every use in goroutines does (a parking G's unlock
+ * function runs on its M right after the coroutine suspends, on the thread
+ * that ran it; ``with`` blocks do not span a yield). Not interruptible by
+ * signals: it is held for a few operations at a time, as a Go runtime lock
+ * is. ``locked`` is written only by the holder. */
 
 typedef struct {
     PyObject_HEAD
-    PyThread_type_lock lk;
+    pthread_mutex_t mu;
     char locked;
 } Lock;
 
@@ -283,9 +289,9 @@ static PyTypeObject Lock_Type;
 static inline void
 fast_acquire(Lock *l)
 {
-    if (!PyThread_acquire_lock(l->lk, NOWAIT_LOCK)) {
+    if (pthread_mutex_trylock(&l->mu) != 0) {
         Py_BEGIN_ALLOW_THREADS
-        PyThread_acquire_lock(l->lk, WAIT_LOCK);
+        pthread_mutex_lock(&l->mu);
         Py_END_ALLOW_THREADS
     }
     l->locked = 1;
@@ -299,7 +305,7 @@ fast_release(Lock *l)
         return -1;
     }
     l->locked = 0;
-    PyThread_release_lock(l->lk);
+    pthread_mutex_unlock(&l->mu);
     return 0;
 }
 
@@ -314,9 +320,8 @@ Lock_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     if (l == NULL) {
         return NULL;
     }
-    l->lk = PyThread_allocate_lock();
-    if (l->lk == NULL) {
-        Py_DECREF(l);
+    if (pthread_mutex_init(&l->mu, NULL) != 0) {
+        Py_TYPE(l)->tp_free((PyObject *)l);
         return PyErr_NoMemory();
     }
     l->locked = 0;
@@ -326,12 +331,10 @@ Lock_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
 static void
 Lock_dealloc(Lock *l)
 {
-    if (l->lk != NULL) {
-        if (l->locked) {
-            PyThread_release_lock(l->lk);
-        }
-        PyThread_free_lock(l->lk);
+    if (l->locked) {
+        pthread_mutex_unlock(&l->mu);
     }
+    pthread_mutex_destroy(&l->mu);
     Py_TYPE(l)->tp_free((PyObject *)l);
 }
 
@@ -388,7 +391,7 @@ Lock_acquire(Lock *l, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames
         return NULL;
     }
     if (!block) {
-        if (!PyThread_acquire_lock(l->lk, NOWAIT_LOCK)) {
+        if (pthread_mutex_trylock(&l->mu) != 0) {
             Py_RETURN_FALSE;
         }
     }
@@ -396,16 +399,24 @@ Lock_acquire(Lock *l, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames
         fast_acquire(l);
         Py_RETURN_TRUE;
     }
-    else if (!PyThread_acquire_lock(l->lk, NOWAIT_LOCK)) {
-        PyLockStatus r;
-        long long us = (long long)(t * 1e6);
-        if (us > PY_TIMEOUT_MAX) {
-            us = PY_TIMEOUT_MAX;
+    else if (pthread_mutex_trylock(&l->mu) != 0) {
+        struct timespec until;
+        int r;
+        clock_gettime(CLOCK_REALTIME, &until); /* pthread_mutex_timedlock's clock */
+        if (t > 1e9) {
+            t = 1e9;
+        }
+        double whole = floor(t);
+        until.tv_sec += (time_t)whole;
+        until.tv_nsec += (long)((t - whole) * 1e9);
+        if (until.tv_nsec >= 1000000000L) {
+            until.tv_sec += 1;
+            until.tv_nsec -= 1000000000L;
         }
         Py_BEGIN_ALLOW_THREADS
-        r = PyThread_acquire_lock_timed(l->lk, (PY_TIMEOUT_T)us, 0);
+        r = pthread_mutex_timedlock(&l->mu, &until);
         Py_END_ALLOW_THREADS
-        if (r != PY_LOCK_ACQUIRED) {
+        if (r != 0) {
             Py_RETURN_FALSE;
         }
     }
@@ -538,16 +549,49 @@ static PyObject *one;
 static PyObject *empty_tuple;
 static PyObject *plain_lock_type; /* _thread.LockType: what new_lock makes unless lockrank is on */
 
+/* ``collections.deque``'s ``append``, ``popleft`` and ``pop``, called
+ * through their C functions for an exact deque (read off the method
+ * descriptors at import, with their calling convention checked): a method
+ * lookup and a vectorcall less per queue operation. NULL: call methods. */
+static PyCFunction deque_append_fn, deque_popleft_fn, deque_pop_fn;
+
+static inline int
+is_deque(PyObject *q)
+{
+    return (PyObject *)Py_TYPE(q) == deque_type;
+}
+
+/* ``len(q)`` of a deque (its ``ob_size`` is its length, as the deque's own
+ * code has it), or ``PyObject_Size``. */
+static inline Py_ssize_t
+q_len(PyObject *q)
+{
+    return is_deque(q) ? Py_SIZE(q) : PyObject_Size(q);
+}
+
 static inline PyObject *
 q_popleft(PyObject *q)
 {
+    if (deque_popleft_fn != NULL && is_deque(q)) {
+        return deque_popleft_fn(q, NULL);
+    }
     return PyObject_CallMethodNoArgs(q, s_popleft);
+}
+
+static inline PyObject *
+q_pop(PyObject *q)
+{
+    if (deque_pop_fn != NULL && is_deque(q)) {
+        return deque_pop_fn(q, NULL);
+    }
+    return PyObject_CallMethodNoArgs(q, s_pop);
 }
 
 static inline int
 q_append(PyObject *q, PyObject *v)
 {
-    PyObject *r = PyObject_CallMethodOneArg(q, s_append, v);
+    PyObject *r = deque_append_fn != NULL && is_deque(q) ? deque_append_fn(q, v)
+                                                         : PyObject_CallMethodOneArg(q, s_append, v);
     if (r == NULL) {
         return -1;
     }
@@ -587,7 +631,7 @@ static PyObject *
 dequeue(PyObject *q)
 {
     for (;;) {
-        Py_ssize_t n = PyObject_Size(q);
+        Py_ssize_t n = q_len(q);
         if (n <= 0) {
             return NULL;
         }
@@ -801,6 +845,18 @@ typedef struct {
     int state;
 } ChanOp;
 
+/* Freed ops kept for reuse (as CPython keeps frames and floats): an
+ * operation's allocation and GC bookkeeping were ~10 % of a buffered
+ * channel operation. Touched with the GIL held; a free-threaded build
+ * would need one per thread (it is off there). */
+#ifdef Py_GIL_DISABLED
+#define OP_MAXFREE 0
+#else
+#define OP_MAXFREE 256
+#endif
+static ChanOp *op_freelist[OP_MAXFREE > 0 ? OP_MAXFREE : 1];
+static int op_numfree = 0;
+
 static PyObject *
 make_op(ChanCore *ch, int kind, PyObject *value)
 {
@@ -808,9 +864,16 @@ make_op(ChanCore *ch, int kind, PyObject *value)
         PyErr_SetString(PyExc_RuntimeError, "Chan.__init__ was not called");
         return NULL;
     }
-    ChanOp *op = PyObject_GC_New(ChanOp, &ChanOp_Type);
-    if (op == NULL) {
-        return NULL;
+    ChanOp *op;
+    if (op_numfree > 0) {
+        op = op_freelist[--op_numfree];
+        PyObject_Init((PyObject *)op, &ChanOp_Type);
+    }
+    else {
+        op = PyObject_GC_New(ChanOp, &ChanOp_Type);
+        if (op == NULL) {
+            return NULL;
+        }
     }
     op->ch = (ChanCore *)Py_NewRef(ch);
     op->value = Py_XNewRef(value);
@@ -969,7 +1032,7 @@ send_start(ChanOp *op, PyObject **pres)
     if (lock_acquire(ch) < 0) {
         return op_error(op, pres);
     }
-    Py_ssize_t n = PyObject_Size(ch->recvq);
+    Py_ssize_t n = q_len(ch->recvq);
     if (n < 0) {
         goto error;
     }
@@ -1000,7 +1063,7 @@ send_start(ChanOp *op, PyObject **pres)
             return op_handoff(op, sg, NULL, pres);
         }
     }
-    n = PyObject_Size(ch->buf);
+    n = q_len(ch->buf);
     if (n < 0) {
         goto error;
     }
@@ -1035,7 +1098,7 @@ recv_start(ChanOp *op, PyObject **pres)
         return op_error(op, pres);
     }
     for (;;) { /* again after a select's waiter that had fired elsewhere */
-        Py_ssize_t n = PyObject_Size(ch->buf);
+        Py_ssize_t n = q_len(ch->buf);
         if (n < 0) {
             goto error;
         }
@@ -1044,7 +1107,7 @@ recv_start(ChanOp *op, PyObject **pres)
             if (v == NULL) {
                 goto error;
             }
-            n = PyObject_Size(ch->sendq);
+            n = q_len(ch->sendq);
             if (n < 0) {
                 Py_DECREF(v);
                 goto error;
@@ -1074,7 +1137,7 @@ recv_start(ChanOp *op, PyObject **pres)
             }
             return op_return(op, v, pres);
         }
-        n = PyObject_Size(ch->sendq);
+        n = q_len(ch->sendq);
         if (n < 0) {
             goto error;
         }
@@ -1300,22 +1363,6 @@ ChanOp_repr(ChanOp *op)
     return PyUnicode_FromFormat("<%s awaitable at %p>", op_qualname[op->kind], op);
 }
 
-/* ``Chan.send was never awaited``, as Python says of a coroutine. */
-static void
-ChanOp_finalize(ChanOp *op)
-{
-    if (op->state != ST_NEW) {
-        return;
-    }
-    PyObject *t, *v, *tb;
-    PyErr_Fetch(&t, &v, &tb);
-    if (PyErr_WarnFormat(PyExc_RuntimeWarning, 1, "%s was never awaited",
-                         op_qualname[op->kind]) < 0) {
-        PyErr_WriteUnraisable((PyObject *)op);
-    }
-    PyErr_Restore(t, v, tb);
-}
-
 static int
 ChanOp_traverse(ChanOp *op, visitproc visit, void *arg)
 {
@@ -1334,15 +1381,35 @@ ChanOp_clear(ChanOp *op)
     return 0;
 }
 
+/* ``Chan.send was never awaited``, as Python says of a coroutine. Said in
+ * the dealloc, once the op is untracked (no tp_finalize: an op of the
+ * freelist would carry its "finalized" mark), without exposing the op. */
+static void
+warn_never_awaited(ChanOp *op)
+{
+    PyObject *t, *v, *tb;
+    PyErr_Fetch(&t, &v, &tb);
+    if (PyErr_WarnFormat(PyExc_RuntimeWarning, 1, "%s was never awaited",
+                         op_qualname[op->kind]) < 0) {
+        PyErr_WriteUnraisable(NULL);
+    }
+    PyErr_Restore(t, v, tb);
+}
+
 static void
 ChanOp_dealloc(ChanOp *op)
 {
-    if (PyObject_CallFinalizerFromDealloc((PyObject *)op) < 0) {
-        return; /* resurrected */
-    }
     PyObject_GC_UnTrack(op);
+    if (op->state == ST_NEW) {
+        warn_never_awaited(op);
+    }
     ChanOp_clear(op);
-    PyObject_GC_Del(op);
+    if (op_numfree < OP_MAXFREE) {
+        op_freelist[op_numfree++] = op;
+    }
+    else {
+        PyObject_GC_Del(op);
+    }
 }
 
 static PyObject *
@@ -1384,7 +1451,6 @@ static PyTypeObject ChanOp_Type = {
     .tp_methods = ChanOp_methods,
     .tp_getset = ChanOp_getset,
     .tp_repr = (reprfunc)ChanOp_repr,
-    .tp_finalize = (destructor)ChanOp_finalize,
     .tp_traverse = (traverseproc)ChanOp_traverse,
     .tp_clear = (inquiry)ChanOp_clear,
     .tp_dealloc = (destructor)ChanOp_dealloc,
@@ -1565,8 +1631,8 @@ lq_load(local_q *q, PyObject *m)
 static PyObject *
 pick_inline(local_q *q, PyObject *timers, int *err)
 {
-    Py_ssize_t nrn = PyObject_Size(q->rn);
-    Py_ssize_t nrq = nrn == 0 ? PyObject_Size(q->runq) : 1;
+    Py_ssize_t nrn = q_len(q->rn);
+    Py_ssize_t nrq = nrn == 0 ? q_len(q->runq) : 1;
     if (nrn < 0 || nrq < 0) {
         *err = 1;
         return NULL;
@@ -1603,7 +1669,7 @@ pick_inline(local_q *q, PyObject *timers, int *err)
     if (!(isinf(when) && when > 0) && !(when > monotonic_now())) {
         return NULL; /* a timer is due: find_runnable runs it */
     }
-    PyObject *gp = PyObject_CallMethodNoArgs(nrn ? q->rn : q->runq, nrn ? s_pop : s_popleft);
+    PyObject *gp = nrn ? q_pop(q->rn) : q_popleft(q->runq);
     if (gp == NULL) {
         if (PyErr_ExceptionMatches(PyExc_IndexError)) { /* a stealer took it */
             PyErr_Clear();
@@ -2057,12 +2123,12 @@ speedups_go(PyObject *Py_UNUSED(module), PyObject *const *args, size_t nargsf, P
     if (rn == NULL) {
         goto error;
     }
-    Py_ssize_t n = PyObject_Size(rn);
+    Py_ssize_t n = q_len(rn);
     if (n < 0) {
         goto error;
     }
     if (n > 0) {
-        PyObject *old = PyObject_CallMethodNoArgs(rn, s_pop);
+        PyObject *old = q_pop(rn);
         if (old == NULL) {
             if (!PyErr_ExceptionMatches(PyExc_IndexError)) { /* else a stealer took it */
                 goto error;
@@ -2269,6 +2335,27 @@ static struct PyModuleDef speedups_module = {
     .m_methods = module_methods,
 };
 
+/* The C function of method ``name`` of type ``tp`` if it is a plain C
+ * method with calling convention ``flags``; else NULL. */
+static PyCFunction
+method_fn(PyObject *tp, const char *name, int flags)
+{
+    PyObject *d = PyObject_GetAttrString(tp, name);
+    PyCFunction fn = NULL;
+    if (d == NULL) {
+        PyErr_Clear();
+        return NULL;
+    }
+    if (Py_IS_TYPE(d, &PyMethodDescr_Type)) {
+        PyMethodDef *ml = ((PyMethodDescrObject *)d)->d_method;
+        if ((ml->ml_flags & ~METH_COEXIST) == flags) {
+            fn = ml->ml_meth;
+        }
+    }
+    Py_DECREF(d);
+    return fn;
+}
+
 #define INTERN(var, s)                                  \
     do {                                                \
         if ((var = PyUnicode_InternFromString(s)) == NULL) \
@@ -2365,6 +2452,9 @@ PyInit__speedups(void)
     if (deque_type == NULL) {
         return NULL;
     }
+    deque_append_fn = method_fn(deque_type, "append", METH_O);
+    deque_popleft_fn = method_fn(deque_type, "popleft", METH_NOARGS);
+    deque_pop_fn = method_fn(deque_type, "pop", METH_NOARGS);
     if (PyType_Ready(&ChanCore_Type) < 0 || PyType_Ready(&ChanOp_Type) < 0 ||
         PyType_Ready(&Lock_Type) < 0) {
         return NULL;
