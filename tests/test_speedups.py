@@ -201,3 +201,50 @@ def test_go_of_an_operation(procs: int) -> None:
         return [await ch.recv(), await out.recv()]
 
     assert gr.run(main, procs=procs) == [5, 6]
+
+
+def test_the_runtime_lock_behaves_as_threading_lock() -> None:
+    """Every ranked lock is ``_lockrank._Lock``: ``threading.Lock``, or the
+    accelerator's ``Lock``, which must behave the same to the Python code."""
+    import threading
+    import time
+
+    from goroutines._runtime._lockrank import _Lock
+
+    lk = _Lock()
+    assert not lk.locked()
+    assert lk.acquire() is True
+    assert lk.locked()
+    assert lk.acquire(False) is False
+    assert lk.acquire(blocking=False) is False
+    t0 = time.monotonic()
+    assert lk.acquire(timeout=0.05) is False
+    assert time.monotonic() - t0 >= 0.04
+    with pytest.raises(ValueError):
+        lk.acquire(False, 1.0)
+    # released by another thread (as _thread.lock allows)
+    th = threading.Thread(target=lk.release)
+    th.start()
+    th.join()
+    assert not lk.locked()
+    with pytest.raises(RuntimeError, match="release unlocked lock"):
+        lk.release()
+    with lk:
+        assert lk.locked()
+    assert not lk.locked()
+    # a waiter blocks (with the GIL released) until the holder lets go
+    lk.acquire()
+    got: list[float] = []
+
+    def waiter() -> None:
+        with lk:
+            got.append(time.monotonic())
+
+    th = threading.Thread(target=waiter)
+    th.start()
+    time.sleep(0.05)
+    assert got == []
+    released = time.monotonic()
+    lk.release()
+    th.join(5)
+    assert got and got[0] >= released

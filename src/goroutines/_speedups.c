@@ -52,13 +52,14 @@
 #include <structmember.h>
 #include <math.h>
 #include <stdatomic.h>
-#include <pthread.h>
+#include <errno.h>
+#include <semaphore.h>
 #include <stddef.h>
 #include <time.h>
 
 /* Bumped whenever the Python side's expectations change: ``_accel``
  * refuses (and runs the reference) if a stale build is found. */
-#define API_VERSION 6
+#define API_VERSION 7
 
 /* ------------------------------------------------------------------ state */
 
@@ -266,21 +267,21 @@ wake(PyObject *sg)
  * channel operations: no method call, no argument parsing (those were ~700
  * CPU instructions of each operation with a ``_thread.lock``).
  *
- * A ``pthread_mutex_t``: uncontended, one compare-and-swap each way;
- * contended, the GIL is released while waiting (a holder may need it to
- * finish). Not ``PyThread_type_lock`` (``_thread.lock``'s on 3.11/3.12: its
- * try-acquire reads the clock, ~450 CPU instructions a channel operation)
- * nor ``PyMutex`` (3.13 only, and no public try or timed acquire there,
- * which the Python side needs). A pthread mutex must be released by the
- * thread that took it: every use in goroutines does (a parking G's unlock
- * function runs on its M right after the coroutine suspends, on the thread
- * that ran it; ``with`` blocks do not span a yield). Not interruptible by
- * signals: it is held for a few operations at a time, as a Go runtime lock
- * is. ``locked`` is written only by the holder. */
+ * A POSIX semaphore of one unit: uncontended, one compare-and-swap each
+ * way (glibc's ``sem_trywait``/``sem_post``); contended, the GIL is
+ * released while waiting (a holder may need it to finish). Like
+ * ``_thread.lock``, any thread may release it. Not ``PyThread_type_lock``
+ * (``_thread.lock``'s on 3.11/3.12: its try-acquire reads the clock, ~450
+ * CPU instructions a channel operation) nor ``PyMutex`` (3.13 only, with no
+ * public try or timed acquire there, which the Python side needs). Not
+ * interruptible by signals: it is held for a few operations at a time, as
+ * a Go runtime lock is. ``locked`` is written by whoever holds it or
+ * releases it. With the accelerator every ranked lock of the runtime is
+ * one (``_lockrank.new_lock``), unless lockrank checking is on. */
 
 typedef struct {
     PyObject_HEAD
-    pthread_mutex_t mu;
+    sem_t sem;
     char locked;
 } Lock;
 
@@ -289,9 +290,10 @@ static PyTypeObject Lock_Type;
 static inline void
 fast_acquire(Lock *l)
 {
-    if (pthread_mutex_trylock(&l->mu) != 0) {
+    if (sem_trywait(&l->sem) != 0) {
         Py_BEGIN_ALLOW_THREADS
-        pthread_mutex_lock(&l->mu);
+        while (sem_wait(&l->sem) != 0 && errno == EINTR) {
+        }
         Py_END_ALLOW_THREADS
     }
     l->locked = 1;
@@ -305,7 +307,7 @@ fast_release(Lock *l)
         return -1;
     }
     l->locked = 0;
-    pthread_mutex_unlock(&l->mu);
+    sem_post(&l->sem);
     return 0;
 }
 
@@ -320,9 +322,9 @@ Lock_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     if (l == NULL) {
         return NULL;
     }
-    if (pthread_mutex_init(&l->mu, NULL) != 0) {
+    if (sem_init(&l->sem, 0, 1) != 0) {
         Py_TYPE(l)->tp_free((PyObject *)l);
-        return PyErr_NoMemory();
+        return PyErr_SetFromErrno(PyExc_OSError);
     }
     l->locked = 0;
     return (PyObject *)l;
@@ -331,10 +333,7 @@ Lock_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
 static void
 Lock_dealloc(Lock *l)
 {
-    if (l->locked) {
-        pthread_mutex_unlock(&l->mu);
-    }
-    pthread_mutex_destroy(&l->mu);
+    sem_destroy(&l->sem);
     Py_TYPE(l)->tp_free((PyObject *)l);
 }
 
@@ -391,7 +390,7 @@ Lock_acquire(Lock *l, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames
         return NULL;
     }
     if (!block) {
-        if (pthread_mutex_trylock(&l->mu) != 0) {
+        if (sem_trywait(&l->sem) != 0) {
             Py_RETURN_FALSE;
         }
     }
@@ -399,10 +398,10 @@ Lock_acquire(Lock *l, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames
         fast_acquire(l);
         Py_RETURN_TRUE;
     }
-    else if (pthread_mutex_trylock(&l->mu) != 0) {
+    else if (sem_trywait(&l->sem) != 0) {
         struct timespec until;
         int r;
-        clock_gettime(CLOCK_REALTIME, &until); /* pthread_mutex_timedlock's clock */
+        clock_gettime(CLOCK_REALTIME, &until); /* sem_timedwait's clock */
         if (t > 1e9) {
             t = 1e9;
         }
@@ -414,7 +413,8 @@ Lock_acquire(Lock *l, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames
             until.tv_nsec -= 1000000000L;
         }
         Py_BEGIN_ALLOW_THREADS
-        r = pthread_mutex_timedlock(&l->mu, &until);
+        while ((r = sem_timedwait(&l->sem, &until)) != 0 && errno == EINTR) {
+        }
         Py_END_ALLOW_THREADS
         if (r != 0) {
             Py_RETURN_FALSE;
