@@ -73,11 +73,16 @@ _DUMP = """
             async for _ in ch:
                 pass
 
+    async def sleeper():
+        await gr.sleep(30.0)
+
     async def main():
         chans = [gr.Chan() for _ in range(4)]
         for ch, how in zip(chans, ("send", "recv", "recv_ok", "for")):
             gr.go(parked, ch, how)
         gr.go(chans[1].recv)  # a goroutine that is the operation itself
+        gr.go(sleeper)
+        gr.go(gr.sleep, 30.0)
         for _ in range(20):
             await gr.sleep(0.001)
         print(gr.stack_dump().replace(gr.__file__.rsplit("/", 1)[0], "PKG"))
@@ -98,7 +103,9 @@ def test_dumps_are_the_same_in_both_modes() -> None:
     assert c.count("Chan.recv(...)") == 2
     assert c.count("Chan.recv_ok(...)") == 1
     assert c.count("Chan.__anext__(...)") == 1
+    assert c.count("  sleep(...)") == 2
     assert "PKG/_chan.py:" in c
+    assert "PKG/_time.py:" in c
 
 
 @pytest.mark.parametrize(
@@ -190,6 +197,30 @@ def test_mypy_flags_an_operation_never_awaited(tmp_path: Path) -> None:
     assert len(errors) == 2, out + err
     assert all("[unused-coroutine]" in e for e in errors), out
     assert status == 1
+
+
+def test_an_operation_given_to_go_that_never_runs_does_not_warn() -> None:
+    code = """
+        import goroutines as gr
+
+        async def main():
+            gr.go(gr.sleep, 0.5)
+            gr.go(gr.Chan().recv)
+            gr.go(gr.Chan(1).send, 1)
+
+        gr.run(main, procs=1)
+        print("done")
+    """
+    for pure in (False, True):
+        out = subprocess.run(
+            [sys.executable, "-W", "error", "-c", textwrap.dedent(code)],
+            env={**os.environ, "GOROUTINES_PURE": "1" if pure else ""},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert out.returncode == 0 and out.stdout == "done\n", out.stderr
+        assert "never awaited" not in out.stderr
 
 
 def test_go_of_an_operation(procs: int) -> None:

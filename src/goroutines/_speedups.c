@@ -59,7 +59,7 @@
 
 /* Bumped whenever the Python side's expectations change: ``_accel``
  * refuses (and runs the reference) if a stale build is found. */
-#define API_VERSION 7
+#define API_VERSION 10
 
 /* ------------------------------------------------------------------ state */
 
@@ -131,7 +131,10 @@ w_set(PyObject *sg, Py_ssize_t off, PyObject *name, PyObject *v)
 static _Thread_local PyObject *cur_m = NULL;
 
 static PyObject *M_type;
-static Py_ssize_t off_m_curg = -1, off_m_p = -1;
+static Py_ssize_t off_m_curg = -1, off_m_p = -1, off_m_sched = -1;
+static PyObject *s_sched, *s_timers;
+static int schedule_ok = 0;
+static double monotonic_now(void);
 
 /* This thread's M (new reference), or NULL with no error if none. */
 static PyObject *
@@ -182,12 +185,17 @@ getg_or_none(void)
 
 static inline int q_append(PyObject *q, PyObject *v);
 static inline Py_ssize_t q_len(PyObject *q);
+static inline PyObject *q_pop(PyObject *q);
+static PyObject *P_type;
+static Py_ssize_t off_p_runnext = -1, off_p_runq = -1;
+static PyObject *s_runq;
 
-/* ``_scheduler.ready``'s common case, the hand-off: readied by a G
- * running on an M with a P whose ``runnext`` is empty, ``gp`` goes there
- * (it runs next on this M; no other M is worth waking). Returns 1 if done,
- * 0 if not this case (nothing changed: the reference handles it, and makes
- * its checks), -1 on error. */
+/* ``_scheduler.ready``'s common case: readied on an M with a P (by a
+ * running G, a timer, the poller), ``gp`` goes to that P's ``runnext`` (it
+ * runs next on this M; no other M is worth waking), and the G it displaces
+ * to the P's runq (``P.runnext_put``). Returns 1 if done, 0 if not this
+ * case (nothing changed: the reference handles it, and makes its checks:
+ * off an M, shuffle mode, a G that is not WAITING), -1 on error. */
 static int
 ready_fast(PyObject *gp)
 {
@@ -215,23 +223,67 @@ ready_fast(PyObject *gp)
         Py_DECREF(p);
         return 0;
     }
-    PyObject *rn = PyObject_GetAttr(p, s_runnext);
-    Py_DECREF(p);
+    PyObject *rn = sget(p, P_type, off_p_runnext, s_runnext);
     if (rn == NULL) {
+        Py_DECREF(p);
         return -1;
     }
     Py_ssize_t n = q_len(rn);
-    if (n != 0) {
+    if (n < 0) {
         Py_DECREF(rn);
-        return n < 0 ? -1 : 0;
+        Py_DECREF(p);
+        return -1;
     }
     PyObject *old = *status;
     *status = Py_NewRef(st_runnable);
     Py_DECREF(old);
+    if (n > 0) { /* the G in runnext moves to the runq */
+        PyObject *prev = q_pop(rn);
+        if (prev == NULL) {
+            if (!PyErr_ExceptionMatches(PyExc_IndexError)) { /* else a stealer took it */
+                Py_DECREF(rn);
+                Py_DECREF(p);
+                return -1;
+            }
+            PyErr_Clear();
+        }
+        else {
+            PyObject *runq = sget(p, P_type, off_p_runq, s_runq);
+            int r = runq ? q_append(runq, prev) : -1;
+            Py_XDECREF(runq);
+            Py_DECREF(prev);
+            if (r < 0) {
+                Py_DECREF(rn);
+                Py_DECREF(p);
+                return -1;
+            }
+        }
+    }
+    Py_DECREF(p);
     int r = q_append(rn, gp);
     Py_DECREF(rn);
     return r < 0 ? -1 : 1;
 }
+
+/* ``G.wake`` (and ``goready``) with the accelerator: a method of G made by
+ * ``init_ready`` (a method descriptor, so ``g.wake()`` binds as the
+ * reference's Python method does). */
+static PyObject *
+G_wake(PyObject *gp, PyObject *Py_UNUSED(ignored))
+{
+    int done = ready_fast(gp);
+    if (done < 0) {
+        return NULL;
+    }
+    if (done == 0) {
+        return PyObject_CallOneArg(goready, gp);
+    }
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef G_wake_def = {
+    "wake", (PyCFunction)G_wake, METH_NOARGS,
+    "Waiter protocol: make this parked G runnable (Go's goready)."};
 
 /* Make the dequeued waiter ``sg`` runnable (``sg.wake()``; a G directly
  * through ``goready``). Steals the reference to ``sg``. */
@@ -829,10 +881,13 @@ static PyGetSetDef ChanCore_getset[] = {
 
 /* ------------------------------------------------------------------ ChanOp */
 
-enum { OP_SEND, OP_RECV, OP_NEXT, OP_RECV_OK };
+enum { OP_SEND, OP_RECV, OP_NEXT, OP_RECV_OK, OP_SLEEP };
 enum { ST_NEW, ST_PARKED, ST_DONE };
 
-static const char *op_qualname[] = {"Chan.send", "Chan.recv", "Chan.__anext__", "Chan.recv_ok"};
+static const char *op_qualname[] = {"Chan.send", "Chan.recv", "Chan.__anext__", "Chan.recv_ok",
+                                    "sleep"};
+static const char *op_name[] = {"send", "recv", "__anext__", "recv_ok", "sleep"};
+static PyTypeObject SleepOp_Type;
 
 /* One ``await ch.send(v)`` / ``ch.recv()`` / ``ch.recv_ok()`` / ``async for``
  * step: the C counterpart of the reference's generator for it. */
@@ -843,6 +898,7 @@ typedef struct {
     PyObject *g;     /* the parked G (ST_PARKED) */
     int kind;
     int state;
+    int given; /* handed to go() (``_given``): no "never awaited" warning */
 } ChanOp;
 
 /* Freed ops kept for reuse (as CPython keeps frames and floats): an
@@ -860,26 +916,28 @@ static int op_numfree = 0;
 static PyObject *
 make_op(ChanCore *ch, int kind, PyObject *value)
 {
-    if (ch->lock == NULL) {
+    PyTypeObject *tp = kind == OP_SLEEP ? &SleepOp_Type : &ChanOp_Type;
+    if (ch != NULL && ch->lock == NULL) {
         PyErr_SetString(PyExc_RuntimeError, "Chan.__init__ was not called");
         return NULL;
     }
     ChanOp *op;
     if (op_numfree > 0) {
         op = op_freelist[--op_numfree];
-        PyObject_Init((PyObject *)op, &ChanOp_Type);
+        PyObject_Init((PyObject *)op, tp);
     }
     else {
-        op = PyObject_GC_New(ChanOp, &ChanOp_Type);
+        op = PyObject_GC_New(ChanOp, tp);
         if (op == NULL) {
             return NULL;
         }
     }
-    op->ch = (ChanCore *)Py_NewRef(ch);
+    op->ch = (ChanCore *)Py_XNewRef((PyObject *)ch);
     op->value = Py_XNewRef(value);
     op->g = NULL;
     op->kind = kind;
     op->state = ST_NEW;
+    op->given = 0;
     PyObject_GC_Track(op);
     return (PyObject *)op;
 }
@@ -1212,6 +1270,58 @@ op_resume(ChanOp *op, PyObject **pres)
     return op_drained(op, pres); /* woken by close */
 }
 
+/* ``_time.sleep`` for a positive finite float, up to its yield: the G is its
+ * own timer, pushed on the heap by ``Timers.arm_sleep`` once suspended (the
+ * ``Unlock`` it yields), with its wake-up time in ``g.elem``
+ * (``_scheduler.sleep_park``). */
+static PyObject *reason_sleep, *sleep_py, *s_arm_sleep;
+
+static PySendResult
+sleep_start(ChanOp *op, PyObject **pres)
+{
+    PyObject *m = getm();
+    PyObject *g = NULL;
+    if (m != NULL) {
+        g = sget(m, M_type, off_m_curg, s_curg);
+        if (g == Py_None) {
+            Py_CLEAR(g);
+        }
+    }
+    if (g == NULL) {
+        Py_XDECREF(m);
+        if (!PyErr_Occurred()) {
+            PyObject *exc = PyObject_CallNoArgs(not_in_goroutine);
+            if (exc != NULL) {
+                PyErr_SetObject((PyObject *)Py_TYPE(exc), exc);
+                Py_DECREF(exc);
+            }
+        }
+        return op_error(op, pres);
+    }
+    double when = monotonic_now() + PyFloat_AS_DOUBLE(op->value);
+    PyObject *sched = sget(m, M_type, off_m_sched, s_sched);
+    Py_DECREF(m);
+    PyObject *timers = sched ? PyObject_GetAttr(sched, s_timers) : NULL;
+    Py_XDECREF(sched);
+    PyObject *arm = timers ? PyObject_GetAttr(timers, s_arm_sleep) : NULL;
+    Py_XDECREF(timers);
+    PyObject *w = arm ? PyFloat_FromDouble(when) : NULL;
+    PyObject *unlock = w ? PyObject_CallFunctionObjArgs(Unlock_type, arm, g, NULL) : NULL;
+    Py_XDECREF(arm);
+    if (unlock == NULL || W_SET(g, elem, w) < 0 || W_SET(g, wait_reason, reason_sleep) < 0) {
+        Py_XDECREF(w);
+        Py_XDECREF(unlock);
+        Py_DECREF(g);
+        return op_error(op, pres);
+    }
+    Py_DECREF(w);
+    Py_DECREF(g);
+    Py_CLEAR(op->value);
+    op->state = ST_PARKED;
+    *pres = unlock;
+    return PYGEN_NEXT; /* gopark */
+}
+
 static PySendResult
 ChanOp_am_send(ChanOp *op, PyObject *arg, PyObject **pres)
 {
@@ -1222,8 +1332,16 @@ ChanOp_am_send(ChanOp *op, PyObject *arg, PyObject **pres)
             *pres = NULL;
             return PYGEN_ERROR;
         }
+        if (op->kind == OP_SLEEP) {
+            return sleep_start(op, pres);
+        }
         return op->kind == OP_SEND ? send_start(op, pres) : recv_start(op, pres);
     case ST_PARKED:
+        if (op->kind == OP_SLEEP) { /* woken by its timer */
+            op->state = ST_DONE;
+            *pres = Py_NewRef(Py_None);
+            return PYGEN_RETURN;
+        }
         return op_resume(op, pres);
     default:
         PyErr_Format(PyExc_RuntimeError, "cannot reuse already awaited %s", op_qualname[op->kind]);
@@ -1342,13 +1460,13 @@ ChanOp_get_qualname(ChanOp *op, void *Py_UNUSED(closure))
 static PyObject *
 ChanOp_get_name(ChanOp *op, void *Py_UNUSED(closure))
 {
-    return PyUnicode_FromString(op_qualname[op->kind] + 5);
+    return PyUnicode_FromString(op_name[op->kind]);
 }
 
 static PyObject *
 ChanOp_get_chan(ChanOp *op, void *Py_UNUSED(closure))
 {
-    return Py_NewRef((PyObject *)op->ch);
+    return Py_NewRef(op->ch != NULL ? (PyObject *)op->ch : Py_None);
 }
 
 static PyObject *
@@ -1400,7 +1518,7 @@ static void
 ChanOp_dealloc(ChanOp *op)
 {
     PyObject_GC_UnTrack(op);
-    if (op->state == ST_NEW) {
+    if (op->state == ST_NEW && !op->given) {
         warn_never_awaited(op);
     }
     ChanOp_clear(op);
@@ -1418,7 +1536,18 @@ self_iter(PyObject *self)
     return Py_NewRef(self);
 }
 
+/* ``gr.go(ch.recv)``: the op is its goroutine's, which may be closed
+ * before it ever runs (main returned): that is no forgotten ``await``. */
+static PyObject *
+ChanOp_given(ChanOp *op, PyObject *Py_UNUSED(ignored))
+{
+    op->given = 1;
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef ChanOp_methods[] = {
+    {"_given", (PyCFunction)ChanOp_given, METH_NOARGS,
+     "Handed to go(): no 'never awaited' warning if its goroutine never runs."},
     {"send", (PyCFunction)ChanOp_send, METH_O, "Resume the operation (as generators do)."},
     {"throw", (PyCFunction)(void (*)(void))ChanOp_throw, METH_FASTCALL,
      "Raise an exception at the wait; the operation is abandoned."},
@@ -1455,6 +1584,59 @@ static PyTypeObject ChanOp_Type = {
     .tp_clear = (inquiry)ChanOp_clear,
     .tp_dealloc = (destructor)ChanOp_dealloc,
 };
+
+static PyTypeObject SleepOp_Type = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "goroutines._speedups.SleepOp",
+    .tp_doc = "The awaitable of gr.sleep(seconds) for a positive finite float.",
+    .tp_basicsize = sizeof(ChanOp),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_as_async = &ChanOp_as_async,
+    .tp_iter = self_iter,
+    .tp_iternext = (iternextfunc)ChanOp_iternext,
+    .tp_methods = ChanOp_methods,
+    .tp_getset = ChanOp_getset,
+    .tp_repr = (reprfunc)ChanOp_repr,
+    .tp_traverse = (traverseproc)ChanOp_traverse,
+    .tp_clear = (inquiry)ChanOp_clear,
+    .tp_dealloc = (destructor)ChanOp_dealloc,
+};
+
+/* ``gr.sleep``: a ``SleepOp`` for a positive finite float; the reference
+ * (``_time.sleep``, a generator) for anything else, which makes every
+ * check (and raises every error) and handles 0, negative and infinite. */
+static PyObject *
+speedups_sleep(PyObject *Py_UNUSED(module), PyObject *seconds)
+{
+    if (sleep_py == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "sleep: init_sleep() was not called");
+        return NULL;
+    }
+    if (PyFloat_CheckExact(seconds)) {
+        double d = PyFloat_AS_DOUBLE(seconds);
+        if (d > 0.0 && d < INFINITY) {
+            return make_op(NULL, OP_SLEEP, seconds);
+        }
+    }
+    return PyObject_CallOneArg(sleep_py, seconds);
+}
+
+static PyObject *
+speedups_init_sleep(PyObject *Py_UNUSED(module), PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"fallback", "reason", NULL};
+    PyObject *fb, *reason;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "$OO:init_sleep", kwlist, &fb, &reason)) {
+        return NULL;
+    }
+    if (!ready_ok || !schedule_ok) {
+        PyErr_SetString(PyExc_RuntimeError, "init_sleep: init() and init_schedule() first");
+        return NULL;
+    }
+    Py_XSETREF(sleep_py, Py_NewRef(fb));
+    Py_XSETREF(reason_sleep, Py_NewRef(reason));
+    Py_RETURN_NONE;
+}
 
 static PyMethodDef ChanCore_methods[] = {
     {"send", (PyCFunction)ChanCore_send, METH_O,
@@ -1505,15 +1687,16 @@ static Py_ssize_t slot_offset(PyObject *cls, const char *name);
  * fence, which a free-threaded build needs (Dekker's store-load order) and
  * pure Python cannot issue. */
 
-static PyObject *P_type, *st_running, *m_exit;
-static Py_ssize_t off_m_spinning = -1, off_m_lockedg = -1, off_m_sched = -1;
-static Py_ssize_t off_p_runnext = -1, off_p_runq = -1, off_p_schedtick = -1;
-static Py_ssize_t off_g_coro = -1, off_g_ctx = -1, off_g_locked_m = -1, off_g_wait_since = -1;
+static PyObject *st_running, *m_exit;
+static Py_ssize_t off_m_spinning = -1, off_m_lockedg = -1;
+static Py_ssize_t off_p_schedtick = -1;
+static Py_ssize_t off_g_coro = -1, off_g_ctx = -1, off_g_locked_m = -1, off_g_wait_since = -1,
+                  off_g_id = -1;
+static PyObject *s_allgs, *s_id;
 static Py_ssize_t off_t_next_when = -1;
 static PyObject *Timers_type;
-static int schedule_ok = 0;
 
-static PyObject *s_sched, *s_timers, *s_runq, *s_schedtick, *s_next_when, *s_nsched,
+static PyObject *s_schedtick, *s_next_when, *s_nsched,
     *s_find_runnable, *s_spinning, *s_resetspinning, *s_locked_m, *s_startlockedm, *s_stopm,
     *s_status, *s_gate, *s_at_gate, *s_coro, *s_ctx, *s_goexit, *s_wait_since, *s_now,
     *s_lockedg, *s_execute_request, *s_after_execute, *s_stopping, *s_shuffle;
@@ -1689,6 +1872,62 @@ pick_inline(local_q *q, PyObject *timers, int *err)
     return gp;
 }
 
+static PyObject *st_dead, *empty_ctx; /* set by init_go */
+static PyObject *s_main_g;
+
+/* ``Sched.goexit``'s common case: a goroutine other than main, not locked to
+ * its thread, returned: DEAD, out of ``allgs``, its Context dropped. 1 if
+ * done, 0 if not this case (the reference does it), -1 on error. */
+static int
+goexit_fast(PyObject *sched, PyObject *gp)
+{
+    if (st_dead == NULL || off_g_id < 0) {
+        return 0;
+    }
+    PyObject *lm = sget(gp, G_type, off_g_locked_m, s_locked_m);
+    if (lm == NULL) {
+        return -1;
+    }
+    Py_DECREF(lm);
+    if (lm != Py_None) {
+        return 0;
+    }
+    PyObject *main_g = PyObject_GetAttr(sched, s_main_g);
+    if (main_g == NULL) {
+        return -1;
+    }
+    Py_DECREF(main_g);
+    if (main_g == gp) {
+        return 0;
+    }
+    PyObject *allgs = PyObject_GetAttr(sched, s_allgs);
+    if (allgs == NULL) {
+        return -1;
+    }
+    if (!PyDict_CheckExact(allgs)) {
+        Py_DECREF(allgs);
+        return 0;
+    }
+    sset(gp, G_type, off_status, s_status, st_dead);
+    PyObject *gid = sget(gp, G_type, off_g_id, s_id);
+    if (gid == NULL) {
+        Py_DECREF(allgs);
+        return -1;
+    }
+    if (PyDict_DelItem(allgs, gid) < 0) { /* allgs.pop(gp.id, None) */
+        if (!PyErr_ExceptionMatches(PyExc_KeyError)) {
+            Py_DECREF(gid);
+            Py_DECREF(allgs);
+            return -1;
+        }
+        PyErr_Clear();
+    }
+    Py_DECREF(gid);
+    Py_DECREF(allgs);
+    sset(gp, G_type, off_g_ctx, s_ctx, empty_ctx);
+    return 1;
+}
+
 /* One step of ``gp`` (claimed: RUNNING, ``curg``): Go's ``execute``. Returns
  * 1 if it parked (nothing more to do with it), 0 if it ended or made a
  * request that was served, -1 on error (a runtime bug). */
@@ -1766,6 +2005,11 @@ step(PyObject *m, PyObject *sched, PyObject *gp)
     }
     PyObject *x;
     if (r == PYGEN_RETURN) {
+        int done = goexit_fast(sched, gp);
+        if (done != 0) {
+            Py_DECREF(res);
+            return done < 0 ? -1 : 0;
+        }
         x = PyObject_CallMethodObjArgs(sched, s_goexit, gp, res, Py_None, NULL);
         Py_DECREF(res);
     }
@@ -1994,10 +2238,9 @@ static PyObject *float_zero;
 static PyObject *last_code;       /* the one-entry site cache: code, lasti -> site */
 static int last_lasti = -1;
 static PyObject *last_site;
-static Py_ssize_t off_g_id = -1, off_g_site = -1, off_g_locked_m2 = -1;
+static Py_ssize_t off_g_site = -1, off_g_locked_m2 = -1;
 static Py_ssize_t off_p_goidcache = -1, off_p_goidcacheend = -1;
-static PyObject *s_sites, *s_intern, *s_goidcache, *s_goidcacheend, *s_goidbatch, *s_allgs,
-    *s_id, *s_site;
+static PyObject *s_sites, *s_intern, *s_goidcache, *s_goidcacheend, *s_goidbatch, *s_site;
 
 static PyObject *
 site_of_caller(PyObject *sched)
@@ -2182,11 +2425,32 @@ error:
 }
 
 static PyObject *
+speedups_init_ready(PyObject *Py_UNUSED(module), PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"fallback", "sched_globals", "runnable", NULL};
+    PyObject *fb, *sg, *rb;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "$OO!O:init_ready", kwlist, &fb, &PyDict_Type,
+                                     &sg, &rb)) {
+        return NULL;
+    }
+    if (!schedule_ok || G_type == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "init_ready: init_schedule() first");
+        return NULL;
+    }
+    Py_XSETREF(goready, Py_NewRef(fb));
+    Py_XSETREF(sched_globals, Py_NewRef(sg));
+    Py_XSETREF(st_runnable, Py_NewRef(rb));
+    /* the method G.wake, to be set on G by the caller */
+    return PyDescr_NewMethod((PyTypeObject *)G_type, &G_wake_def);
+}
+
+static PyObject *
 speedups_init_go(PyObject *Py_UNUSED(module), PyObject *args, PyObject *kwds)
 {
-    static char *kwlist[] = {"fallback", "reason_none", NULL};
-    PyObject *fb, *rn;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "$OO:init_go", kwlist, &fb, &rn)) {
+    static char *kwlist[] = {"fallback", "reason_none", "dead", "empty_ctx", NULL};
+    PyObject *fb, *rn, *dead, *ectx;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "$OOOO:init_go", kwlist, &fb, &rn, &dead,
+                                     &ectx)) {
         return NULL;
     }
     if (!schedule_ok || G_type == NULL) {
@@ -2195,6 +2459,8 @@ speedups_init_go(PyObject *Py_UNUSED(module), PyObject *args, PyObject *kwds)
     }
     Py_XSETREF(go_py, Py_NewRef(fb));
     Py_XSETREF(reason_none, Py_NewRef(rn));
+    Py_XSETREF(st_dead, Py_NewRef(dead));
+    Py_XSETREF(empty_ctx, Py_NewRef(ectx));
     off_g_id = slot_offset(G_type, "id");
     off_g_site = slot_offset(G_type, "site");
     off_g_locked_m2 = slot_offset(G_type, "locked_m");
@@ -2320,6 +2586,13 @@ static PyMethodDef module_methods[] = {
     {"init_schedule", (PyCFunction)(void (*)(void))speedups_init_schedule,
      METH_VARARGS | METH_KEYWORDS, "Hand over M, P, Timers and the sentinels (after init)."},
     {"schedule", (PyCFunction)speedups_schedule, METH_O, "M.schedule(m) in C."},
+    {"init_sleep", (PyCFunction)(void (*)(void))speedups_init_sleep,
+     METH_VARARGS | METH_KEYWORDS, "Hand over the reference sleep() and WaitReason.SLEEP."},
+    {"sleep", (PyCFunction)speedups_sleep, METH_O,
+     "sleep(seconds): pause the calling goroutine for seconds (gr.sleep)."},
+    {"init_ready", (PyCFunction)(void (*)(void))speedups_init_ready,
+     METH_VARARGS | METH_KEYWORDS,
+     "Hand over the reference ready(); returns G.wake in C (after init_schedule)."},
     {"init_go", (PyCFunction)(void (*)(void))speedups_init_go, METH_VARARGS | METH_KEYWORDS,
      "Hand over the reference go() and WaitReason.NONE (after init_schedule)."},
     {"go", (PyCFunction)(void (*)(void))speedups_go, METH_FASTCALL | METH_KEYWORDS,
@@ -2365,7 +2638,7 @@ method_fn(PyObject *tp, const char *name, int flags)
 static int
 add_all(PyObject *m)
 {
-    PyObject *all = Py_BuildValue("[sssssssss]", "API_VERSION", "ChanCore", "ChanOp", "Lock", "go", "init", "init_go", "init_schedule", "schedule");
+    PyObject *all = Py_BuildValue("[ssssssssssss]", "API_VERSION", "ChanCore", "ChanOp", "Lock", "SleepOp", "go", "init", "init_go", "init_ready", "init_schedule", "init_sleep", "schedule", "sleep");
     if (all == NULL) {
         return -1;
     }
@@ -2420,6 +2693,8 @@ PyInit__speedups(void)
     INTERN(s_stopping, "stopping");
     INTERN(s_shuffle, "shuffle");
     INTERN(s_sites, "sites");
+    INTERN(s_main_g, "main_g");
+    INTERN(s_arm_sleep, "arm_sleep");
     INTERN(s_intern, "intern");
     INTERN(s_goidcache, "goidcache");
     INTERN(s_goidcacheend, "goidcacheend");
@@ -2456,6 +2731,7 @@ PyInit__speedups(void)
     deque_popleft_fn = method_fn(deque_type, "popleft", METH_NOARGS);
     deque_pop_fn = method_fn(deque_type, "pop", METH_NOARGS);
     if (PyType_Ready(&ChanCore_Type) < 0 || PyType_Ready(&ChanOp_Type) < 0 ||
+        PyType_Ready(&SleepOp_Type) < 0 ||
         PyType_Ready(&Lock_Type) < 0) {
         return NULL;
     }
@@ -2466,6 +2742,7 @@ PyInit__speedups(void)
     if (PyModule_AddIntConstant(m, "API_VERSION", API_VERSION) < 0 ||
         PyModule_AddObjectRef(m, "ChanCore", (PyObject *)&ChanCore_Type) < 0 ||
         PyModule_AddObjectRef(m, "ChanOp", (PyObject *)&ChanOp_Type) < 0 ||
+        PyModule_AddObjectRef(m, "SleepOp", (PyObject *)&SleepOp_Type) < 0 ||
         PyModule_AddObjectRef(m, "Lock", (PyObject *)&Lock_Type) < 0 ||
         add_all(m) < 0) {
         Py_DECREF(m);

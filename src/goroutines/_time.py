@@ -49,11 +49,12 @@ import sys
 import time
 import types
 from collections.abc import Generator
-from typing import Any, final
+from typing import TYPE_CHECKING, Any, final
 
+from ._accel import speedups
 from ._chan import Chan
 from ._runtime import _scheduler, _timers, sleep_park
-from ._runtime._goroutine import WaitReason, noop
+from ._runtime._goroutine import WaitReason, noop, register_park_site, returns_awaitable
 from ._runtime._scheduler import current_g, require
 
 # Enum members bound once: ``WaitReason.X`` goes through EnumType.__getattr__
@@ -269,3 +270,29 @@ def tick(seconds: float) -> Chan[float]:
     k = Ticker.__new__(Ticker)
     k._start(d, d, "the channel of a tick()")
     return k.c
+
+
+#: The reference ``sleep`` (a generator), whatever the mode.
+_sleep_reference = sleep
+
+
+def _sleep_site(op: Any) -> tuple[str, str, int]:
+    """Dumps show a G parked in the accelerator's ``SleepOp`` as the
+    reference's frame at the same wait: its last yield (a finite sleep)."""
+    import dis
+
+    code = _sleep_reference.__code__
+    line = [
+        i.positions.lineno
+        for i in dis.get_instructions(code)
+        if i.opname == "YIELD_VALUE" and i.positions is not None and i.positions.lineno
+    ][-1]
+    return code.co_qualname, code.co_filename, line
+
+
+if not TYPE_CHECKING and speedups is not None:
+    # ``gr.sleep`` of a positive finite float in C (``_speedups.SleepOp``);
+    # it calls the reference for everything else.
+    speedups.init_sleep(fallback=_sleep_reference, reason=_SLEEP)
+    register_park_site(speedups.SleepOp, _sleep_site)
+    sleep = returns_awaitable(speedups.sleep)

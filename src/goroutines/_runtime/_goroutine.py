@@ -194,7 +194,7 @@ noop = Unlock(_nothing)
 
 #: What a finished G's ``ctx`` is set to (``goexit``): its own Context and the
 #: values in it can go.
-EMPTY_CTX = Context()
+EMPTY_CTX: Context = Context()
 
 
 #: Where a G was created: the code object and bytecode offset (``f_lasti``)
@@ -498,6 +498,7 @@ def make_coroutine(
     if isinstance(coro, types.GeneratorType) and coro.gi_code.co_flags & _CO_ITERABLE_COROUTINE:
         return _as_coroutine(coro)
     if type(coro) in _park_sites:  # a C awaitable of ours (``gr.go(ch.recv)``)
+        coro._given()  # its goroutine may be closed before it runs: no warning then
         return _as_coroutine(coro)
     raise TypeError(f"{what}: {fn!r} returned {type(coro).__name__}, not a coroutine")
 
@@ -563,7 +564,10 @@ def is_async_callable(fn: Any) -> bool:
     if getattr(getattr(fn, "__func__", fn), "__goroutines_awaitable__", False):
         return True
     if _awaitable_methods and isinstance(fn, types.BuiltinMethodType):
-        # a bound method of a C type (``ch.recv`` of the accelerator's Chan)
+        # a C function (``gr.sleep``), or a bound method of a C type (``ch.recv``
+        # of the accelerator's Chan)
+        if fn in _awaitable_methods:
+            return True
         owner = getattr(fn, "__self__", None)
         if getattr(type(owner), fn.__name__, None) in _awaitable_methods:
             return True

@@ -986,4 +986,10 @@ def uninstall(sched: Sched) -> None:
 if speedups is not None:
     # ``gr.go``'s common case in C (``_speedups.go``); it calls this ``go``
     # for every other case.
-    speedups.init_go(fallback=go, reason_none=_NO_REASON)
+    speedups.init_go(fallback=go, reason_none=_NO_REASON, dead=_DEAD, empty_ctx=EMPTY_CTX)
+    # ``ready`` in C for its common case (``G.wake``, a method made in C;
+    # ``goready`` is the same, unbound); the reference for every other.
+    G.wake = speedups.init_ready(  # type: ignore[method-assign]
+        fallback=ready, sched_globals=globals(), runnable=_RUNNABLE
+    )
+    _goroutine.goready = G.wake
