@@ -668,3 +668,68 @@ def test_sockets_of_an_ended_run(procs: int) -> None:
     finally:
         for s in (a, b, pa, pb):
             s.close()
+
+
+def test_a_timer_that_fired_or_stopped_leaves_no_reference_cycle(procs: int) -> None:
+    """A Timer's, Ticker's or ``after``'s channel is freed by reference
+    counting once the timer fired (and was received) or was stopped: no
+    cycle for the cyclic GC to find (before: ``_ChanTimer -> runtime Timer
+    -> its arg -> _ChanTimer``, so every timer's channel, three deques and a
+    lock waited for a GC pass: the soak's memory churn, found by its RSS)."""
+    import gc
+    import weakref
+
+    async def main() -> list[str]:
+        refs: list[tuple[str, weakref.ref[Any]]] = []
+        t = gr.Timer(0.001)
+        await t.c.recv()
+        refs.append(("Timer fired", weakref.ref(t.c)))
+        del t
+        t = gr.Timer(10.0)
+        t.stop()
+        refs.append(("Timer stopped", weakref.ref(t.c)))
+        del t
+        t = gr.Timer(10.0)
+        t.reset(0.001)
+        await t.c.recv()
+        refs.append(("Timer reset, fired", weakref.ref(t.c)))
+        del t
+        c = gr.after(0.001)
+        await c.recv()
+        refs.append(("after", weakref.ref(c)))
+        del c
+        tk = gr.Ticker(0.001)
+        await tk.c.recv()
+        tk.stop()
+        refs.append(("Ticker stopped", weakref.ref(tk.c)))
+        del tk
+        return [what for what, r in refs if r() is not None]
+
+    gc.disable()
+    try:
+        alive = grun(main, procs=procs)
+    finally:
+        gc.enable()
+    assert alive == []
+
+
+def test_closing_a_socket_drops_its_deadline_timers(procs: int) -> None:
+    """A socket's poll descriptor and its deadline timers point at each
+    other (each timer's arg names the descriptor): closing the socket drops
+    the timers, so that no cycle keeps the descriptor for the cyclic GC."""
+    from goroutines import net
+
+    async def main() -> list[Any]:
+        ln = await net.listen("tcp", "127.0.0.1:0")
+        host, port = ln.addr[:2]
+        c = await net.dial("tcp", net.join_host_port(host, port))
+        s = await ln.accept()
+        c.set_deadline(time.monotonic() + 30.0)
+        pd = c._fd.pd
+        assert pd.rtimer is not None and pd.wtimer is not None
+        c.close()
+        s.close()
+        ln.close()
+        return [pd.rtimer, pd.wtimer]
+
+    assert grun(main, procs=procs) == [None, None]

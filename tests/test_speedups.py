@@ -279,3 +279,26 @@ def test_the_runtime_lock_behaves_as_threading_lock() -> None:
     lk.release()
     th.join(5)
     assert got and got[0] >= released
+
+
+def test_an_operation_driven_by_hand() -> None:
+    """``send(None)``/``next()`` on an operation, as an event loop's task
+    would: a completed one raises StopIteration carrying its value."""
+    ch: gr.Chan[int] = gr.Chan(2)
+
+    async def main() -> None:
+        op = ch.send(7)
+        with pytest.raises(StopIteration) as info:
+            op.send(None)
+        assert info.value.value is None
+        op = ch.recv_ok()
+        with pytest.raises(StopIteration) as info:
+            op.send(None)
+        assert info.value.value == (7, True)
+        await ch.send(8)
+        op = ch.recv()
+        with pytest.raises(StopIteration) as info:
+            next(op)  # type: ignore[call-overload]
+        assert info.value.value == 8
+
+    gr.run(main)

@@ -128,7 +128,7 @@ w_set(PyObject *sg, Py_ssize_t off, PyObject *name, PyObject *v)
 /* The M whose ``schedule`` (C) runs on this thread, while it runs
  * (borrowed: the caller's frame holds it); else NULL. The same M as
  * ``_tls.m``, found without the thread-local dict's lookup. */
-static _Thread_local PyObject *cur_m = NULL;
+static _Thread_local PyObject *cur_m __attribute__((tls_model("initial-exec"))) = NULL;
 
 static PyObject *M_type;
 static Py_ssize_t off_m_curg = -1, off_m_p = -1, off_m_sched = -1;
@@ -1350,12 +1350,16 @@ ChanOp_am_send(ChanOp *op, PyObject *arg, PyObject **pres)
     }
 }
 
-/* StopIteration carrying ``v`` (stolen), as a generator's return does. */
+/* StopIteration carrying ``v`` (stolen), as a generator's return does; for
+ * None, no exception at all (an exhausted iterator: ``await`` and ``yield
+ * from`` read that as None). From 3.12 on, ``await`` resumes an object that
+ * is not a generator through ``tp_iternext`` rather than ``am_send``, so
+ * every completed operation would otherwise make a StopIteration. */
 static PyObject *
 stop_iteration(PyObject *v)
 {
     if (v == Py_None) {
-        PyErr_SetNone(PyExc_StopIteration);
+        /* nothing to set */
     }
     else {
         PyObject *e = PyObject_CallOneArg(PyExc_StopIteration, v);
@@ -1385,6 +1389,11 @@ ChanOp_send(ChanOp *op, PyObject *arg)
     PyObject *res;
     PySendResult r = ChanOp_am_send(op, arg, &res);
     if (r == PYGEN_RETURN) {
+        if (res == Py_None) { /* a method must raise: StopIteration() */
+            Py_DECREF(res);
+            PyErr_SetNone(PyExc_StopIteration);
+            return NULL;
+        }
         return stop_iteration(res);
     }
     return res;

@@ -132,6 +132,10 @@ def _fire(arg: tuple[_ChanTimer, int]) -> None:
         if owner._gen != gen:
             return
         owner._armed = False
+        # Fired: the runtime timer lets go of us (owner -> _t -> its arg ->
+        # owner is a cycle, which only the cyclic GC would free, with the
+        # channel and its buffers). ``_reset`` always passes a new arg.
+        owner._t.arg = None
         if c._closed:
             return
         res = c.try_send_locked(_monotonic())
@@ -192,6 +196,9 @@ class _ChanTimer:
             self._armed = False
             c._buf.clear()
             timers.stop(self._t)
+            # As in ``_fire``: no cycle through the stopped timer's arg (a
+            # firing already popped keeps its own copy, and fails the _gen test).
+            self._t.arg = None
         return was
 
     def _reset(self, timers: _timers.Timers, d: float, period: float | None) -> bool:

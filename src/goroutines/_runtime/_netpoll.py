@@ -283,6 +283,8 @@ class PollDesc:
             for t in (self.rtimer, self.wtimer):
                 if t is not None:
                     self.netpoll.timers.stop(t)
+            # Each deadline timer's arg points back at us: no cycle left.
+            self.rtimer = self.wtimer = None
         self.netpoll.unregister(self)
         self.netpoll.wake_all(woken)
 
