@@ -25,6 +25,7 @@ import random
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -35,11 +36,13 @@ __all__ = [
     "ECHO_MSG",
     "HERE",
     "NA",
+    "PIN",
     "W9_HASHERS",
     "check",
     "echo_client",
     "hash_buffer",
     "main",
+    "pin_process",
     "rss_bytes",
     "set_nodelay",
     "sieve_sum",
@@ -120,11 +123,36 @@ def hash_buffer(mib: int) -> tuple[bytes, str, float]:
     return buf, want, time.perf_counter() - t0
 
 
+#: W8: ``(server CPU, load client CPU)`` when the runner is given ``--pin``
+#: (``main`` has then pinned this process, the server, to the first).
+PIN: tuple[int, int] | None = None
+
+
+def pin_process(cpu: int) -> None:
+    """Pin every thread of this process to ``cpu``, as ``taskset -a -p -c CPU PID`` would.
+
+    Threads started afterwards inherit it from the thread that starts them,
+    and so do child processes.
+    """
+    try:
+        tids = [int(t) for t in os.listdir("/proc/self/task")]
+    except OSError:
+        tids = [0]  # no /proc: this thread, the only one a runner has at start
+    for tid in tids:
+        os.sched_setaffinity(tid, {cpu})
+
+
 def echo_client(port: int, seconds: float) -> Metrics:
     """W8: run the load client (echo_client.py, the same for every server) to the end.
 
     Blocking: a runner calls it through its runtime's way of offloading a
-    blocking call, so its server keeps serving meanwhile.
+    blocking call, so its server keeps serving meanwhile. With ``PIN`` set
+    the client runs pinned to its CPU, this process staying on the other.
+
+    The server's CPU is this process's (every thread, ``getrusage``) over the
+    client's measured window: the client says when it begins (``--sync``:
+    a line ``start``) and its result line comes as it ends. Connecting, the
+    client's start-up and the server's own set-up are not part of it.
     """
     cmd = [
         sys.executable,
@@ -137,21 +165,45 @@ def echo_client(port: int, seconds: float) -> Metrics:
         str(ECHO_MSG),
         "--seconds",
         str(seconds),
+        "--sync",
     ]
-    cpu0, t0 = _cpu(), time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 60)
-    server_cpu = (_cpu() - cpu0) / (time.perf_counter() - t0)
-    if proc.returncode != 0:
-        raise RuntimeError(f"echo client failed: {proc.stderr.strip()[-2000:]}")
-    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    if PIN is not None:
+        cmd += ["--cpu", str(PIN[1])]
+        here = os.sched_getaffinity(0)  # the thread that serves this call
+        check(here == {PIN[0]}, f"server pinned to CPU {PIN[0]}, runs on {sorted(here)}")
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, bufsize=1
+    )
+    watchdog = threading.Timer(seconds + 60, proc.kill)
+    watchdog.start()
+    try:
+        assert proc.stdout is not None
+        start = proc.stdout.readline()
+        cpu0 = _cpu()
+        last = proc.stdout.readline()
+        cpu1 = _cpu()
+        _, err = proc.communicate()
+    finally:
+        watchdog.cancel()
+    if proc.returncode != 0 or start != "start\n":
+        why = err.strip()[-2000:] or f"exit status {proc.returncode}"
+        raise RuntimeError(f"echo client failed: {why}")
+    out = json.loads(last)
     check(out["errors"] == 0, f"echo client saw {out['errors']} bad echoes")
     check(out["idle_conns"] == 0, f"{out['idle_conns']} connections made no round trip")
-    # CPU used in cores: the server's (this process, whole run) and the client's
-    # (its measured window); both well under 2 means the loopback was not CPU-bound.
+    if PIN is not None:
+        check(out["cpus"] == [PIN[1]], f"client pinned to CPU {PIN[1]}, ran on {out['cpus']}")
+    rts, elapsed = out["round_trips"], out["elapsed"]
+    server_s = cpu1 - cpu0
     return {
-        "rt_per_s": out["round_trips"] / out["elapsed"],
-        "server_cpu": server_cpu,
+        "rt_per_s": rts / elapsed,
+        "server_us_per_rt": server_s / rts * 1e6,
+        # CPU used in cores over the measured window, server and client: on
+        # separate CPUs, either near 1 says which one the rate is bounded by.
+        "server_cpu": server_s / elapsed,
         "client_cpu": out["cpu"],
+        "client_us_per_rt": out["cpu_s"] / rts * 1e6,
+        "pinned": float(PIN is not None),
     }
 
 
@@ -174,8 +226,18 @@ def main(runtime: str, workloads: dict[str, Callable[[argparse.Namespace], Metri
     ap.add_argument("--size", type=int, required=True, help="the workload's size (see README)")
     ap.add_argument("--procs", type=int, default=0, help="gomaxprocs / pool workers; 0 = default")
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument(
+        "--pin",
+        metavar="SERVER,CLIENT",
+        help="W8: pin this process (the server) to CPU SERVER, the load client to CLIENT",
+    )
     ap.add_argument("--runtime", default=runtime, help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.pin:
+        global PIN
+        server, client = (int(x) for x in args.pin.split(","))
+        pin_process(server)
+        PIN = (server, client)
     out: dict[str, Any] = {"workload": args.workload, "runtime": args.runtime, "size": args.size}
     fn = workloads.get(args.workload)
     try:

@@ -6,6 +6,17 @@ for ``--seconds`` seconds. It prints one JSON line: the round trips, the
 elapsed time, the bad echoes and this process's CPU use (in cores), which
 shows whether the client, rather than the server, is the bottleneck.
 
+``--sync``: print a line ``start`` (flushed) when the measured window
+begins, all connections made; the JSON line, printed as soon as it ends,
+marks its end. The runner (the server) reads both and takes its own CPU
+time at each (``getrusage``: every thread, to the microsecond), so the
+server's CPU per round trip covers the same window as the round trips,
+neither the connecting nor any start-up.
+
+``--cpu N``: pin this process (and so every thread it starts) to CPU N
+before anything else, as ``taskset -c N`` would; the runner has pinned the
+server to another CPU, so neither takes turns with the other on one core.
+
 Two drivers, the same protocol:
 
 - ``--mode uvloop`` (the default when uvloop is installed): one thread,
@@ -23,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.util
 import json
 import os
 import resource
@@ -45,10 +57,17 @@ def _cpu() -> float:
     return ru.ru_utime + ru.ru_stime
 
 
+def _window_starts(sync: bool) -> None:
+    """Tell the runner (``--sync``) that the measured window begins now."""
+    if sync:
+        sys.stdout.write("start\n")
+        sys.stdout.flush()
+
+
 # -- threads + blocking sockets ------------------------------------------------
 
 
-def run_threads(port: int, conns: int, size: int, seconds: float) -> dict[str, Any]:
+def run_threads(port: int, conns: int, size: int, seconds: float, sync: bool) -> dict[str, Any]:
     socks = []
     for _ in range(conns):
         s = socket.create_connection(("127.0.0.1", port))
@@ -87,6 +106,7 @@ def run_threads(port: int, conns: int, size: int, seconds: float) -> dict[str, A
     for t in threads:
         t.start()
     deadline = time.monotonic() + seconds
+    _window_starts(sync)
     cpu0 = _cpu()
     t0 = time.perf_counter()
     start.wait()
@@ -149,7 +169,9 @@ class _EchoCheck(asyncio.Protocol):
         self.transport.close()
 
 
-async def _run_async(port: int, conns: int, size: int, seconds: float) -> dict[str, Any]:
+async def _run_async(
+    port: int, conns: int, size: int, seconds: float, sync: bool
+) -> dict[str, Any]:
     loop = asyncio.get_running_loop()
     protos: list[_EchoCheck] = []
     for i in range(conns):
@@ -163,6 +185,7 @@ async def _run_async(port: int, conns: int, size: int, seconds: float) -> dict[s
         for p in protos:
             p.stopping = True
 
+    _window_starts(sync)
     cpu0 = _cpu()
     t0 = time.perf_counter()
     loop.call_later(seconds, stop)  # no clock read per round trip
@@ -170,13 +193,14 @@ async def _run_async(port: int, conns: int, size: int, seconds: float) -> dict[s
         p.go()
     await asyncio.gather(*(p.done for p in protos))
     elapsed = time.perf_counter() - t0
-    return _result([p.seq for p in protos], [p.errors for p in protos], elapsed, _cpu() - cpu0)
+    counts, errors = [p.seq for p in protos], [p.errors for p in protos]
+    return _result(counts, errors, elapsed, _cpu() - cpu0)
 
 
-def run_uvloop(port: int, conns: int, size: int, seconds: float) -> dict[str, Any]:
+def run_uvloop(port: int, conns: int, size: int, seconds: float, sync: bool) -> dict[str, Any]:
     import uvloop
 
-    result: dict[str, Any] = uvloop.run(_run_async(port, conns, size, seconds))
+    result: dict[str, Any] = uvloop.run(_run_async(port, conns, size, seconds, sync))
     return result
 
 
@@ -187,29 +211,33 @@ def _result(counts: list[int], errors: list[int], elapsed: float, cpu: float) ->
         "errors": sum(errors),
         "idle_conns": sum(1 for n in counts if n == 0),
         "cpu": cpu / elapsed,
+        "cpu_s": cpu,
     }
 
 
 def main() -> int:
-    try:
-        import uvloop  # noqa: F401
-
-        default_mode = "uvloop"
-    except ImportError:
-        default_mode = "threads"
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--port", type=int, required=True)
     ap.add_argument("--conns", type=int, default=64)
     ap.add_argument("--size", type=int, default=64)
     ap.add_argument("--seconds", type=float, default=5.0)
-    ap.add_argument("--mode", choices=["uvloop", "threads"], default=default_mode)
+    ap.add_argument("--mode", choices=["uvloop", "threads"], help="default: uvloop if installed")
+    ap.add_argument("--sync", action="store_true", help="print 'start' as the window begins")
+    ap.add_argument("--cpu", type=int, help="pin this process to this CPU (as taskset -c)")
     args = ap.parse_args()
     if args.size < _HEAD.size:
         ap.error(f"--size must be at least {_HEAD.size}")
-    run = run_uvloop if args.mode == "uvloop" else run_threads
-    out = run(args.port, args.conns, args.size, args.seconds)
-    out["mode"] = args.mode
+    if args.cpu is not None:
+        # Before uvloop's import and any thread: everything after inherits it.
+        os.sched_setaffinity(0, {args.cpu})
+    mode = args.mode
+    if mode is None:
+        mode = "uvloop" if importlib.util.find_spec("uvloop") is not None else "threads"
+    run = run_uvloop if mode == "uvloop" else run_threads
+    out = run(args.port, args.conns, args.size, args.seconds, args.sync)
+    out["mode"] = mode
     out["pid"] = os.getpid()
+    out["cpus"] = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
     sys.stdout.write(json.dumps(out) + "\n")
     return 0
 

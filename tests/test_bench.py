@@ -11,6 +11,7 @@ procs cells, the rows built from them, and the targets' verdicts.
 from __future__ import annotations
 
 import json
+import os
 import textwrap
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,8 @@ from goroutines._bench import (
     build_rows,
     evaluate_targets,
     main,
+    targets_caveat,
+    w8_pin,
 )
 
 #: The procs each workload's goroutines cells run at (None: the default), per the issue:
@@ -84,6 +87,17 @@ def test_quick_suite_goroutines_and_asyncio(tmp_path: Path) -> None:
     assert "## Targets" in md
     assert "| W9 | speed-up procs 1->2 | ≥ 1.7 |" in md
     assert "W8 goroutines: server used" in md
+    assert "| W8 | server CPU µs/round trip | ≤ 1x asyncio |" in md
+    # W8 runs pinned where there are two CPUs: server on one, load client on another.
+    w8 = cells["W8", "goroutines", None]["samples"][0]
+    allowed = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+    if len(allowed) >= 2:
+        assert w8["pinned"] == 1.0
+        assert doc["meta"]["w8_pin"] == {"server_cpu": allowed[0], "client_cpu": allowed[1]}
+        assert f"W8 pinned: server on CPU {allowed[0]}" in md
+    else:
+        assert w8["pinned"] == 0.0
+        assert doc["meta"]["w8_pin"] is None
 
 
 def test_ratio_direction() -> None:
@@ -155,7 +169,7 @@ def test_wrong_answer_is_an_error_not_a_time(tmp_path: Path) -> None:
     assert t["why"] == "goroutines: error: AssertionError: wrong answer: sum of indices 41"
     assert verdicts["W3", "s", "asyncio"]["why"] == "goroutines: N/A: not today"
     md = (out / "bench.md").read_text()
-    assert "| W1 | µs/round trip | ≤ 0.3x asyncio | 0.40x asyncio (2.50x better) | not met |" in md
+    assert "| W1 | µs/round trip | ≤ 0.12x asyncio | 0.40x asyncio (2.50x better) | not met |" in md
     assert "Targets: 1 met, 1 not met, 4 not measured." in md
 
 
@@ -206,11 +220,11 @@ def _res(**metrics: float) -> CellResult:
 def test_rows_and_targets_from_synthetic_results() -> None:
     g = "goroutines"
     results = {
-        # W1: 0.25x asyncio (met), slower than uvloop (not met); procs=4 / procs=1 = 1.3.
+        # W1: 0.10x asyncio (met), slower than uvloop (not met); procs=4 / procs=1 = 1.3.
         Cell("W1", g, 0): _res(us_per_rt=1.5),
         Cell("W1", g, 1): _res(us_per_rt=1.0),
         Cell("W1", g, 4): _res(us_per_rt=1.3),
-        Cell("W1", "asyncio", 0): _res(us_per_rt=6.0),
+        Cell("W1", "asyncio", 0): _res(us_per_rt=15.0),
         Cell("W1", "uvloop", 0): _res(us_per_rt=1.4),
         # W4: procs=2 failed, so its ratio is not measured; asyncio: 0.5x (met).
         Cell("W4", g, 0): _res(us_per_job=0.6),
@@ -222,8 +236,9 @@ def test_rows_and_targets_from_synthetic_results() -> None:
         Cell("W7", g, 0): _res(s=0.12),
         Cell("W7", "asyncio", 0): _res(s=0.96),
         # W8: higher is better: more round trips than asyncio (met).
-        Cell("W8", g, 0): _res(rt_per_s=90_000.0),
-        Cell("W8", "asyncio", 0): _res(rt_per_s=40_000.0),
+        # Server CPU per round trip, lower is better: 12 µs against asyncio's 10 (not met).
+        Cell("W8", g, 0): _res(rt_per_s=90_000.0, server_us_per_rt=12.0),
+        Cell("W8", "asyncio", 0): _res(rt_per_s=40_000.0, server_us_per_rt=10.0),
         Cell("W9", g, 1): _res(s=0.2),
         Cell("W9", g, 2): _res(s=0.1),
     }
@@ -251,22 +266,30 @@ def test_rows_and_targets_from_synthetic_results() -> None:
         ("W1", "us_per_rt", "gevent"): "not measured",
         ("W1", "procs_ratio", None): "not met",
         ("W4", "us_per_job", "asyncio"): "met",
+        ("W4", "us_per_job", "gevent"): "not measured",
         ("W4", "procs_ratio", None): "not measured",
         ("W5", "kib_per_g", None): "not met",
         ("W5", "idle_cpu_pct", None): "met",
         ("W7", "s", None): "met",
         ("W7", "s", "asyncio"): "not met",
         ("W8", "rt_per_s", "asyncio"): "met",
+        ("W8", "server_us_per_rt", "asyncio"): "not met",
         ("W8", "rt_per_s", "uvloop"): "not measured",
         ("W9", "speedup", None): "met",
     }
-    assert got["W1", "us_per_rt", "asyncio"]["value"] == pytest.approx(0.25)
-    assert got["W1", "us_per_rt", "asyncio"]["measured"] == "0.25x asyncio (4.00x better)"
+    assert got["W1", "us_per_rt", "asyncio"]["value"] == pytest.approx(0.1)
+    assert got["W1", "us_per_rt", "asyncio"]["measured"] == "0.10x asyncio (10.0x better)"
     assert got["W1", "us_per_rt", "gevent"]["why"] == "gevent did not run"
     assert got["W4", "procs_ratio", None]["why"] == "goroutines: error: boom"
     want = "≤ 0.1x asyncio (at least 10x faster than asyncio)"
     assert got["W7", "s", "asyncio"]["target"] == want
     assert got["W8", "rt_per_s", "asyncio"]["value"] == pytest.approx(2.25)
+    assert got["W8", "server_us_per_rt", "asyncio"]["value"] == pytest.approx(1.2)
+    assert got["W8", "server_us_per_rt", "asyncio"]["measured"] == "1.20x asyncio (0.83x better)"
+    assert [r.figure for r in rows if r.id == "W8"] == [
+        "round trips/s",
+        "server CPU µs/round trip",
+    ]
     # Workloads not selected have no targets listed.
     assert evaluate_targets(rows, ["W5"]) == [
         got["W5", "kib_per_g", None],
@@ -284,3 +307,23 @@ def test_targets_cover_the_issue() -> None:
             keys.add(sweep.derived_key)
         assert t.row in keys, t
     assert len({(t.workload, t.row, t.peer, t.bound) for t in TARGETS}) == len(TARGETS)
+
+
+def test_w8_pin() -> None:
+    # Two CPUs or more: the server on the first allowed, the load client on the next.
+    assert w8_pin({0, 1}, no_pin=False) == (
+        (0, 1),
+        "W8 pinned: server on CPU 0, load client on CPU 1",
+    )
+    assert w8_pin({5, 3, 7}, no_pin=False)[0] == (3, 5)
+    # One CPU, no affinity, or --no-pin: unpinned, and the line says why.
+    pin, line = w8_pin({2}, no_pin=False)
+    assert pin is None and "only CPU [2] is available" in line
+    assert w8_pin(None, no_pin=False)[0] is None
+    pin, line = w8_pin({0, 1}, no_pin=True)
+    assert pin is None and "--no-pin" in line
+    # An unpinned W8 makes the verdicts indicative, as --quick does.
+    meta: dict[str, Any] = {"python": "3.11.7", "sizes": {"W8": 5}, "w8_pin": None}
+    assert "W8 not pinned" in (targets_caveat(meta) or "")
+    meta["w8_pin"] = {"server_cpu": 0, "client_cpu": 1}
+    assert targets_caveat(meta) is None
