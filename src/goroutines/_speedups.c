@@ -1724,6 +1724,36 @@ sset(PyObject *o, PyObject *tp, Py_ssize_t off, PyObject *name, PyObject *v)
     return PyObject_SetAttr(o, name, v);
 }
 
+/* ``getattr(sched, name)`` (new reference) for a plain instance attribute
+ * of the Sched: straight from its ``__dict__`` ``sdict`` (no type lookup),
+ * falling back to ``getattr``. */
+static PyObject *
+sched_attr(PyObject *sched, PyObject *sdict, PyObject *name)
+{
+    if (sdict != NULL) {
+        PyObject *v = PyDict_GetItemWithError(sdict, name); /* borrowed */
+        if (v != NULL) {
+            return Py_NewRef(v);
+        }
+        if (PyErr_Occurred()) {
+            return NULL;
+        }
+    }
+    return PyObject_GetAttr(sched, name);
+}
+
+static int
+sched_true(PyObject *sched, PyObject *sdict, PyObject *name)
+{
+    PyObject *v = sched_attr(sched, sdict, name);
+    if (v == NULL) {
+        return -1;
+    }
+    int r = v == Py_True ? 1 : v == Py_False ? 0 : PyObject_IsTrue(v);
+    Py_DECREF(v);
+    return r;
+}
+
 /* ``bool(getattr(o, name))``: 1, 0, or -1 on error. */
 static int
 attr_true(PyObject *o, PyObject *name)
@@ -1941,7 +1971,7 @@ goexit_fast(PyObject *sched, PyObject *gp)
  * 1 if it parked (nothing more to do with it), 0 if it ended or made a
  * request that was served, -1 on error (a runtime bug). */
 static int
-step(PyObject *m, PyObject *sched, PyObject *gp)
+step(PyObject *m, PyObject *sched, PyObject *sdict, PyObject *gp)
 {
     PyObject *coro = sget(gp, G_type, off_g_coro, s_coro);
     PyObject *ctx = coro ? sget(gp, G_type, off_g_ctx, s_ctx) : NULL;
@@ -1980,7 +2010,7 @@ step(PyObject *m, PyObject *sched, PyObject *gp)
                 Py_DECREF(res);
                 return -1;
             }
-            PyObject *now = PyObject_GetAttr(sched, s_now);
+            PyObject *now = sched_attr(sched, sdict, s_now);
             if (now == NULL || sset(gp, G_type, off_g_wait_since, s_wait_since, now) < 0) {
                 Py_XDECREF(now);
                 Py_DECREF(res);
@@ -2051,10 +2081,12 @@ speedups_schedule(PyObject *Py_UNUSED(module), PyObject *m)
     cur_m = m;
     PyObject *sched = sget(m, M_type, off_m_sched, s_sched);
     PyObject *timers = sched ? PyObject_GetAttr(sched, s_timers) : NULL;
+    /* the Sched's instance dict: ``gate``, ``stopping``, ``now`` read at each step */
+    PyObject *sdict = timers ? PyObject_GenericGetDict(sched, NULL) : NULL;
     PyObject *gp = NULL;
     long n = 0;
     int inline_pick;
-    if (timers == NULL || lq_load(&q, m) < 0) {
+    if (sdict == NULL || lq_load(&q, m) < 0) {
         goto error;
     }
     inline_pick = attr_true(sched, s_shuffle);
@@ -2088,7 +2120,12 @@ speedups_schedule(PyObject *Py_UNUSED(module), PyObject *m)
                     goto error;
                 }
             }
-            int spinning = attr_true(m, s_spinning);
+            PyObject *sp = sget(m, M_type, off_m_spinning, s_spinning);
+            if (sp == NULL) {
+                goto error;
+            }
+            int spinning = PyObject_IsTrue(sp);
+            Py_DECREF(sp);
             if (spinning < 0) {
                 goto error;
             }
@@ -2134,7 +2171,7 @@ speedups_schedule(PyObject *Py_UNUSED(module), PyObject *m)
             goto error;
         }
         atomic_thread_fence(memory_order_seq_cst); /* see M.at_gate */
-        int gate = attr_true(sched, s_gate);
+        int gate = sched_true(sched, sdict, s_gate);
         if (gate < 0) {
             goto error;
         }
@@ -2154,7 +2191,7 @@ speedups_schedule(PyObject *Py_UNUSED(module), PyObject *m)
             }
         }
         n += 1;
-        int parked = step(m, sched, gp);
+        int parked = step(m, sched, sdict, gp);
         if (parked < 0) {
             goto error;
         }
@@ -2178,7 +2215,7 @@ speedups_schedule(PyObject *Py_UNUSED(module), PyObject *m)
         Py_DECREF(mp);
         int stopping = 0;
         if (!locked && !nop) {
-            stopping = attr_true(sched, s_stopping);
+            stopping = sched_true(sched, sdict, s_stopping);
             if (stopping < 0) {
                 goto error;
             }
@@ -2206,6 +2243,7 @@ speedups_schedule(PyObject *Py_UNUSED(module), PyObject *m)
 done:
     cur_m = outer_m;
     lq_clear(&q);
+    Py_XDECREF(sdict);
     Py_XDECREF(timers);
     Py_XDECREF(sched);
     if (add_nsched(m, n) < 0) {
@@ -2216,6 +2254,7 @@ error:
     cur_m = outer_m;
     lq_clear(&q);
     Py_XDECREF(gp);
+    Py_XDECREF(sdict);
     Py_XDECREF(timers);
     Py_XDECREF(sched);
     {
