@@ -343,8 +343,9 @@ class M:
         free-threaded build makes slot stores release and loads acquire,
         which does not forbid that store-load reordering: there the schedule
         step needs a full fence between the two, which pure Python cannot
-        issue without taking a lock on every step; the C schedule step
-        (the "compiled fast path" issue) is where it belongs.
+        issue without taking a lock on every step. The accelerator's loop
+        (``_speedups.schedule``) issues it (a sequentially consistent
+        ``atomic_thread_fence``); the pure-Python loop relies on the GIL.
         """
         sched = self.sched
         while sched.gate:
