@@ -59,10 +59,9 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar, final
 
 from ._accel import speedups
 from ._errors import ChanClosed
-from ._runtime import _scheduler, getg_or_none, goready, not_in_goroutine
+from ._runtime import getg_or_none, not_in_goroutine
 from ._runtime._goroutine import (
     G,
-    GStatus,
     Unlock,
     WaitReason,
     register_park_site,
@@ -494,21 +493,16 @@ def _park_site(op: Any) -> tuple[str, str, int]:
 
 
 if speedups is not None:
+    # G, Unlock, the statuses and ready were handed over by the runtime
+    # (``_machine``'s init_schedule, ``_scheduler``'s init_ready).
     speedups.init(
-        G=G,
         tls=_tls,
-        goready=goready,
         reason_send=_CHAN_SEND,
         reason_recv=_CHAN_RECEIVE,
         ChanClosed=ChanClosed,
         not_in_goroutine=not_in_goroutine,
         new_lock=new_lock,
         chan_rank=_CHAN_RANK,
-        Unlock=Unlock,
-        # ``_scheduler.ready``'s hand-off case (``_shuffle`` read from here)
-        sched_globals=vars(_scheduler),
-        status_waiting=GStatus.WAITING,
-        status_runnable=GStatus.RUNNABLE,
     )
     register_unpark(speedups.ChanOp, _unpark)
     register_park_site(speedups.ChanOp, _park_site)

@@ -58,14 +58,13 @@ _RECV_FN = Chan.recv
 _RECV_OK_FN = Chan.recv_ok
 
 
-def _func(m: Any) -> Any:
-    """The function of bound method ``m``: a Python method's ``__func__``, or,
-    for a method of the accelerator's C ``Chan`` core, its descriptor on the
-    class (what ``Chan.recv`` is then)."""
-    func = getattr(m, "__func__", None)
-    if func is None and type(m) is types.BuiltinMethodType:
-        func = getattr(type(m.__self__), m.__name__, None)
-    return func
+def _c_func(m: Any) -> Any:
+    """The function of ``m`` when it has no ``__func__``: for a bound method
+    of the accelerator's C ``Chan`` core, its descriptor on the class (what
+    ``Chan.recv`` is then); None for anything else."""
+    if type(m) is types.BuiltinMethodType:
+        return getattr(type(m.__self__), m.__name__, None)
+    return None
 
 
 def _parse(i: int, case: Any) -> tuple[int, Chan[Any], Any]:
@@ -75,14 +74,16 @@ def _parse(i: int, case: Any) -> tuple[int, Chan[Any], Any]:
                 f"select case {i}: a send case is a pair (ch.send, value), got a {len(case)}-tuple"
             )
         fn, v = case
-        if _func(fn) is _SEND_FN and isinstance(fn.__self__, Chan):
+        if (getattr(fn, "__func__", None) or _c_func(fn)) is _SEND_FN and isinstance(
+            fn.__self__, Chan
+        ):
             return _SEND, fn.__self__, v
         raise TypeError(
             f"select case {i}: the first item of a send pair must be ch.send, got {fn!r}"
         )
     ch = getattr(case, "__self__", None)
     if isinstance(ch, Chan):
-        func = _func(case)
+        func = getattr(case, "__func__", None) or _c_func(case)
         if func is _RECV_FN:
             return _RECV, ch, None
         if func is _RECV_OK_FN:

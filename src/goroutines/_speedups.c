@@ -38,14 +38,17 @@
  * a wait queue is touched only by the one waker that dequeued it, under
  * the channel's lock. We do not declare the module free-threading-safe
  * (``Py_mod_gil``) yet: no free-threaded interpreter is available to test
- * it on, and the scheduler's gate handshake (``M.at_gate``) still needs a
- * store-load fence there.
+ * it on. (The scheduler's gate handshake, ``M.at_gate``, gets the
+ * store-load fence it needs there from the C loop.)
  *
- * Module state: the objects it needs from the Python side (the G class,
- * the thread-local where an M keeps itself, ``goready``, the wait reasons,
- * ``ChanClosed``, ``new_lock``) are handed over once by ``init`` from
- * ``goroutines._chan``, and kept in static variables: the module supports
- * one interpreter.
+ * Module state: the objects it needs from the Python side are handed over
+ * once, at import, by the module that owns them: ``init_schedule`` (M, P,
+ * Timers, G, Unlock, the statuses) from ``_runtime._machine``,
+ * ``init_ready`` and ``init_go`` (the reference ``ready`` and ``go``) from
+ * ``_runtime._scheduler``, ``init`` (the thread-local where an M keeps
+ * itself, the wait reasons, ``ChanClosed``, ``new_lock``) from ``_chan``,
+ * ``init_sleep`` from ``_time``; they are kept in static variables: the
+ * module supports one interpreter.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -59,7 +62,7 @@
 
 /* Bumped whenever the Python side's expectations change: ``_accel``
  * refuses (and runs the reference) if a stale build is found. */
-#define API_VERSION 10
+#define API_VERSION 11
 
 /* ------------------------------------------------------------------ state */
 
@@ -94,36 +97,12 @@ is_g(PyObject *o)
     return (PyObject *)Py_TYPE(o) == G_type;
 }
 
-/* New reference to field ``off``/``name`` of waiter ``sg`` (a G or a Sudog). */
-static PyObject *
-w_get(PyObject *sg, Py_ssize_t off, PyObject *name)
-{
-    if (is_g(sg) && off >= 0) {
-        PyObject *v = *(PyObject **)((char *)sg + off);
-        if (v == NULL) {
-            return PyObject_GetAttr(sg, name); /* raises AttributeError */
-        }
-        return Py_NewRef(v);
-    }
-    return PyObject_GetAttr(sg, name);
-}
+static inline PyObject *sget(PyObject *o, PyObject *tp, Py_ssize_t off, PyObject *name);
+static inline int sset(PyObject *o, PyObject *tp, Py_ssize_t off, PyObject *name, PyObject *v);
 
-/* Set field ``off``/``name`` of waiter ``sg`` to ``v`` (borrowed). */
-static int
-w_set(PyObject *sg, Py_ssize_t off, PyObject *name, PyObject *v)
-{
-    if (is_g(sg) && off >= 0) {
-        PyObject **slot = (PyObject **)((char *)sg + off);
-        PyObject *old = *slot;
-        *slot = Py_NewRef(v);
-        Py_XDECREF(old);
-        return 0;
-    }
-    return PyObject_SetAttr(sg, name, v);
-}
-
-#define W_GET(sg, f) w_get((sg), off_##f, s_##f)
-#define W_SET(sg, f, v) w_set((sg), off_##f, s_##f, (v))
+/* Field ``f`` of waiter ``sg``: a G's by slot offset, a Sudog's by name. */
+#define W_GET(sg, f) sget((sg), G_type, off_##f, s_##f)
+#define W_SET(sg, f, v) sset((sg), G_type, off_##f, s_##f, (v))
 
 /* The M whose ``schedule`` (C) runs on this thread, while it runs
  * (borrowed: the caller's frame holds it); else NULL. The same M as
@@ -150,6 +129,18 @@ getm(void)
     return m;
 }
 
+/* Slot ``off`` of ``o`` := ``v`` (borrowed), as the member descriptor does. */
+static inline void
+slot_store(PyObject *o, Py_ssize_t off, PyObject *v)
+{
+    PyObject **slot = (PyObject **)((char *)o + off);
+    PyObject *old = *slot;
+    *slot = Py_NewRef(v);
+    Py_XDECREF(old);
+}
+
+/* Field ``name`` of ``o`` (new reference): by slot offset ``off`` if ``o``
+ * is exactly of type ``tp`` (an object of ours), else by name. */
 static inline PyObject *
 sget(PyObject *o, PyObject *tp, Py_ssize_t off, PyObject *name)
 {
@@ -160,6 +151,17 @@ sget(PyObject *o, PyObject *tp, Py_ssize_t off, PyObject *name)
         }
     }
     return PyObject_GetAttr(o, name);
+}
+
+/* Field ``name`` of ``o`` := ``v`` (borrowed), as ``sget`` reads it. */
+static inline int
+sset(PyObject *o, PyObject *tp, Py_ssize_t off, PyObject *name, PyObject *v)
+{
+    if (off >= 0 && (PyObject *)Py_TYPE(o) == tp) {
+        slot_store(o, off, v);
+        return 0;
+    }
+    return PyObject_SetAttr(o, name, v);
 }
 
 /* The G running on this thread (new reference), or NULL with no error set
@@ -234,9 +236,7 @@ ready_fast(PyObject *gp)
         Py_DECREF(p);
         return -1;
     }
-    PyObject *old = *status;
-    *status = Py_NewRef(st_runnable);
-    Py_DECREF(old);
+    slot_store(gp, off_status, st_runnable);
     if (n > 0) { /* the G in runnext moves to the runq */
         PyObject *prev = q_pop(rn);
         if (prev == NULL) {
@@ -598,8 +598,7 @@ lock_release_on_error(ChanCore *ch)
 static PyObject *deque_type;
 static PyObject *zero;
 static PyObject *one;
-static PyObject *empty_tuple;
-static PyObject *plain_lock_type; /* _thread.LockType: what new_lock makes unless lockrank is on */
+
 
 /* ``collections.deque``'s ``append``, ``popleft`` and ``pop``, called
  * through their C functions for an exact deque (read off the method
@@ -756,14 +755,6 @@ ChanCore_init(ChanCore *self, PyObject *args, PyObject *kwds)
     if (lock == NULL) {
         Py_DECREF(capo);
         return -1;
-    }
-    if ((PyObject *)Py_TYPE(lock) == plain_lock_type) {
-        /* lockrank is off: our Lock, with its C fast path, instead */
-        Py_SETREF(lock, Lock_new(&Lock_Type, empty_tuple, NULL));
-        if (lock == NULL) {
-            Py_DECREF(capo);
-            return -1;
-        }
     }
     PyObject *acquire = PyObject_GetAttr(lock, s_acquire);
     PyObject *release = acquire ? PyObject_GetAttr(lock, s_release) : NULL;
@@ -1594,22 +1585,10 @@ static PyTypeObject ChanOp_Type = {
     .tp_dealloc = (destructor)ChanOp_dealloc,
 };
 
-static PyTypeObject SleepOp_Type = {
-    PyVarObject_HEAD_INIT(NULL, 0)
-    .tp_name = "goroutines._speedups.SleepOp",
-    .tp_doc = "The awaitable of gr.sleep(seconds) for a positive finite float.",
-    .tp_basicsize = sizeof(ChanOp),
-    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
-    .tp_as_async = &ChanOp_as_async,
-    .tp_iter = self_iter,
-    .tp_iternext = (iternextfunc)ChanOp_iternext,
-    .tp_methods = ChanOp_methods,
-    .tp_getset = ChanOp_getset,
-    .tp_repr = (reprfunc)ChanOp_repr,
-    .tp_traverse = (traverseproc)ChanOp_traverse,
-    .tp_clear = (inquiry)ChanOp_clear,
-    .tp_dealloc = (destructor)ChanOp_dealloc,
-};
+/* ``SleepOp``: ``ChanOp``'s type under its own name (the same struct and
+ * functions; ``kind`` is OP_SLEEP): dumps and unparking find a sleep by
+ * its type. Filled in from ChanOp_Type at import. */
+static PyTypeObject SleepOp_Type;
 
 /* ``gr.sleep``: a ``SleepOp`` for a positive finite float; the reference
  * (``_time.sleep``, a generator) for anything else, which makes every
@@ -1710,19 +1689,6 @@ static PyObject *s_schedtick, *s_next_when, *s_nsched,
     *s_status, *s_gate, *s_at_gate, *s_coro, *s_ctx, *s_goexit, *s_wait_since, *s_now,
     *s_lockedg, *s_execute_request, *s_after_execute, *s_stopping, *s_shuffle;
 
-
-static inline int
-sset(PyObject *o, PyObject *tp, Py_ssize_t off, PyObject *name, PyObject *v)
-{
-    if (off >= 0 && (PyObject *)Py_TYPE(o) == tp) {
-        PyObject **slot = (PyObject **)((char *)o + off);
-        PyObject *old = *slot;
-        *slot = Py_NewRef(v);
-        Py_XDECREF(old);
-        return 0;
-    }
-    return PyObject_SetAttr(o, name, v);
-}
 
 /* ``getattr(sched, name)`` (new reference) for a plain instance attribute
  * of the Sched: straight from its ``__dict__`` ``sdict`` (no type lookup),
@@ -1917,8 +1883,10 @@ static PyObject *s_main_g;
 /* ``Sched.goexit``'s common case: a goroutine other than main, not locked to
  * its thread, returned: DEAD, out of ``allgs``, its Context dropped. 1 if
  * done, 0 if not this case (the reference does it), -1 on error. */
+static PyObject *sched_attr(PyObject *sched, PyObject *sdict, PyObject *name);
+
 static int
-goexit_fast(PyObject *sched, PyObject *gp)
+goexit_fast(PyObject *sched, PyObject *sdict, PyObject *gp)
 {
     if (st_dead == NULL || off_g_id < 0) {
         return 0;
@@ -1931,7 +1899,7 @@ goexit_fast(PyObject *sched, PyObject *gp)
     if (lm != Py_None) {
         return 0;
     }
-    PyObject *main_g = PyObject_GetAttr(sched, s_main_g);
+    PyObject *main_g = sched_attr(sched, sdict, s_main_g);
     if (main_g == NULL) {
         return -1;
     }
@@ -1939,7 +1907,7 @@ goexit_fast(PyObject *sched, PyObject *gp)
     if (main_g == gp) {
         return 0;
     }
-    PyObject *allgs = PyObject_GetAttr(sched, s_allgs);
+    PyObject *allgs = sched_attr(sched, sdict, s_allgs);
     if (allgs == NULL) {
         return -1;
     }
@@ -2044,7 +2012,7 @@ step(PyObject *m, PyObject *sched, PyObject *sdict, PyObject *gp)
     }
     PyObject *x;
     if (r == PYGEN_RETURN) {
-        int done = goexit_fast(sched, gp);
+        int done = goexit_fast(sched, sdict, gp);
         if (done != 0) {
             Py_DECREF(res);
             return done < 0 ? -1 : 0;
@@ -2322,15 +2290,6 @@ site_of_caller(PyObject *sched)
     return site;
 }
 
-static inline void
-slot_store(PyObject *o, Py_ssize_t off, PyObject *v)
-{
-    PyObject **slot = (PyObject **)((char *)o + off);
-    PyObject *old = *slot;
-    *slot = Py_NewRef(v);
-    Py_XDECREF(old);
-}
-
 static PyObject *
 speedups_go(PyObject *Py_UNUSED(module), PyObject *const *args, size_t nargsf, PyObject *kwnames)
 {
@@ -2514,11 +2473,9 @@ speedups_init_go(PyObject *Py_UNUSED(module), PyObject *args, PyObject *kwds)
     off_g_locked_m2 = slot_offset(G_type, "locked_m");
     off_p_goidcache = slot_offset(P_type, "goidcache");
     off_p_goidcacheend = slot_offset(P_type, "goidcacheend");
-    if (off_elem < 0) {
-        off_elem = slot_offset(G_type, "elem");
-        off_success = slot_offset(G_type, "success");
-        off_wait_reason = slot_offset(G_type, "wait_reason");
-    }
+    off_elem = slot_offset(G_type, "elem");
+    off_success = slot_offset(G_type, "success");
+    off_wait_reason = slot_offset(G_type, "wait_reason");
     if (off_g_id < 0 || off_g_site < 0 || off_g_locked_m2 < 0 || off_g_coro < 0 ||
         off_g_ctx < 0 || off_g_wait_since < 0 || off_status < 0 || off_elem < 0 ||
         off_success < 0 || off_wait_reason < 0 || off_p_runnext < 0 || off_p_runq < 0 ||
@@ -2544,10 +2501,6 @@ speedups_init_schedule(PyObject *Py_UNUSED(module), PyObject *args, PyObject *kw
             PyErr_SetString(PyExc_TypeError, "init_schedule: M, P, Timers, G, Unlock are classes");
             return NULL;
         }
-    }
-    if ((G_type != NULL && G_type != a[3]) || (Unlock_type != NULL && Unlock_type != a[4])) {
-        PyErr_SetString(PyExc_RuntimeError, "init_schedule: another G or Unlock than init's");
-        return NULL;
     }
     Py_XSETREF(G_type, Py_NewRef(a[3]));
     Py_XSETREF(Unlock_type, Py_NewRef(a[4]));
@@ -2599,40 +2552,35 @@ slot_offset(PyObject *cls, const char *name)
 static PyObject *
 speedups_init(PyObject *Py_UNUSED(module), PyObject *args, PyObject *kwds)
 {
-    static char *kwlist[] = {"G",         "tls",           "goready",    "reason_send",
-                             "reason_recv", "ChanClosed",  "not_in_goroutine", "new_lock",
-                             "chan_rank", "Unlock",        "sched_globals", "status_waiting",
-                             "status_runnable", NULL};
-    PyObject *a[13];
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "$OOOOOOOOOOOOO:init", kwlist, &a[0], &a[1],
-                                     &a[2], &a[3], &a[4], &a[5], &a[6], &a[7], &a[8], &a[9],
-                                     &a[10], &a[11], &a[12])) {
+    static char *kwlist[] = {"tls",      "reason_send", "reason_recv", "ChanClosed",
+                             "not_in_goroutine", "new_lock", "chan_rank", NULL};
+    PyObject *a[7];
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "$OOOOOOO:init", kwlist, &a[0], &a[1], &a[2],
+                                     &a[3], &a[4], &a[5], &a[6])) {
         return NULL;
     }
-    if (!PyType_Check(a[0]) || !PyType_Check(a[9]) || !PyDict_Check(a[10])) {
-        PyErr_SetString(PyExc_TypeError, "init: G and Unlock must be classes, sched_globals a dict");
+    if (!schedule_ok || goready == NULL) {
+        /* G, Unlock, the statuses and ready come from the runtime's own inits */
+        PyErr_SetString(PyExc_RuntimeError, "init: init_schedule() and init_ready() first");
         return NULL;
     }
-    PyObject **dst[13] = {&G_type,     &tls,          &goready,          &reason_send,
-                          &reason_recv, &ChanClosed,  &not_in_goroutine, &new_lock,
-                          &chan_rank,  &Unlock_type,  &sched_globals,    &st_waiting,
-                          &st_runnable};
-    for (int i = 0; i < 13; i++) {
+    PyObject **dst[7] = {&tls,       &reason_send, &reason_recv, &ChanClosed,
+                         &not_in_goroutine, &new_lock, &chan_rank};
+    for (int i = 0; i < 7; i++) {
         Py_XSETREF(*dst[i], Py_NewRef(a[i]));
     }
     off_elem = slot_offset(G_type, "elem");
     off_success = slot_offset(G_type, "success");
     off_wait_reason = slot_offset(G_type, "wait_reason");
-    off_status = slot_offset(G_type, "status");
     ready_ok = 1;
     Py_RETURN_NONE;
 }
 
 static PyMethodDef module_methods[] = {
     {"init", (PyCFunction)(void (*)(void))speedups_init, METH_VARARGS | METH_KEYWORDS,
-     "Hand over the runtime objects the accelerator works with (goroutines._chan does)."},
+     "Hand over what the channel operations need (goroutines._chan, after the runtime's inits)."},
     {"init_schedule", (PyCFunction)(void (*)(void))speedups_init_schedule,
-     METH_VARARGS | METH_KEYWORDS, "Hand over M, P, Timers and the sentinels (after init)."},
+     METH_VARARGS | METH_KEYWORDS, "Hand over M, P, Timers, G, Unlock and the statuses (goroutines._runtime._machine)."},
     {"schedule", (PyCFunction)speedups_schedule, METH_O, "M.schedule(m) in C."},
     {"init_sleep", (PyCFunction)(void (*)(void))speedups_init_sleep,
      METH_VARARGS | METH_KEYWORDS, "Hand over the reference sleep() and WaitReason.SLEEP."},
@@ -2754,16 +2702,7 @@ PyInit__speedups(void)
         return NULL;
     }
 
-    if ((zero = PyLong_FromLong(0)) == NULL || (empty_tuple = PyTuple_New(0)) == NULL) {
-        return NULL;
-    }
-    PyObject *thread = PyImport_ImportModule("_thread");
-    if (thread == NULL) {
-        return NULL;
-    }
-    plain_lock_type = PyObject_GetAttrString(thread, "LockType");
-    Py_DECREF(thread);
-    if (plain_lock_type == NULL) {
+    if ((zero = PyLong_FromLong(0)) == NULL) {
         return NULL;
     }
     PyObject *collections = PyImport_ImportModule("collections");
@@ -2778,6 +2717,9 @@ PyInit__speedups(void)
     deque_append_fn = method_fn(deque_type, "append", METH_O);
     deque_popleft_fn = method_fn(deque_type, "popleft", METH_NOARGS);
     deque_pop_fn = method_fn(deque_type, "pop", METH_NOARGS);
+    SleepOp_Type = ChanOp_Type;
+    SleepOp_Type.tp_name = "goroutines._speedups.SleepOp";
+    SleepOp_Type.tp_doc = "The awaitable of gr.sleep(seconds) for a positive finite float.";
     if (PyType_Ready(&ChanCore_Type) < 0 || PyType_Ready(&ChanOp_Type) < 0 ||
         PyType_Ready(&SleepOp_Type) < 0 ||
         PyType_Ready(&Lock_Type) < 0) {

@@ -44,6 +44,7 @@ Guards: ``_armed``, ``_gen``: ``c.lock``. ``_run``, ``_t``, ``c``: immutable.
 
 from __future__ import annotations
 
+import functools
 import math
 import sys
 import time
@@ -283,9 +284,9 @@ def tick(seconds: float) -> Chan[float]:
 _sleep_reference = sleep
 
 
-def _sleep_site(op: Any) -> tuple[str, str, int]:
-    """Dumps show a G parked in the accelerator's ``SleepOp`` as the
-    reference's frame at the same wait: its last yield (a finite sleep)."""
+@functools.cache
+def _sleep_yield() -> tuple[str, str, int]:
+    """The reference ``sleep``'s frame at its last yield (a finite sleep)."""
     import dis
 
     code = _sleep_reference.__code__
@@ -295,6 +296,12 @@ def _sleep_site(op: Any) -> tuple[str, str, int]:
         if i.opname == "YIELD_VALUE" and i.positions is not None and i.positions.lineno
     ][-1]
     return code.co_qualname, code.co_filename, line
+
+
+def _sleep_site(op: Any) -> tuple[str, str, int]:
+    """Dumps show a G parked in the accelerator's ``SleepOp`` as the
+    reference's frame at the same wait."""
+    return _sleep_yield()
 
 
 if not TYPE_CHECKING and speedups is not None:
