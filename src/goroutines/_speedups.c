@@ -62,7 +62,7 @@
 
 /* Bumped whenever the Python side's expectations change: ``_accel``
  * refuses (and runs the reference) if a stale build is found. */
-#define API_VERSION 11
+#define API_VERSION 12
 
 /* ------------------------------------------------------------------ state */
 
@@ -2528,6 +2528,578 @@ speedups_init_schedule(PyObject *Py_UNUSED(module), PyObject *args, PyObject *kw
     Py_RETURN_NONE;
 }
 
+/* ------------------------------------------------------------------ timers */
+
+/* ``Timers.arm_sleep`` and ``Timers.run_due`` (``_runtime._timers``): the
+ * reference's code line for line, on the same heap (a list of ``(when,
+ * seq, x)`` tuples), so the Python methods that stay (``add``, ``stop``,
+ * ``reset``, the rebuild) keep using ``heapq`` on it. The sift loops are
+ * ``heapq``'s (the heap's shape is the same in both modes); what C saves
+ * is the tuples' rich comparison (``when``, then ``seq``, compared here as
+ * C numbers: the same order, as ``seq`` is unique), the calls into
+ * ``heapq`` and the loops' bytecode. ``init_timers`` returns ``bind``:
+ * ``bind(timers)`` gives the pair of builtins bound to one ``Timers``. */
+
+static PyObject *Timer_type, *TG_type;
+static PyObject *s_heap, *s_lock, *s_seq, *s_nactive, *s_nstale, *s_on_earlier, *s_active,
+    *s_when, *s_period, *s_f, *s_arg;
+static Py_ssize_t off_t_heap = -1, off_t_lock = -1, off_t_seq = -1, off_t_nactive = -1,
+                  off_t_nstale = -1, off_t_on_earlier = -1;
+static Py_ssize_t off_tm_active = -1, off_tm_seq = -1, off_tm_when = -1, off_tm_period = -1,
+                  off_tm_f = -1, off_tm_arg = -1;
+static PyObject *float_inf;
+
+#define T_GET(o, f) sget((o), Timers_type, off_t_##f, s_##f)
+#define T_SET(o, f, v) sset((o), Timers_type, off_t_##f, s_##f, (v))
+#define TM_GET(o, f) sget((o), Timer_type, off_tm_##f, s_##f)
+#define TM_SET(o, f, v) sset((o), Timer_type, off_tm_##f, s_##f, (v))
+
+/* Heap order of two entries: ``a < b`` as tuples compare them. */
+static int
+entry_lt(PyObject *a, PyObject *b)
+{
+    if (PyTuple_CheckExact(a) && PyTuple_CheckExact(b) && PyTuple_GET_SIZE(a) == 3 &&
+        PyTuple_GET_SIZE(b) == 3) {
+        PyObject *wa = PyTuple_GET_ITEM(a, 0), *wb = PyTuple_GET_ITEM(b, 0);
+        if (PyFloat_CheckExact(wa) && PyFloat_CheckExact(wb)) {
+            double x = PyFloat_AS_DOUBLE(wa), y = PyFloat_AS_DOUBLE(wb);
+            if (x < y) {
+                return 1;
+            }
+            if (x > y) {
+                return 0;
+            }
+            PyObject *sa = PyTuple_GET_ITEM(a, 1), *sb = PyTuple_GET_ITEM(b, 1);
+            if (x == y && PyLong_CheckExact(sa) && PyLong_CheckExact(sb)) {
+                int oa, ob;
+                long long la = PyLong_AsLongLongAndOverflow(sa, &oa);
+                long long lb = PyLong_AsLongLongAndOverflow(sb, &ob);
+                if (!oa && !ob) {
+                    return la < lb;
+                }
+            }
+        }
+    }
+    return PyObject_RichCompareBool(a, b, Py_LT); /* whatever else: as heapq would */
+}
+
+/* heapq's ``_siftdown``: the item at ``pos`` moves up towards ``start``. */
+static int
+sift_down(PyObject *heap, Py_ssize_t start, Py_ssize_t pos)
+{
+    Py_ssize_t size = PyList_GET_SIZE(heap);
+    while (pos > start) {
+        Py_ssize_t parentpos = (pos - 1) >> 1;
+        PyObject *newitem = Py_NewRef(PyList_GET_ITEM(heap, pos));
+        PyObject *parent = Py_NewRef(PyList_GET_ITEM(heap, parentpos));
+        int lt = entry_lt(newitem, parent);
+        Py_DECREF(parent);
+        Py_DECREF(newitem);
+        if (lt < 0) {
+            return -1;
+        }
+        if (size != PyList_GET_SIZE(heap)) {
+            PyErr_SetString(PyExc_RuntimeError, "timer heap changed size during a sift");
+            return -1;
+        }
+        if (!lt) {
+            break;
+        }
+        PyObject **arr = ((PyListObject *)heap)->ob_item;
+        PyObject *tmp = arr[parentpos];
+        arr[parentpos] = arr[pos];
+        arr[pos] = tmp;
+        pos = parentpos;
+    }
+    return 0;
+}
+
+/* heapq's ``_siftup``: the smaller child moves up to a leaf, then down. */
+static int
+sift_up(PyObject *heap, Py_ssize_t pos)
+{
+    Py_ssize_t end = PyList_GET_SIZE(heap), start = pos, limit = end >> 1;
+    while (pos < limit) {
+        Py_ssize_t child = 2 * pos + 1;
+        if (child + 1 < end) {
+            PyObject *a = Py_NewRef(PyList_GET_ITEM(heap, child));
+            PyObject *b = Py_NewRef(PyList_GET_ITEM(heap, child + 1));
+            int lt = entry_lt(a, b);
+            Py_DECREF(a);
+            Py_DECREF(b);
+            if (lt < 0) {
+                return -1;
+            }
+            if (end != PyList_GET_SIZE(heap)) {
+                PyErr_SetString(PyExc_RuntimeError, "timer heap changed size during a sift");
+                return -1;
+            }
+            child += lt ^ 1;
+        }
+        PyObject **arr = ((PyListObject *)heap)->ob_item;
+        PyObject *tmp = arr[child];
+        arr[child] = arr[pos];
+        arr[pos] = tmp;
+        pos = child;
+    }
+    return sift_down(heap, start, pos);
+}
+
+static int
+heap_push(PyObject *heap, PyObject *item)
+{
+    if (PyList_Append(heap, item) < 0) {
+        return -1;
+    }
+    return sift_down(heap, 0, PyList_GET_SIZE(heap) - 1);
+}
+
+/* Remove the top entry of a non-empty heap (the caller holds it). */
+static int
+heap_drop_top(PyObject *heap)
+{
+    Py_ssize_t n = PyList_GET_SIZE(heap) - 1;
+    PyObject **arr = ((PyListObject *)heap)->ob_item;
+    PyObject *last = arr[n];
+    if (n == 0) {
+        return PyList_SetSlice(heap, 0, 1, NULL);
+    }
+    arr[n] = arr[0]; /* the old top, dropped by the slice deletion below */
+    arr[0] = last;
+    if (PyList_SetSlice(heap, n, n + 1, NULL) < 0) {
+        return -1;
+    }
+    return sift_up(heap, 0);
+}
+
+/* ``heapreplace``: the top entry := ``item``, then sift. */
+static int
+heap_replace_top(PyObject *heap, PyObject *item)
+{
+    if (PyList_SetItem(heap, 0, Py_NewRef(item)) < 0) {
+        return -1;
+    }
+    return sift_up(heap, 0);
+}
+
+static int
+t_lock(PyObject *lock)
+{
+    if (Py_IS_TYPE(lock, &Lock_Type)) {
+        fast_acquire((Lock *)lock);
+        return 0;
+    }
+    PyObject *r = PyObject_CallMethodNoArgs(lock, s_acquire);
+    Py_XDECREF(r);
+    return r ? 0 : -1;
+}
+
+/* Release ``lock``; on an error path (``failing``), keep the error set. */
+static int
+t_unlock(PyObject *lock, int failing)
+{
+    PyObject *t = NULL, *v = NULL, *tb = NULL;
+    if (failing) {
+        PyErr_Fetch(&t, &v, &tb);
+    }
+    int r;
+    if (Py_IS_TYPE(lock, &Lock_Type)) {
+        r = fast_release((Lock *)lock);
+    }
+    else {
+        PyObject *x = PyObject_CallMethodNoArgs(lock, s_release);
+        Py_XDECREF(x);
+        r = x ? 0 : -1;
+    }
+    if (failing) {
+        if (r < 0) {
+            PyErr_WriteUnraisable(lock);
+        }
+        PyErr_Restore(t, v, tb);
+        return -1;
+    }
+    return r;
+}
+
+/* Integer field ``*f`` of the Timers ``t`` += ``d``. */
+static int
+t_add(PyObject *t, Py_ssize_t off, PyObject *name, long long d, long long *out)
+{
+    PyObject *v = sget(t, Timers_type, off, name);
+    if (v == NULL) {
+        return -1;
+    }
+    long long x = PyLong_AsLongLong(v);
+    Py_DECREF(v);
+    if (x == -1 && PyErr_Occurred()) {
+        return -1;
+    }
+    x += d;
+    if (out) {
+        *out = x;
+    }
+    PyObject *nv = PyLong_FromLongLong(x);
+    if (nv == NULL) {
+        return -1;
+    }
+    int r = sset(t, Timers_type, off, name, nv);
+    Py_DECREF(nv);
+    return r;
+}
+
+static double
+as_double(PyObject *o)
+{
+    return PyFloat_CheckExact(o) ? PyFloat_AS_DOUBLE(o) : PyFloat_AsDouble(o);
+}
+
+/* ``Timers.arm_sleep(g)``: push ``(g.elem, seq, g)``; see the reference. */
+static PyObject *
+timers_arm_sleep(PyObject *t, PyObject *g)
+{
+    PyObject *w = W_GET(g, elem);
+    if (w == NULL) {
+        return NULL;
+    }
+    double when = as_double(w);
+    if ((when == -1.0 && PyErr_Occurred()) || W_SET(g, elem, Py_None) < 0) {
+        Py_DECREF(w);
+        return NULL;
+    }
+    PyObject *lock = T_GET(t, lock);
+    PyObject *heap = lock ? T_GET(t, heap) : NULL;
+    if (heap == NULL || t_lock(lock) < 0) {
+        Py_XDECREF(lock);
+        Py_XDECREF(heap);
+        Py_DECREF(w);
+        return NULL;
+    }
+    int earliest = 0;
+    long long seq;
+    PyObject *seqo = NULL, *e = NULL, *nw = NULL;
+    if (t_add(t, off_t_seq, s_seq, 1, &seq) < 0 || t_add(t, off_t_nactive, s_nactive, 1, NULL) < 0 ||
+        (seqo = PyLong_FromLongLong(seq)) == NULL || (e = PyTuple_Pack(3, w, seqo, g)) == NULL ||
+        heap_push(heap, e) < 0 || (nw = T_GET(t, next_when)) == NULL) {
+        goto error;
+    }
+    double next = as_double(nw);
+    if (next == -1.0 && PyErr_Occurred()) {
+        goto error;
+    }
+    earliest = when < next;
+    if (earliest && T_SET(t, next_when, w) < 0) {
+        goto error;
+    }
+    Py_DECREF(seqo);
+    Py_DECREF(e);
+    Py_DECREF(nw);
+    Py_DECREF(w);
+    Py_DECREF(heap);
+    if (t_unlock(lock, 0) < 0) {
+        Py_DECREF(lock);
+        return NULL;
+    }
+    Py_DECREF(lock);
+    if (earliest) {
+        PyObject *cb = T_GET(t, on_earlier);
+        PyObject *r = cb ? PyObject_CallNoArgs(cb) : NULL;
+        Py_XDECREF(cb);
+        if (r == NULL) {
+            return NULL;
+        }
+        Py_DECREF(r);
+    }
+    Py_RETURN_NONE;
+error:
+    Py_XDECREF(seqo);
+    Py_XDECREF(e);
+    Py_XDECREF(nw);
+    Py_DECREF(w);
+    Py_DECREF(heap);
+    t_unlock(lock, 1);
+    Py_DECREF(lock);
+    return NULL;
+}
+
+/* One Timer entry ``e`` = (when, seq, tm) at the top of the heap, under the
+ * lock: 0 to stop (not due; ``next_when`` set), 1 to go on. */
+static int
+run_timer(PyObject *t, PyObject *heap, PyObject *e, double now, PyObject *fired,
+          long long *nactive, long long *nstale, long long *seq)
+{
+    PyObject *tm = PyTuple_GET_ITEM(e, 2);
+    PyObject *active = TM_GET(tm, active);
+    if (active == NULL) {
+        return -1;
+    }
+    int on = PyObject_IsTrue(active);
+    Py_DECREF(active);
+    if (on < 0) {
+        return -1;
+    }
+    if (on) {
+        PyObject *tseq = TM_GET(tm, seq);
+        if (tseq == NULL) {
+            return -1;
+        }
+        on = PyObject_RichCompareBool(PyTuple_GET_ITEM(e, 1), tseq, Py_EQ);
+        Py_DECREF(tseq);
+        if (on < 0) {
+            return -1;
+        }
+    }
+    if (!on) { /* stale */
+        if (heap_drop_top(heap) < 0) {
+            return -1;
+        }
+        if (*nstale) {
+            *nstale -= 1;
+        }
+        return 1;
+    }
+    PyObject *wo = PyTuple_GET_ITEM(e, 0);
+    double when = as_double(wo);
+    if (when == -1.0 && PyErr_Occurred()) {
+        return -1;
+    }
+    if (when > now) {
+        return T_SET(t, next_when, wo) < 0 ? -1 : 0;
+    }
+    PyObject *f = TM_GET(tm, f);
+    PyObject *arg = f ? TM_GET(tm, arg) : NULL;
+    PyObject *pair = arg ? PyTuple_Pack(2, f, arg) : NULL;
+    Py_XDECREF(f);
+    Py_XDECREF(arg);
+    if (pair == NULL || PyList_Append(fired, pair) < 0) {
+        Py_XDECREF(pair);
+        return -1;
+    }
+    Py_DECREF(pair);
+    PyObject *po = TM_GET(tm, period);
+    if (po == NULL) {
+        return -1;
+    }
+    double p = as_double(po);
+    Py_DECREF(po);
+    if (p == -1.0 && PyErr_Occurred()) {
+        return -1;
+    }
+    if (p > 0) {
+        /* Skip the ticks we are late for, as Go does (see the reference). */
+        double nxt = when + p * (1.0 + floor((now - when) / p));
+        if (!(now < nxt && nxt < INFINITY)) {
+            nxt = nextafter(now, INFINITY);
+        }
+        *seq += 1;
+        PyObject *so = PyLong_FromLongLong(*seq);
+        PyObject *no = so ? PyFloat_FromDouble(nxt) : NULL;
+        PyObject *ne = no ? PyTuple_Pack(3, no, so, tm) : NULL;
+        int r = (ne == NULL || TM_SET(tm, seq, so) < 0 || TM_SET(tm, when, no) < 0 ||
+                 heap_replace_top(heap, ne) < 0)
+                    ? -1
+                    : 1;
+        Py_XDECREF(so);
+        Py_XDECREF(no);
+        Py_XDECREF(ne);
+        return r;
+    }
+    Py_INCREF(tm); /* the entry goes with the top */
+    int r = heap_drop_top(heap) < 0 || TM_SET(tm, active, Py_False) < 0 ? -1 : 1;
+    Py_DECREF(tm);
+    *nactive -= 1;
+    return r;
+}
+
+/* ``Timers.run_due()``: fire every timer that is due; see the reference. */
+static PyObject *
+timers_run_due(PyObject *t, PyObject *Py_UNUSED(ignored))
+{
+    double now = monotonic_now();
+    PyObject *fired = PyList_New(0);
+    if (fired == NULL) {
+        return NULL;
+    }
+    PyObject *lock = T_GET(t, lock);
+    PyObject *heap = lock ? T_GET(t, heap) : NULL;
+    if (heap == NULL || !PyList_CheckExact(heap) || t_lock(lock) < 0) {
+        if (heap != NULL && !PyList_CheckExact(heap)) {
+            PyErr_SetString(PyExc_TypeError, "Timers.heap must be a list");
+        }
+        Py_XDECREF(lock);
+        Py_XDECREF(heap);
+        Py_DECREF(fired);
+        return NULL;
+    }
+    long long nactive = 0, nstale = 0, seq = 0;
+    PyObject *v[3] = {T_GET(t, nactive), T_GET(t, nstale), T_GET(t, seq)};
+    int bad = v[0] == NULL || v[1] == NULL || v[2] == NULL;
+    if (!bad) {
+        nactive = PyLong_AsLongLong(v[0]);
+        nstale = PyLong_AsLongLong(v[1]);
+        seq = PyLong_AsLongLong(v[2]);
+        bad = PyErr_Occurred() != NULL;
+    }
+    for (int i = 0; i < 3; i++) {
+        Py_XDECREF(v[i]);
+    }
+    long long seq0 = seq, nactive0 = nactive, nstale0 = nstale;
+    int stopped = 0;
+    while (!bad && PyList_GET_SIZE(heap)) {
+        PyObject *e = Py_NewRef(PyList_GET_ITEM(heap, 0));
+        if (!PyTuple_CheckExact(e) || PyTuple_GET_SIZE(e) != 3) {
+            PyErr_SetString(PyExc_TypeError, "a timer heap entry is not (when, seq, x)");
+            Py_DECREF(e);
+            bad = 1;
+            break;
+        }
+        PyObject *x = PyTuple_GET_ITEM(e, 2);
+        if ((PyObject *)Py_TYPE(x) != Timer_type) { /* a sleeping G */
+            PyObject *wo = PyTuple_GET_ITEM(e, 0);
+            double when = as_double(wo);
+            if (when == -1.0 && PyErr_Occurred()) {
+                bad = 1;
+            }
+            else if (when > now) {
+                bad = T_SET(t, next_when, wo) < 0;
+                stopped = 1;
+            }
+            else if (PyList_Append(fired, x) < 0 || heap_drop_top(heap) < 0) {
+                bad = 1;
+            }
+            else {
+                nactive -= 1;
+            }
+            Py_DECREF(e);
+            if (stopped) {
+                break;
+            }
+            continue;
+        }
+        int r = run_timer(t, heap, e, now, fired, &nactive, &nstale, &seq);
+        Py_DECREF(e);
+        if (r < 0) {
+            bad = 1;
+        }
+        else if (r == 0) {
+            stopped = 1;
+            break;
+        }
+    }
+    if (!bad && !stopped) {
+        bad = T_SET(t, next_when, float_inf) < 0;
+    }
+    /* the counters, as far as the loop went (an error leaves the heap and
+     * counters consistent up to the entry that failed) */
+    PyObject *o;
+    if (nactive != nactive0) {
+        if ((o = PyLong_FromLongLong(nactive)) == NULL || T_SET(t, nactive, o) < 0) {
+            bad = 1;
+        }
+        Py_XDECREF(o);
+    }
+    if (nstale != nstale0) {
+        if ((o = PyLong_FromLongLong(nstale)) == NULL || T_SET(t, nstale, o) < 0) {
+            bad = 1;
+        }
+        Py_XDECREF(o);
+    }
+    if (seq != seq0) {
+        if ((o = PyLong_FromLongLong(seq)) == NULL || T_SET(t, seq, o) < 0) {
+            bad = 1;
+        }
+        Py_XDECREF(o);
+    }
+    Py_DECREF(heap);
+    int ur = t_unlock(lock, bad);
+    Py_DECREF(lock);
+    if (bad || ur < 0) { /* as the reference: the exception propagates */
+        Py_DECREF(fired);
+        return NULL;
+    }
+    Py_ssize_t n = PyList_GET_SIZE(fired);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *x = PyList_GET_ITEM(fired, i);
+        if (PyTuple_CheckExact(x)) { /* (f, arg) of a Timer */
+            PyObject *r = PyObject_CallOneArg(PyTuple_GET_ITEM(x, 0), PyTuple_GET_ITEM(x, 1));
+            if (r == NULL) {
+                Py_DECREF(fired);
+                return NULL;
+            }
+            Py_DECREF(r);
+        }
+        else if (wake(Py_NewRef(x)) < 0) {
+            Py_DECREF(fired);
+            return NULL;
+        }
+    }
+    Py_DECREF(fired);
+    return PyLong_FromSsize_t(n);
+}
+
+static PyMethodDef timers_arm_sleep_def = {
+    "arm_sleep", (PyCFunction)timers_arm_sleep, METH_O,
+    "sleep's unlock function: ready g at the monotonic time in g.elem (Timers.arm_sleep in C)."};
+static PyMethodDef timers_run_due_def = {
+    "run_due", (PyCFunction)timers_run_due, METH_NOARGS,
+    "Fire every timer that is due; return how many fired (Timers.run_due in C)."};
+
+/* ``bind(timers)`` -> ``(arm_sleep, run_due)`` bound to ``timers``. */
+static PyObject *
+timers_bind(PyObject *Py_UNUSED(self), PyObject *t)
+{
+    if (!PyObject_TypeCheck(t, (PyTypeObject *)Timers_type)) {
+        PyErr_Format(PyExc_TypeError, "bind: a Timers, not %.100s", Py_TYPE(t)->tp_name);
+        return NULL;
+    }
+    PyObject *a = PyCFunction_New(&timers_arm_sleep_def, t);
+    PyObject *b = a ? PyCFunction_New(&timers_run_due_def, t) : NULL;
+    PyObject *r = b ? PyTuple_Pack(2, a, b) : NULL;
+    Py_XDECREF(a);
+    Py_XDECREF(b);
+    return r;
+}
+
+static PyMethodDef timers_bind_def = {
+    "bind", (PyCFunction)timers_bind, METH_O,
+    "bind(timers) -> (arm_sleep, run_due): Timers' hot methods in C, bound to timers."};
+
+static PyObject *
+speedups_init_timers(PyObject *Py_UNUSED(module), PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"Timers", "Timer", "G", NULL};
+    PyObject *a[3];
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "$OOO:init_timers", kwlist, &a[0], &a[1], &a[2])) {
+        return NULL;
+    }
+    for (int i = 0; i < 3; i++) {
+        if (!PyType_Check(a[i])) {
+            PyErr_SetString(PyExc_TypeError, "init_timers: Timers, Timer and G are classes");
+            return NULL;
+        }
+    }
+    if (Timers_type != NULL && Timers_type != a[0]) {
+        PyErr_SetString(PyExc_RuntimeError, "init_timers: another Timers class is in use");
+        return NULL;
+    }
+    Py_XSETREF(Timers_type, Py_NewRef(a[0]));
+    Py_XSETREF(Timer_type, Py_NewRef(a[1]));
+    Py_XSETREF(TG_type, Py_NewRef(a[2]));
+    off_t_next_when = slot_offset(Timers_type, "next_when");
+    off_t_heap = slot_offset(Timers_type, "heap");
+    off_t_lock = slot_offset(Timers_type, "lock");
+    off_t_seq = slot_offset(Timers_type, "seq");
+    off_t_nactive = slot_offset(Timers_type, "nactive");
+    off_t_nstale = slot_offset(Timers_type, "nstale");
+    off_t_on_earlier = slot_offset(Timers_type, "on_earlier");
+    off_tm_active = slot_offset(Timer_type, "active");
+    off_tm_seq = slot_offset(Timer_type, "seq");
+    off_tm_when = slot_offset(Timer_type, "when");
+    off_tm_period = slot_offset(Timer_type, "period");
+    off_tm_f = slot_offset(Timer_type, "f");
+    off_tm_arg = slot_offset(Timer_type, "arg");
+    return PyCFunction_New(&timers_bind_def, NULL);
+}
+
 /* ------------------------------------------------------------------ module */
 
 static Py_ssize_t
@@ -2591,6 +3163,9 @@ static PyMethodDef module_methods[] = {
      "Hand over the reference ready(); returns G.wake in C (after init_schedule)."},
     {"init_go", (PyCFunction)(void (*)(void))speedups_init_go, METH_VARARGS | METH_KEYWORDS,
      "Hand over the reference go() and WaitReason.NONE (after init_schedule)."},
+    {"init_timers", (PyCFunction)(void (*)(void))speedups_init_timers,
+     METH_VARARGS | METH_KEYWORDS,
+     "Hand over Timers, Timer and G (goroutines._runtime._timers); returns bind."},
     {"go", (PyCFunction)(void (*)(void))speedups_go, METH_FASTCALL | METH_KEYWORDS,
      "go(fn, /, *args, **kwargs): start fn(*args, **kwargs) as a goroutine (gr.go)."},
     {NULL},
@@ -2634,7 +3209,7 @@ method_fn(PyObject *tp, const char *name, int flags)
 static int
 add_all(PyObject *m)
 {
-    PyObject *all = Py_BuildValue("[ssssssssssss]", "API_VERSION", "ChanCore", "ChanOp", "Lock", "SleepOp", "go", "init", "init_go", "init_ready", "init_schedule", "init_sleep", "schedule", "sleep");
+    PyObject *all = Py_BuildValue("[ssssssssssssss]", "API_VERSION", "ChanCore", "ChanOp", "Lock", "SleepOp", "go", "init", "init_go", "init_ready", "init_schedule", "init_sleep", "init_timers", "schedule", "sleep");
     if (all == NULL) {
         return -1;
     }
@@ -2698,6 +3273,20 @@ PyInit__speedups(void)
     INTERN(s_allgs, "allgs");
     INTERN(s_id, "id");
     INTERN(s_site, "site");
+    INTERN(s_heap, "heap");
+    INTERN(s_lock, "lock");
+    INTERN(s_seq, "seq");
+    INTERN(s_nactive, "nactive");
+    INTERN(s_nstale, "nstale");
+    INTERN(s_on_earlier, "on_earlier");
+    INTERN(s_active, "active");
+    INTERN(s_when, "when");
+    INTERN(s_period, "period");
+    INTERN(s_f, "f");
+    INTERN(s_arg, "arg");
+    if ((float_inf = PyFloat_FromDouble(INFINITY)) == NULL) {
+        return NULL;
+    }
     if ((float_zero = PyFloat_FromDouble(0.0)) == NULL || (one = PyLong_FromLong(1)) == NULL) {
         return NULL;
     }

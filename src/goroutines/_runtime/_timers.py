@@ -54,6 +54,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from .._accel import speedups
 from ._goroutine import G
 from ._lockrank import LockRank, new_lock
 
@@ -103,6 +104,7 @@ class Timers:
         "next_when",
         "nstale",
         "on_earlier",
+        "run_due",
         "seq",
     )
 
@@ -116,9 +118,16 @@ class Timers:
         #: Called (no lock held) when a new timer becomes the earliest, to wake
         #: the M sleeping until the previous earliest one.
         self.on_earlier = on_earlier
-        #: ``_arm_sleep`` bound once: ``sleep`` binds it to its G with
-        #: ``types.MethodType``, one short-lived object per sleep.
-        self.arm_sleep: Callable[[G], None] = self._arm_sleep
+        #: ``arm_sleep`` (sleep's unlock function, see ``_arm_sleep``) and
+        #: ``run_due`` (see ``_run_due``) are bound once, here: the
+        #: reference's methods, or the accelerator's C versions of them
+        #: (``_speedups.init_timers``), which work on the same heap.
+        self.arm_sleep: Callable[[G], None]
+        self.run_due: Callable[[], int]
+        if _bind is None:
+            self.arm_sleep, self.run_due = self._arm_sleep, self._run_due
+        else:
+            self.arm_sleep, self.run_due = _bind(self)
 
     # -- lock held --------------------------------------------------------
 
@@ -174,7 +183,7 @@ class Timers:
             self.on_earlier()
 
     def _arm_sleep(self, g: G) -> None:
-        """``sleep``'s unlock function (bound to ``g``; see the module
+        """``arm_sleep(g)``, ``sleep``'s unlock function (see the module
         docstring): ready ``g`` at the monotonic time in ``g.elem``."""
         when: float = g.elem
         g.elem = None
@@ -215,8 +224,9 @@ class Timers:
             self.on_earlier()
         return was
 
-    def run_due(self) -> int:
-        """Fire every timer that is due; return how many fired. Any M, no lock held."""
+    def _run_due(self) -> int:
+        """``run_due()``: fire every timer that is due; return how many
+        fired. Any M, no lock held."""
         now = _monotonic()
         # In heap order: a sleeping G, or (f, arg) of a Timer, read
         # under the lock (``reset`` may change them as soon as it is released).
@@ -287,3 +297,9 @@ class Timers:
         if nw == INF:
             return None
         return min(max(0.0, nw - _monotonic()), MAX_WAIT)
+
+
+# The accelerator's ``arm_sleep`` and ``run_due`` (see ``Timers.__init__``).
+_bind: Callable[[Timers], tuple[Callable[[G], None], Callable[[], int]]] | None = (
+    None if speedups is None else speedups.init_timers(Timers=Timers, Timer=Timer, G=G)
+)
