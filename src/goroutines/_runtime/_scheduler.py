@@ -753,7 +753,10 @@ def ready(gp: G) -> None:
     """
     assert gp.status is _WAITING, gp  # taken off a wait queue: see _chan's invariants
     gp.status = _RUNNABLE
-    m: M | None = _tls.__dict__.get("m")
+    try:  # 3.11: ~25 CPU instructions less than ``_tls.__dict__.get("m")``
+        m: M | None = _tls.m
+    except AttributeError:
+        m = None
     if m is not None:
         p = m.p
         if p is not None:
@@ -807,8 +810,10 @@ def require() -> Sched:
 
 def getg_or_none() -> G | None:
     """The G running on this thread, or None (Go's ``getg``, which cannot fail)."""
-    m = _tls.__dict__.get("m")
-    return None if m is None else m.curg
+    try:
+        return _tls.m.curg  # type: ignore[no-any-return]
+    except AttributeError:  # not an M's thread
+        return None
 
 
 def sleep_park(when: float) -> Unlock:
@@ -816,9 +821,12 @@ def sleep_park(when: float) -> Unlock:
     the G is its own timer, pushed on the heap by ``Timers.arm_sleep`` once
     it is suspended (Go's ``resetForSleep``), with the time in ``g.elem``.
     RuntimeError outside a goroutine."""
-    m: M | None = _tls.__dict__.get("m")
-    g = None if m is None else m.curg
-    if m is None or g is None:
+    try:
+        m: M = _tls.m
+        g = m.curg
+    except AttributeError:  # not an M's thread
+        g = None
+    if g is None:
         raise not_in_goroutine()
     g.elem = when
     g.wait_reason = _SLEEP
@@ -834,8 +842,11 @@ def poll_open(fd: int) -> Any:
 def shuffle(cases: list[Any]) -> None:
     """Shuffle ``cases`` with the running runtime's seeded generator (the
     module's outside one): a replay with the same seed makes the same choices."""
-    m = _tls.__dict__.get("m")
-    (random if m is None else m.sched.rand).shuffle(cases)
+    try:
+        rand = _tls.m.sched.rand
+    except AttributeError:  # not an M's thread
+        rand = random
+    rand.shuffle(cases)
 
 
 def not_in_goroutine() -> RuntimeError:
