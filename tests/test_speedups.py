@@ -9,6 +9,7 @@ an operation that is never awaited.
 from __future__ import annotations
 
 import importlib.util
+import inspect
 import os
 import random
 import subprocess
@@ -22,9 +23,8 @@ from typing import Any
 import pytest
 
 import goroutines as gr
-from goroutines import _accel
+from goroutines import _accel, _chan
 from goroutines._runtime import _timers
-from goroutines._runtime._goroutine import G
 
 ROOT = Path(__file__).resolve().parent.parent
 BUILT = importlib.util.find_spec("goroutines._speedups") is not None
@@ -314,7 +314,7 @@ def _timers_c_bind() -> Any:
         return _timers._bind
     from goroutines import _speedups  # type: ignore[attr-defined]  # the reference runs: bind by hand
 
-    return _speedups.init_timers(Timers=_timers.Timers, Timer=_timers.Timer, G=G)
+    return _speedups.init_timers(Timers=_timers.Timers, Timer=_timers.Timer)
 
 
 @needs_c
@@ -390,3 +390,11 @@ def test_a_timer_callback_that_raises_propagates_in_both_modes() -> None:
         assert ts.lock.acquire(blocking=False)
         ts.lock.release()
         assert ts.nactive == 1 and len(ts.heap) == 1 and ts.next_when == later.when
+
+
+def test_close_is_the_cores_in_both_modes() -> None:
+    """``close`` is the reference's or the accelerator's, with one doc."""
+    base = gr.Chan.__mro__[2]
+    assert gr.Chan.close is base.close
+    ref = _chan._ChanCore.close
+    assert inspect.getdoc(gr.Chan.close) == inspect.getdoc(ref)

@@ -120,7 +120,7 @@ def dequeue(q: deque[Any]) -> Any:
 
 class _ChanCore:
     """The reference implementation of a channel's state and hot operations
-    (``send``, ``recv``, ``recv_ok``, ``__anext__``): the base of ``Chan`` in
+    (``send``, ``recv``, ``recv_ok``, ``__anext__``, ``close``): the base of ``Chan`` in
     pure mode. The accelerator's ``_speedups.ChanCore`` is the same in C
     (see ``goroutines._accel``); the rest of ``Chan`` is shared."""
 
@@ -263,6 +263,31 @@ class _ChanCore:
             return (v, True) if _mode == _RECV_OK else v
         return _drained(_mode)  # woken by close
 
+    # -- close ------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Close the channel: every waiting receiver gets (None, False), every
+        waiting sender raises ChanClosed; buffered values are still delivered.
+        Raises ChanClosed if already closed."""
+        with self.lock:
+            if self._closed:
+                raise ChanClosed("close of closed channel")
+            self._closed = True
+            self._room = -1
+            woken: list[Any] = []
+            for q in (self._recvq, self._sendq):
+                while q:
+                    sg = dequeue(q)
+                    if sg is None:
+                        break
+                    if q is self._recvq:
+                        sg.elem = None
+                    sg.success = False
+                    woken.append(sg)
+            self._ndead = 0
+        for sg in woken:
+            sg.wake()
+
 
 if TYPE_CHECKING or speedups is None:
 
@@ -370,32 +395,6 @@ class Chan(_Base, Generic[T]):
                 sg.success = True
                 return RECV_OK, sg.elem, sg
         return (RECV_CLOSED if self._closed else RECV_BLOCK), None, None
-
-    # -- close -----------------------------------------------------------------
-
-    def close(self) -> None:
-        """Close the channel: every waiting receiver gets (None, False), every
-        waiting sender raises ChanClosed; buffered values are still delivered.
-        Raises ChanClosed if already closed."""
-        lock = self.lock
-        with lock:
-            if self._closed:
-                raise ChanClosed("close of closed channel")
-            self._closed = True
-            self._room = -1
-            woken: list[Any] = []
-            for q in (self._recvq, self._sendq):
-                while q:
-                    sg = dequeue(q)
-                    if sg is None:
-                        break
-                    if q is self._recvq:
-                        sg.elem = None
-                    sg.success = False
-                    woken.append(sg)
-            self._ndead = 0
-        for sg in woken:
-            sg.wake()
 
     # -- iteration -------------------------------------------------------------
 

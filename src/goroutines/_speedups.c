@@ -1,15 +1,17 @@
 /* goroutines._speedups: the C accelerator of goroutines' hot paths.
  *
  * What is here: the core of a channel (``ChanCore``: its fields, ``send``,
- * ``recv``, ``recv_ok`` and ``__anext__``), the awaitable those return
- * (``ChanOp``) and its lock (``Lock``); the M's schedule loop
- * (``schedule``); ``ready``'s hand-off case; and ``go``'s common case.
- * Each mirrors the pure-Python reference line for line and calls it (or
- * the same Python methods) for every rare case. Everything else of
- * ``Chan`` (close, the select support, the binding to a run) is Python
- * code of ``goroutines._chan`` shared by both modes: ``Chan`` subclasses either this ``ChanCore`` or the pure-Python
- * ``_ChanCore``, which is the reference. The two must behave identically;
- * read ``_chan._ChanCore`` first: every branch below mirrors a line there.
+ * ``recv``, ``recv_ok``, ``__anext__`` and ``close``), the awaitable those
+ * return (``ChanOp``) and its lock (``Lock``); the M's schedule loop
+ * (``schedule``); ``ready``'s hand-off case; ``go``'s and ``sleep``'s
+ * common cases; the timer heap's ``arm_sleep`` and ``run_due``. Each
+ * mirrors the pure-Python reference line for line and calls it (or the
+ * same Python methods) for every rare case. Everything else of ``Chan``
+ * (the select support, the binding to a run) is Python code of
+ * ``goroutines._chan`` shared by both modes: ``Chan`` subclasses either
+ * this ``ChanCore`` or the pure-Python ``_ChanCore``, which is the
+ * reference. The two must behave identically; read ``_chan._ChanCore``
+ * first: every branch below mirrors a line there.
  *
  * The park protocol (``goroutines._runtime._goroutine``): a waiter takes
  * the channel's lock, enqueues its G, sets its wait reason and yields
@@ -21,7 +23,7 @@
  * Locks and threads. The channel's ``lock`` is our ``Lock`` (or, under
  * GOROUTINES_DEBUG=lockrank=1, the checking wrapper ``_lockrank.new_lock``
  * makes, taken through its ``acquire`` and ``release`` methods), the same
- * object the Python code of ``select``, ``close`` and the timers takes, so
+ * object the Python code of ``select`` and the timers takes, so
  * that they exclude us and we exclude them.
  * Every field of a ChanCore is read and written only with ``lock`` held
  * (or while the object is being made). A ChanOp belongs to the one
@@ -47,7 +49,8 @@
  * ``init_ready`` and ``init_go`` (the reference ``ready`` and ``go``) from
  * ``_runtime._scheduler``, ``init`` (the thread-local where an M keeps
  * itself, the wait reasons, ``ChanClosed``, ``new_lock``) from ``_chan``,
- * ``init_sleep`` from ``_time``; they are kept in static variables: the
+ * ``init_sleep`` from ``_time``, ``init_timers`` from ``_runtime._timers``;
+ * they are kept in static variables: the
  * module supports one interpreter.
  */
 #define PY_SSIZE_T_CLEAN
@@ -62,7 +65,7 @@
 
 /* Bumped whenever the Python side's expectations change: ``_accel``
  * refuses (and runs the reference) if a stale build is found. */
-#define API_VERSION 12
+#define API_VERSION 13
 
 /* ------------------------------------------------------------------ state */
 
@@ -315,7 +318,7 @@ wake(PyObject *sg)
 /* ``Lock``: a channel's lock, when lockrank is off. The same interface as
  * ``threading.Lock`` (``acquire(blocking=True, timeout=-1)``, ``release``,
  * ``locked``, ``with``), so that the Python code that takes a channel's
- * lock (select, close, the timers) is unchanged, and a C fast path for the
+ * lock (select, the timers) is unchanged, and a C fast path for the
  * channel operations: no method call, no argument parsing (those were ~700
  * CPU instructions of each operation with a ``_thread.lock``).
  *
@@ -1626,6 +1629,61 @@ speedups_init_sleep(PyObject *Py_UNUSED(module), PyObject *args, PyObject *kwds)
     Py_RETURN_NONE;
 }
 
+/* ``close()``: the reference's ``_ChanCore.close`` (see its docstring). */
+static PyObject *
+ChanCore_close(ChanCore *ch, PyObject *Py_UNUSED(ignored))
+{
+    if (lock_acquire(ch) < 0) {
+        return NULL;
+    }
+    if (ch->closed) {
+        if (lock_release(ch) < 0) {
+            return NULL;
+        }
+        PyErr_SetString(ChanClosed, "close of closed channel");
+        return NULL;
+    }
+    ch->closed = 1;
+    ch->room = -1;
+    PyObject *woken = PyList_New(0);
+    if (woken == NULL) {
+        goto error;
+    }
+    for (int send = 0; send < 2; send++) {
+        PyObject *q = send ? ch->sendq : ch->recvq;
+        PyObject *sg;
+        while ((sg = dequeue(q)) != NULL) {
+            int r = (!send && W_SET(sg, elem, Py_None) < 0) || W_SET(sg, success, Py_False) < 0 ||
+                    PyList_Append(woken, sg) < 0;
+            Py_DECREF(sg);
+            if (r) {
+                goto error;
+            }
+        }
+        if (PyErr_Occurred()) {
+            goto error;
+        }
+    }
+    ch->ndead = 0;
+    if (lock_release(ch) < 0) {
+        Py_DECREF(woken);
+        return NULL;
+    }
+    Py_ssize_t n = PyList_GET_SIZE(woken);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (wake(Py_NewRef(PyList_GET_ITEM(woken, i))) < 0) {
+            Py_DECREF(woken);
+            return NULL;
+        }
+    }
+    Py_DECREF(woken);
+    Py_RETURN_NONE;
+error:
+    Py_XDECREF(woken);
+    lock_release_on_error(ch);
+    return NULL;
+}
+
 static PyMethodDef ChanCore_methods[] = {
     {"send", (PyCFunction)ChanCore_send, METH_O,
      "Send v; wait until a receiver takes it or there is room in the buffer."},
@@ -1633,6 +1691,10 @@ static PyMethodDef ChanCore_methods[] = {
      "Receive a value; None once the channel is closed and drained."},
     {"recv_ok", (PyCFunction)ChanCore_recv_ok, METH_NOARGS,
      "Receive a value: (v, True), or (None, False) once closed and drained."},
+    {"close", (PyCFunction)ChanCore_close, METH_NOARGS,
+     "Close the channel: every waiting receiver gets (None, False), every\n"
+     "waiting sender raises ChanClosed; buffered values are still delivered.\n"
+     "Raises ChanClosed if already closed."},
     {NULL},
 };
 
@@ -2540,7 +2602,7 @@ speedups_init_schedule(PyObject *Py_UNUSED(module), PyObject *args, PyObject *kw
  * ``heapq`` and the loops' bytecode. ``init_timers`` returns ``bind``:
  * ``bind(timers)`` gives the pair of builtins bound to one ``Timers``. */
 
-static PyObject *Timer_type, *TG_type;
+static PyObject *Timer_type;
 static PyObject *s_heap, *s_lock, *s_seq, *s_nactive, *s_nstale, *s_on_earlier, *s_active,
     *s_when, *s_period, *s_f, *s_arg;
 static Py_ssize_t off_t_heap = -1, off_t_lock = -1, off_t_seq = -1, off_t_nactive = -1,
@@ -2953,7 +3015,7 @@ timers_run_due(PyObject *t, PyObject *Py_UNUSED(ignored))
             break;
         }
         PyObject *x = PyTuple_GET_ITEM(e, 2);
-        if ((PyObject *)Py_TYPE(x) != Timer_type) { /* a sleeping G */
+        if ((PyObject *)Py_TYPE(x) != Timer_type) { /* a sleeping G (``_live``'s test) */
             PyObject *wo = PyTuple_GET_ITEM(e, 0);
             double when = as_double(wo);
             if (when == -1.0 && PyErr_Occurred()) {
@@ -3066,14 +3128,14 @@ static PyMethodDef timers_bind_def = {
 static PyObject *
 speedups_init_timers(PyObject *Py_UNUSED(module), PyObject *args, PyObject *kwds)
 {
-    static char *kwlist[] = {"Timers", "Timer", "G", NULL};
-    PyObject *a[3];
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "$OOO:init_timers", kwlist, &a[0], &a[1], &a[2])) {
+    static char *kwlist[] = {"Timers", "Timer", NULL};
+    PyObject *a[2];
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "$OO:init_timers", kwlist, &a[0], &a[1])) {
         return NULL;
     }
-    for (int i = 0; i < 3; i++) {
+    for (int i = 0; i < 2; i++) {
         if (!PyType_Check(a[i])) {
-            PyErr_SetString(PyExc_TypeError, "init_timers: Timers, Timer and G are classes");
+            PyErr_SetString(PyExc_TypeError, "init_timers: Timers and Timer are classes");
             return NULL;
         }
     }
@@ -3083,7 +3145,6 @@ speedups_init_timers(PyObject *Py_UNUSED(module), PyObject *args, PyObject *kwds
     }
     Py_XSETREF(Timers_type, Py_NewRef(a[0]));
     Py_XSETREF(Timer_type, Py_NewRef(a[1]));
-    Py_XSETREF(TG_type, Py_NewRef(a[2]));
     off_t_next_when = slot_offset(Timers_type, "next_when");
     off_t_heap = slot_offset(Timers_type, "heap");
     off_t_lock = slot_offset(Timers_type, "lock");
@@ -3165,7 +3226,7 @@ static PyMethodDef module_methods[] = {
      "Hand over the reference go() and WaitReason.NONE (after init_schedule)."},
     {"init_timers", (PyCFunction)(void (*)(void))speedups_init_timers,
      METH_VARARGS | METH_KEYWORDS,
-     "Hand over Timers, Timer and G (goroutines._runtime._timers); returns bind."},
+     "Hand over Timers and Timer (goroutines._runtime._timers); returns bind."},
     {"go", (PyCFunction)(void (*)(void))speedups_go, METH_FASTCALL | METH_KEYWORDS,
      "go(fn, /, *args, **kwargs): start fn(*args, **kwargs) as a goroutine (gr.go)."},
     {NULL},

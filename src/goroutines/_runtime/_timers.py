@@ -301,5 +301,5 @@ class Timers:
 
 # The accelerator's ``arm_sleep`` and ``run_due`` (see ``Timers.__init__``).
 _bind: Callable[[Timers], tuple[Callable[[G], None], Callable[[], int]]] | None = (
-    None if speedups is None else speedups.init_timers(Timers=Timers, Timer=Timer, G=G)
+    None if speedups is None else speedups.init_timers(Timers=Timers, Timer=Timer)
 )
