@@ -1650,16 +1650,18 @@ ChanCore_close(ChanCore *ch, PyObject *Py_UNUSED(ignored))
         goto error;
     }
     for (int send = 0; send < 2; send++) {
-        PyObject *q = send ? ch->sendq : ch->recvq;
+        PyObject *q = Py_NewRef(send ? ch->sendq : ch->recvq);
         PyObject *sg;
         while ((sg = dequeue(q)) != NULL) {
             int r = (!send && W_SET(sg, elem, Py_None) < 0) || W_SET(sg, success, Py_False) < 0 ||
                     PyList_Append(woken, sg) < 0;
             Py_DECREF(sg);
             if (r) {
+                Py_DECREF(q);
                 goto error;
             }
         }
+        Py_DECREF(q);
         if (PyErr_Occurred()) {
             goto error;
         }
