@@ -574,9 +574,6 @@ def is_async_callable(fn: Any) -> bool:
     code = getattr(fn, "__code__", None)
     if code is not None:  # functions and bound methods
         return bool(code.co_flags & (_CO_COROUTINE | _CO_ITERABLE_COROUTINE))
-    import functools
-    import inspect
-
     while isinstance(fn, functools.partial):
         fn = fn.func
     if inspect.iscoroutinefunction(fn):

@@ -69,7 +69,7 @@ from contextvars import copy_context
 from typing import Any
 
 from .._accel import speedups
-from . import _goroutine
+from . import _goroutine, _netpoll
 from ._debug import _debug_flag
 from ._goroutine import (
     EMPTY_CTX,
@@ -1004,3 +1004,7 @@ if speedups is not None:
         fallback=ready, sched_globals=globals(), runnable=_RUNNABLE
     )
     _goroutine.goready = G.wake
+
+# The doors _netpoll uses (it cannot import this module: see there).
+_netpoll.current_g = current_g
+_netpoll.current_run_id = current_run_id
