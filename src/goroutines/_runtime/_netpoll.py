@@ -85,6 +85,8 @@ _EPOLLET = select.EPOLLET
 _READ_EVENTS = _EPOLLIN | _EPOLLRDHUP | _EPOLLHUP | _EPOLLERR
 _WRITE_EVENTS = _EPOLLOUT | _EPOLLHUP | _EPOLLERR
 _HUP_EVENTS = _EPOLLRDHUP | _EPOLLHUP | _EPOLLERR
+#: Bound once: ``WaitReason.IO_WAIT`` goes through the enum's class lookup.
+_IO_WAIT = WaitReason.IO_WAIT
 
 
 class ErrClosed(OSError):
@@ -95,6 +97,7 @@ class PollDesc:
     """Per-fd poller state (Go's ``pollDesc``), one per socket."""
 
     __slots__ = (
+        "_unlock",
         "closing",
         "fd",
         "lock",
@@ -119,6 +122,8 @@ class PollDesc:
         #: The run whose poller this is: made by ``netpoll.open``, in that run.
         self.run_id = current_run_id()
         self.lock = new_lock(LockRank.POLLDESC, self)
+        #: What ``wait`` yields to park, made once (as a channel's ``_unlock``).
+        self._unlock = Unlock(self.lock.release)
         self.closing = False
         # read side: the G waiting, or the ready flag; the deadline (0 = none)
         self.rg: G | None = None
@@ -188,8 +193,8 @@ class PollDesc:
         np = self.netpoll
         with np.lock:
             np.nwaiters += 1
-        g.wait_reason = WaitReason.IO_WAIT
-        yield Unlock(lock.release)
+        g.wait_reason = _IO_WAIT
+        yield self._unlock
         if g.success:
             return
         err = g.elem
