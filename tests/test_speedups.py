@@ -15,8 +15,10 @@ import random
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -398,3 +400,48 @@ def test_close_is_the_cores_in_both_modes() -> None:
     assert gr.Chan.close is base.close
     ref = _chan._ChanCore.close
     assert inspect.getdoc(gr.Chan.close) == inspect.getdoc(ref)
+
+
+class _Sleeper:
+    """What ``arm_sleep`` needs of a G: ``elem``, the time to wake it."""
+
+    def __init__(self, when: float) -> None:
+        self.elem = when
+
+
+@pytest.mark.parametrize("c_mode", [False, True])
+def test_the_heap_is_read_under_the_timers_lock(c_mode: bool) -> None:
+    """``run_due`` and ``arm_sleep`` must read ``Timers.heap`` after taking
+    ``Timers.lock``: ``stop``'s rebuild (``_unarm``) replaces the list, and
+    a call that read it before waiting for the lock worked on the old one
+    (the soak found it: a sleeping goroutine readied twice, the second time
+    dead; and a sleep pushed onto a dropped list never fires). The window
+    is held open: the lock is taken here, the call started on a thread
+    waits for it, the heap is replaced, the lock released."""
+    if c_mode and not BUILT:
+        pytest.skip("the C accelerator is not built")
+    ts = _timers.Timers(lambda: None)
+    if c_mode:
+        ts.arm_sleep, ts.run_due = _timers_c_bind()(ts)
+    else:
+        ts.arm_sleep, ts.run_due = ts._arm_sleep, ts._run_due
+    fired: list[object] = []
+    ts.add(_timers.Timer(fired.append, "due"), time.monotonic() - 1)
+    later = _Sleeper(time.monotonic() + 100)
+
+    def racing(call: Callable[[], object]) -> None:
+        ts.lock.acquire()
+        th = threading.Thread(target=call)
+        th.start()
+        time.sleep(0.1)  # the call is waiting for the lock (a bug read the heap already)
+        ts.heap = list(ts.heap)  # what _unarm's rebuild does
+        ts.lock.release()
+        th.join(5)
+        assert not th.is_alive()
+
+    racing(ts.run_due)
+    assert fired == ["due"]
+    assert ts.heap == [] and ts.nactive == 0
+    assert ts.run_due() == 0 and fired == ["due"]  # not again
+    racing(lambda: ts.arm_sleep(later))  # type: ignore[arg-type]
+    assert [x for _, _, x in ts.heap] == [later] and ts.nactive == 1

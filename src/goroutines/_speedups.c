@@ -2712,6 +2712,10 @@ sift_up(PyObject *heap, Py_ssize_t pos)
 static int
 heap_push(PyObject *heap, PyObject *item)
 {
+    if (!PyList_CheckExact(heap)) {
+        PyErr_SetString(PyExc_TypeError, "Timers.heap must be a list");
+        return -1;
+    }
     if (PyList_Append(heap, item) < 0) {
         return -1;
     }
@@ -2830,11 +2834,17 @@ timers_arm_sleep(PyObject *t, PyObject *g)
         Py_DECREF(w);
         return NULL;
     }
+    /* The heap is read under the lock: ``_unarm``'s rebuild replaces it. */
     PyObject *lock = T_GET(t, lock);
-    PyObject *heap = lock ? T_GET(t, heap) : NULL;
-    if (heap == NULL || t_lock(lock) < 0) {
+    if (lock == NULL || t_lock(lock) < 0) {
         Py_XDECREF(lock);
-        Py_XDECREF(heap);
+        Py_DECREF(w);
+        return NULL;
+    }
+    PyObject *heap = T_GET(t, heap);
+    if (heap == NULL) {
+        t_unlock(lock, 1);
+        Py_DECREF(lock);
         Py_DECREF(w);
         return NULL;
     }
@@ -2983,14 +2993,21 @@ timers_run_due(PyObject *t, PyObject *Py_UNUSED(ignored))
     if (fired == NULL) {
         return NULL;
     }
+    /* The heap is read under the lock: ``_unarm``'s rebuild replaces it. */
     PyObject *lock = T_GET(t, lock);
-    PyObject *heap = lock ? T_GET(t, heap) : NULL;
-    if (heap == NULL || !PyList_CheckExact(heap) || t_lock(lock) < 0) {
-        if (heap != NULL && !PyList_CheckExact(heap)) {
+    if (lock == NULL || t_lock(lock) < 0) {
+        Py_XDECREF(lock);
+        Py_DECREF(fired);
+        return NULL;
+    }
+    PyObject *heap = T_GET(t, heap);
+    if (heap == NULL || !PyList_CheckExact(heap)) {
+        if (heap != NULL) {
             PyErr_SetString(PyExc_TypeError, "Timers.heap must be a list");
         }
-        Py_XDECREF(lock);
         Py_XDECREF(heap);
+        t_unlock(lock, 1);
+        Py_DECREF(lock);
         Py_DECREF(fired);
         return NULL;
     }
