@@ -2647,6 +2647,23 @@ entry_lt(PyObject *a, PyObject *b)
     return PyObject_RichCompareBool(a, b, Py_LT); /* whatever else: as heapq would */
 }
 
+/* ``heap[i] < heap[j]`` for a heap of ``size`` entries; an error if the
+ * comparison (Python code, for entries that are not ours) resized it. */
+static int
+heap_lt(PyObject *heap, Py_ssize_t size, Py_ssize_t i, Py_ssize_t j)
+{
+    PyObject *a = Py_NewRef(PyList_GET_ITEM(heap, i));
+    PyObject *b = Py_NewRef(PyList_GET_ITEM(heap, j));
+    int lt = entry_lt(a, b);
+    Py_DECREF(a);
+    Py_DECREF(b);
+    if (lt >= 0 && size != PyList_GET_SIZE(heap)) {
+        PyErr_SetString(PyExc_RuntimeError, "timer heap changed size during a sift");
+        return -1;
+    }
+    return lt;
+}
+
 /* heapq's ``_siftdown``: the item at ``pos`` moves up towards ``start``. */
 static int
 sift_down(PyObject *heap, Py_ssize_t start, Py_ssize_t pos)
@@ -2654,16 +2671,8 @@ sift_down(PyObject *heap, Py_ssize_t start, Py_ssize_t pos)
     Py_ssize_t size = PyList_GET_SIZE(heap);
     while (pos > start) {
         Py_ssize_t parentpos = (pos - 1) >> 1;
-        PyObject *newitem = Py_NewRef(PyList_GET_ITEM(heap, pos));
-        PyObject *parent = Py_NewRef(PyList_GET_ITEM(heap, parentpos));
-        int lt = entry_lt(newitem, parent);
-        Py_DECREF(parent);
-        Py_DECREF(newitem);
+        int lt = heap_lt(heap, size, pos, parentpos);
         if (lt < 0) {
-            return -1;
-        }
-        if (size != PyList_GET_SIZE(heap)) {
-            PyErr_SetString(PyExc_RuntimeError, "timer heap changed size during a sift");
             return -1;
         }
         if (!lt) {
@@ -2686,16 +2695,8 @@ sift_up(PyObject *heap, Py_ssize_t pos)
     while (pos < limit) {
         Py_ssize_t child = 2 * pos + 1;
         if (child + 1 < end) {
-            PyObject *a = Py_NewRef(PyList_GET_ITEM(heap, child));
-            PyObject *b = Py_NewRef(PyList_GET_ITEM(heap, child + 1));
-            int lt = entry_lt(a, b);
-            Py_DECREF(a);
-            Py_DECREF(b);
+            int lt = heap_lt(heap, end, child, child + 1);
             if (lt < 0) {
-                return -1;
-            }
-            if (end != PyList_GET_SIZE(heap)) {
-                PyErr_SetString(PyExc_RuntimeError, "timer heap changed size during a sift");
                 return -1;
             }
             child += lt ^ 1;
@@ -2789,6 +2790,33 @@ t_unlock(PyObject *lock, int failing)
     return r;
 }
 
+/* Take ``t.lock``, then read ``t.heap`` (a list) under it: ``_unarm``'s
+ * rebuild replaces the list under that lock, so a heap read before waiting
+ * for it may be one that was dropped. 0 with both (new references, the
+ * lock held), or -1 with neither. */
+static int
+t_lock_heap(PyObject *t, PyObject **plock, PyObject **pheap)
+{
+    PyObject *lock = T_GET(t, lock);
+    if (lock == NULL || t_lock(lock) < 0) {
+        Py_XDECREF(lock);
+        return -1;
+    }
+    PyObject *heap = T_GET(t, heap);
+    if (heap == NULL || !PyList_CheckExact(heap)) {
+        if (heap != NULL) {
+            PyErr_SetString(PyExc_TypeError, "Timers.heap must be a list");
+        }
+        Py_XDECREF(heap);
+        t_unlock(lock, 1);
+        Py_DECREF(lock);
+        return -1;
+    }
+    *plock = lock;
+    *pheap = heap;
+    return 0;
+}
+
 /* Integer field ``*f`` of the Timers ``t`` += ``d``. */
 static int
 t_add(PyObject *t, Py_ssize_t off, PyObject *name, long long d, long long *out)
@@ -2834,17 +2862,8 @@ timers_arm_sleep(PyObject *t, PyObject *g)
         Py_DECREF(w);
         return NULL;
     }
-    /* The heap is read under the lock: ``_unarm``'s rebuild replaces it. */
-    PyObject *lock = T_GET(t, lock);
-    if (lock == NULL || t_lock(lock) < 0) {
-        Py_XDECREF(lock);
-        Py_DECREF(w);
-        return NULL;
-    }
-    PyObject *heap = T_GET(t, heap);
-    if (heap == NULL) {
-        t_unlock(lock, 1);
-        Py_DECREF(lock);
+    PyObject *lock, *heap;
+    if (t_lock_heap(t, &lock, &heap) < 0) {
         Py_DECREF(w);
         return NULL;
     }
@@ -2993,21 +3012,8 @@ timers_run_due(PyObject *t, PyObject *Py_UNUSED(ignored))
     if (fired == NULL) {
         return NULL;
     }
-    /* The heap is read under the lock: ``_unarm``'s rebuild replaces it. */
-    PyObject *lock = T_GET(t, lock);
-    if (lock == NULL || t_lock(lock) < 0) {
-        Py_XDECREF(lock);
-        Py_DECREF(fired);
-        return NULL;
-    }
-    PyObject *heap = T_GET(t, heap);
-    if (heap == NULL || !PyList_CheckExact(heap)) {
-        if (heap != NULL) {
-            PyErr_SetString(PyExc_TypeError, "Timers.heap must be a list");
-        }
-        Py_XDECREF(heap);
-        t_unlock(lock, 1);
-        Py_DECREF(lock);
+    PyObject *lock, *heap;
+    if (t_lock_heap(t, &lock, &heap) < 0) {
         Py_DECREF(fired);
         return NULL;
     }
