@@ -1772,6 +1772,7 @@ sched_attr(PyObject *sched, PyObject *sdict, PyObject *name)
     return PyObject_GetAttr(sched, name);
 }
 
+/* ``bool(getattr(sched, name))`` through ``sched_attr``: 1, 0, or -1 on error. */
 static int
 sched_true(PyObject *sched, PyObject *sdict, PyObject *name)
 {
@@ -1780,19 +1781,6 @@ sched_true(PyObject *sched, PyObject *sdict, PyObject *name)
         return -1;
     }
     int r = v == Py_True ? 1 : v == Py_False ? 0 : PyObject_IsTrue(v);
-    Py_DECREF(v);
-    return r;
-}
-
-/* ``bool(getattr(o, name))``: 1, 0, or -1 on error. */
-static int
-attr_true(PyObject *o, PyObject *name)
-{
-    PyObject *v = PyObject_GetAttr(o, name);
-    if (v == NULL) {
-        return -1;
-    }
-    int r = PyObject_IsTrue(v);
     Py_DECREF(v);
     return r;
 }
@@ -2121,7 +2109,7 @@ speedups_schedule(PyObject *Py_UNUSED(module), PyObject *m)
     if (sdict == NULL || lq_load(&q, m) < 0) {
         goto error;
     }
-    inline_pick = attr_true(sched, s_shuffle);
+    inline_pick = sched_true(sched, sdict, s_shuffle);
     if (inline_pick < 0) {
         goto error;
     }

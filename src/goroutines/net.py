@@ -135,8 +135,16 @@ class _Scratch(threading.local):
 _scratch = _Scratch()
 
 
+def _recv(sock: socket.socket, n: int) -> bytes:
+    """``sock.recv(n)``, through the scratch buffer (see ``_Scratch``)."""
+    if _SMALL_READ < n <= _SCRATCH:
+        view = _scratch.view
+        return bytes(view[: sock.recv_into(view, n)])
+    return sock.recv(n)
+
+
 def _recvfrom(sock: socket.socket, n: int) -> tuple[bytes, Any]:
-    """``sock.recvfrom(n)``, through the scratch buffer as ``read``."""
+    """``sock.recvfrom(n)``, through the scratch buffer as ``_recv``."""
     if _SMALL_READ < n <= _SCRATCH:
         view = _scratch.view
         k, a = sock.recvfrom_into(view, n)
@@ -526,11 +534,7 @@ class Conn(_Socket):
                 await pd.wait(False, True)
             while True:
                 try:
-                    if _SMALL_READ < n <= _SCRATCH:
-                        view = _scratch.view
-                        data = bytes(view[: sock.recv_into(view, n)])
-                    else:
-                        data = sock.recv(n)
+                    data = _recv(sock, n)
                     break
                 except (BlockingIOError, InterruptedError):
                     pass
