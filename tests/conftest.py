@@ -31,6 +31,10 @@ import goroutines as gr
 from goroutines._runtime import _scheduler
 from goroutines._runtime._goroutine import GStatus
 
+# ``pytester``: tests/test_testing.py runs the goroutines pytest plugin on
+# test files it writes.
+pytest_plugins = ["pytester"]
+
 
 def _env_procs() -> int | None:
     """``GOROUTINES_TEST_PROCS`` as an int, None when unset or empty."""

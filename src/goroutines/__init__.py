@@ -8,6 +8,7 @@ modules named after the parts of Go's model (see ``_runtime``).
 
 from . import _accel
 from . import net as net
+from . import testing as testing
 from ._chan import Chan as Chan
 from ._context import CancelFunc as CancelFunc
 from ._context import Context as Context
@@ -47,6 +48,7 @@ from ._syscall import syscall as syscall
 from ._time import Ticker as Ticker
 from ._time import Timer as Timer
 from ._time import after as after
+from ._time import monotonic as monotonic
 from ._time import sleep as sleep
 from ._time import tick as tick
 

@@ -72,14 +72,13 @@ from __future__ import annotations
 
 import abc
 import math
-import time
 from collections.abc import Callable
 from typing import Any, Final, TypeAlias, final
 
 from ._chan import Chan
 from ._errors import Canceled, DeadlineExceeded
 from ._run import go
-from ._runtime import _scheduler
+from ._runtime import _clock, _scheduler
 from ._runtime._lockrank import LockRank, new_lock
 from ._runtime._timers import Timer
 from ._select import select
@@ -134,7 +133,7 @@ class Context(abc.ABC):
 
     @abc.abstractmethod
     def deadline(self) -> float | None:
-        """The ``time.monotonic()`` time at which this context expires, or None."""
+        """The time (on ``gr.monotonic()``) at which this context expires, or None."""
 
 
 #: ``done()`` of every context that can never be cancelled. Never closed.
@@ -531,7 +530,7 @@ def with_cancel(parent: Context) -> tuple[Context, CancelFunc]:
 
 
 def with_deadline(parent: Context, deadline: float) -> tuple[Context, CancelFunc]:
-    """A child of ``parent`` that also expires at ``deadline`` (``time.monotonic()`` time).
+    """A child of ``parent`` that also expires at ``deadline`` (a ``gr.monotonic()`` time).
 
     If ``parent`` expires no later, this is ``with_cancel(parent)``. A
     deadline already past gives a context that is already done, with
@@ -543,10 +542,10 @@ def with_deadline(parent: Context, deadline: float) -> tuple[Context, CancelFunc
 
 
 def with_timeout(parent: Context, seconds: float) -> tuple[Context, CancelFunc]:
-    """``with_deadline(parent, time.monotonic() + seconds)``."""
+    """``with_deadline(parent, gr.monotonic() + seconds)``."""
     parent = _check_parent(parent, "with_timeout")
     s = as_float(seconds, "with_timeout", "seconds")
-    return _with_deadline(parent, time.monotonic() + s, "with_timeout")
+    return _with_deadline(parent, _clock.now() + s, "with_timeout")
 
 
 def _with_deadline(parent: Context, d: float, what: str) -> tuple[Context, CancelFunc]:
@@ -559,7 +558,7 @@ def _with_deadline(parent: Context, d: float, what: str) -> tuple[Context, Cance
         return c0, c0._cancel_canceled
     c = _TimerCtx(parent, d, sched)
     _propagate_cancel(parent, c, what)
-    if d <= time.monotonic():
+    if d <= _clock.now():
         c._cancel(True, DeadlineExceeded)
         return c, c._cancel_canceled
     if d != math.inf:  # an infinite deadline never fires: no timer to keep the runtime up

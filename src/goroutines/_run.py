@@ -19,6 +19,7 @@ from . import _signal
 from ._accel import speedups
 from ._errors import Deadlock
 from ._runtime import _scheduler
+from ._runtime._clock import VirtualClock
 from ._runtime._goroutine import GOSCHED, G, GStatus, add_note
 from ._runtime._machine import M, _tls, current_m
 from ._runtime._scheduler import DEADCHECK, Sched, current_g
@@ -83,17 +84,31 @@ def run(main: Any, /, *args: Any, procs: int | None = None, seed: int | None = N
     that does not depend on real time then makes the same choices in every
     run. An exception raised by a seeded run says how to replay it.
     """
+    return run_sched(main, args, procs, seed, None, "run()")
+
+
+def run_sched(
+    main: Any,
+    args: tuple[Any, ...],
+    procs: int | None,
+    seed: int | None,
+    vclock: VirtualClock | None,
+    what: str,
+) -> Any:
+    """``run``, on a virtual clock if ``vclock`` is given (``gr.testing.run``);
+    ``what`` names the caller in errors."""
+    __tracebackhide__ = True  # pytest: a goroutine's failure is shown from the test
     if procs is None:
         n = _default_procs or os.cpu_count() or 1
     else:
-        n = _check_procs(procs, "run()")
+        n = _check_procs(procs, what)
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
-        raise TypeError(f"run(): seed must be an int, got {type(seed).__name__}")
+        raise TypeError(f"{what}: seed must be an int, got {type(seed).__name__}")
     if _scheduler.current is not None:
         if isinstance(main, types.CoroutineType):
             main.close()
-        raise RuntimeError("gr.run() called while a goroutines runtime is already running")
-    sched = Sched(n, seed)
+        raise RuntimeError(f"gr.{what} called while a goroutines runtime is already running")
+    sched = Sched(n, seed, vclock)
     try:
         _scheduler.start(sched, main, args)
         _signal.install_sigquit()

@@ -65,7 +65,7 @@
 
 /* Bumped whenever the Python side's expectations change: ``_accel``
  * refuses (and runs the reference) if a stale build is found. */
-#define API_VERSION 13
+#define API_VERSION 14
 
 /* ------------------------------------------------------------------ state */
 
@@ -1827,9 +1827,18 @@ add_nsched(PyObject *m, long n)
     return r;
 }
 
+/* The virtual time of a bubble (``_runtime._clock``), used while
+ * ``vclock_on``: written by ``set_virtual_time`` under ``sched.lock`` while
+ * every other M is parked, so no reader runs while it changes. */
+static double vclock_now = 0.0;
+static int vclock_on = 0;
+
 static double
 monotonic_now(void)
 {
+    if (vclock_on) {
+        return vclock_now;
+    }
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts); /* time.monotonic's clock on Linux */
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
@@ -3222,7 +3231,25 @@ speedups_init(PyObject *Py_UNUSED(module), PyObject *args, PyObject *kwds)
     Py_RETURN_NONE;
 }
 
+static PyObject *
+speedups_set_virtual_time(PyObject *Py_UNUSED(mod), PyObject *t)
+{
+    if (t == Py_None) {
+        vclock_on = 0;
+        Py_RETURN_NONE;
+    }
+    double v = PyFloat_AsDouble(t);
+    if (v == -1.0 && PyErr_Occurred()) {
+        return NULL;
+    }
+    vclock_now = v;
+    vclock_on = 1;
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef module_methods[] = {
+    {"set_virtual_time", (PyCFunction)speedups_set_virtual_time, METH_O,
+     "set_virtual_time(t): the clock reads t from now on (a bubble's virtual clock); None: real time."},
     {"init", (PyCFunction)(void (*)(void))speedups_init, METH_VARARGS | METH_KEYWORDS,
      "Hand over what the channel operations need (goroutines._chan, after the runtime's inits)."},
     {"init_schedule", (PyCFunction)(void (*)(void))speedups_init_schedule,
@@ -3283,7 +3310,7 @@ method_fn(PyObject *tp, const char *name, int flags)
 static int
 add_all(PyObject *m)
 {
-    PyObject *all = Py_BuildValue("[ssssssssssssss]", "API_VERSION", "ChanCore", "ChanOp", "Lock", "SleepOp", "go", "init", "init_go", "init_ready", "init_schedule", "init_sleep", "init_timers", "schedule", "sleep");
+    PyObject *all = Py_BuildValue("[sssssssssssssss]", "API_VERSION", "ChanCore", "ChanOp", "Lock", "SleepOp", "go", "init", "init_go", "init_ready", "init_schedule", "init_sleep", "init_timers", "schedule", "set_virtual_time", "sleep");
     if (all == NULL) {
         return -1;
     }

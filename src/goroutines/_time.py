@@ -5,7 +5,7 @@ when due (no Timer object: see ``_runtime._timers``). It is armed by the
 unlock function, after the G is suspended, so it cannot fire early enough to
 ready a G that is still running (Go's ``resetForSleep``).
 
-``Timer`` and ``Ticker`` deliver ``time.monotonic()`` on a channel ``c``
+``Timer`` and ``Ticker`` deliver the time (``monotonic()``) on a channel ``c``
 of capacity 1 with a non-blocking send (a slow reader of a Ticker misses
 ticks, as in Go). Their state is ``_armed`` (a Timer: not yet fired since
 it was last armed; a Ticker: running) and ``_gen``, the generation that
@@ -47,14 +47,13 @@ from __future__ import annotations
 import functools
 import math
 import sys
-import time
 import types
 from collections.abc import Generator
 from typing import TYPE_CHECKING, Any, final
 
 from ._accel import speedups
 from ._chan import Chan
-from ._runtime import _scheduler, _timers, sleep_park
+from ._runtime import _clock, _scheduler, _timers, sleep_park
 from ._runtime._goroutine import WaitReason, noop, register_park_site, returns_awaitable
 from ._runtime._scheduler import current_g, require
 
@@ -62,9 +61,8 @@ from ._runtime._scheduler import current_g, require
 # (~70 ns on 3.11) on every park.
 _SLEEP = WaitReason.SLEEP
 _INF = math.inf
-_monotonic = time.monotonic
 
-__all__ = ["Ticker", "Timer", "after", "sleep", "tick"]
+__all__ = ["Ticker", "Timer", "after", "monotonic", "sleep", "tick"]
 
 
 def show_number(x: int | float) -> str:
@@ -106,6 +104,14 @@ def _check_seconds(seconds: Any, what: str, positive: bool = False) -> float:
     return d
 
 
+def monotonic() -> float:
+    """The runtime's clock, in seconds: what every timer, deadline and
+    ``after``/``tick`` value is on. ``time.monotonic()``, except inside a
+    bubble (``gr.testing.run``), where it is the bubble's virtual clock;
+    code there that reads ``time.monotonic()`` itself sees real time."""
+    return _clock.now()
+
+
 @types.coroutine
 def sleep(seconds: float) -> Generator[Any, None, None]:
     """Pause the calling goroutine for ``seconds``; ``seconds <= 0`` returns at once."""
@@ -121,7 +127,7 @@ def sleep(seconds: float) -> Generator[Any, None, None]:
             return
     # The G is its own timer (see _runtime._timers), pushed on the heap once
     # it is suspended: the park door ``sleep_park`` makes that unlock.
-    yield sleep_park(_monotonic() + seconds)
+    yield sleep_park(_clock.now() + seconds)
 
 
 def _fire(arg: tuple[_ChanTimer, int]) -> None:
@@ -139,7 +145,7 @@ def _fire(arg: tuple[_ChanTimer, int]) -> None:
         owner._t.arg = None
         if c._closed:
             return
-        res = c.try_send_locked(_monotonic())
+        res = c.try_send_locked(_clock.now())
     if res is not True and res is not False:
         res.wake()
 
@@ -152,7 +158,7 @@ def _tick(arg: tuple[_ChanTimer, int]) -> None:
     with c.lock:
         if owner._gen != gen or c._closed:
             return
-        res = c.try_send_locked(_monotonic())
+        res = c.try_send_locked(_clock.now())
     if res is not True and res is not False:
         res.wake()
 
@@ -172,7 +178,7 @@ class _ChanTimer:
         self._gen = 0
         self._armed = True
         self._t = _timers.Timer(_tick if period else _fire, (self, 0), period)
-        when = _monotonic() + d
+        when = _clock.now() + d
         if when != _INF:  # never fires: no heap entry (see the module docstring)
             sched.timers.add(self._t, when)
 
@@ -210,7 +216,7 @@ class _ChanTimer:
             self._gen += 1
             self._armed = True
             c._buf.clear()
-            when = _monotonic() + d
+            when = _clock.now() + d
             if when == _INF:
                 timers.stop(self._t)
             else:

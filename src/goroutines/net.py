@@ -65,14 +65,13 @@ import os
 import socket
 import struct
 import threading
-import time
 import types
 from collections import deque
 from collections.abc import Callable, Generator
 from types import TracebackType
 from typing import Any, Final, Self, TypeAlias, TypeVar, final
 
-from ._runtime import poll_open
+from ._runtime import _clock, poll_open
 from ._runtime._goroutine import G, WaitReason, gopark
 from ._runtime._lockrank import LockRank, new_lock
 from ._runtime._netpoll import ErrClosed, PollDesc
@@ -98,7 +97,6 @@ __all__ = [
 #: sockets (``"@name"`` for Linux's abstract namespace, ``""`` if unnamed).
 Addr: TypeAlias = tuple[str, int] | str
 
-_monotonic = time.monotonic
 
 _CLOSED: Final = "use of closed network connection"
 _TIMEOUT: Final = "i/o timeout"
@@ -347,7 +345,7 @@ class _FD:
 
 def _prepare(deadline: float) -> None:
     """Fail an operation whose direction's deadline (0.0: none) has passed."""
-    if deadline and deadline <= time.monotonic():
+    if deadline and deadline <= _clock.now():
         raise TimeoutError(_TIMEOUT)
 
 
@@ -356,7 +354,7 @@ def _check_deadline(d: Any, what: str = "set_deadline") -> float | None:
         return None
     if isinstance(d, bool) or not isinstance(d, (int, float)):
         raise TypeError(
-            f"{what}: deadline must be a time.monotonic() value or None, got {type(d).__name__}"
+            f"{what}: deadline must be a gr.monotonic() value or None, got {type(d).__name__}"
         )
     f = as_float(d, what, "deadline")
     if f == math.inf:
@@ -518,7 +516,7 @@ class Conn(_Socket):
         try:
             pd = fd.pd
             dl = pd.rd
-            if dl and dl <= _monotonic():
+            if dl and dl <= _clock.now():
                 raise TimeoutError(_TIMEOUT)
             sock = fd.sock
             if fd.rdrained:
@@ -565,7 +563,7 @@ class Conn(_Socket):
         try:
             pd = fd.pd
             dl = pd.wd
-            if dl and dl <= _monotonic():
+            if dl and dl <= _clock.now():
                 raise TimeoutError(_TIMEOUT)
             send = fd.sock.send
             sent = 0
@@ -612,7 +610,7 @@ class Conn(_Socket):
             fd.decref()
 
     def set_deadline(self, deadline: float | None) -> None:
-        """Set the read and write deadlines (``time.monotonic()`` values; None: none).
+        """Set the read and write deadlines (``gr.monotonic()`` values; None: none).
 
         An operation past its deadline raises TimeoutError, whether it was
         waiting when the deadline passed or started after it. A new
@@ -697,7 +695,7 @@ class Listener(_Socket):
         return _new_conn(sock, self._network, peer)
 
     def set_deadline(self, deadline: float | None) -> None:
-        """Set the deadline of ``accept`` (a ``time.monotonic()`` value; None: none)."""
+        """Set the deadline of ``accept`` (a ``gr.monotonic()`` value; None: none)."""
         self._fd.set_deadline(deadline, "r", "set_deadline")
 
 
@@ -924,7 +922,7 @@ async def dial(network: str, address: str, timeout: float | None = None) -> Conn
             raise ValueError("dial: timeout is NaN")
     if not isinstance(address, str):
         raise TypeError(f"dial: address must be a str, got {type(address).__name__}")
-    deadline = None if timeout is None or timeout == math.inf else time.monotonic() + timeout
+    deadline = None if timeout is None or timeout == math.inf else _clock.now() + timeout
     if fam == _AF_UNIX:
         addrs: list[tuple[int, Any]] = [(_AF_UNIX, _unix_path(address))]
     else:
@@ -937,7 +935,7 @@ async def dial(network: str, address: str, timeout: float | None = None) -> Conn
         except OSError as e:
             if first is None:
                 first = _op_error(e, "dial", network, address)
-            if deadline is not None and deadline <= time.monotonic():
+            if deadline is not None and deadline <= _clock.now():
                 break
     assert first is not None
     raise first
@@ -948,7 +946,7 @@ def _partial_deadline(deadline: float | None, left: int) -> float | None:
     ``partialDeadline``): an equal share, but at least 2 s if there is that much."""
     if deadline is None:
         return None
-    now = time.monotonic()
+    now = _clock.now()
     remaining = deadline - now
     if remaining <= 0:
         raise TimeoutError(_TIMEOUT)

@@ -144,6 +144,7 @@ class WaitReason(enum.Enum):
     SYNC_ONCE = "sync.Once.Do"
     SEMACQUIRE = "semacquire"
     IO_WAIT = "IO wait"
+    TESTING_WAIT = "testing.wait"
 
 
 @final

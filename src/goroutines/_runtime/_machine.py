@@ -40,6 +40,7 @@ import warnings
 from typing import TYPE_CHECKING, Any
 
 from .._accel import speedups
+from . import _clock
 from ._goroutine import EMPTY_CTX, GOSCHED, SYSCALL, G, GStatus, Unlock, unpark
 from ._processor import P, PStatus
 from ._timers import INF, TIMER_LATE, Timers
@@ -209,7 +210,7 @@ class M:
             return
         sched = self.sched
         timers = sched.timers
-        monotonic = time.monotonic
+        clock = _clock
         # Our P and its queues, reloaded only after the calls that may
         # change our P (a park of the G keeps it).
         p = self.p
@@ -232,7 +233,7 @@ class M:
                         inline
                         and (rn or runq)
                         and (t := p.schedtick + 1) % 61
-                        and (timers.next_when == INF or timers.next_when > monotonic())
+                        and (timers.next_when == INF or timers.next_when > clock.now())
                     ):
                         try:
                             gp = rn.pop() if rn else runq.popleft()
@@ -502,20 +503,28 @@ class M:
         and sleep until an M that picked the G hands us a P (Go's
         ``stoplockedm``). Returns True holding a P, False when stopping."""
         sched = self.sched
-        m: M | None = None
+        start: list[M | None] = []
         park = False
         with sched.lock:
             p = self.p
             if p is not None:
                 self.p = None
                 p.m = None
-                m = sched.handoffp_locked(p)
+                start.append(sched.handoffp_locked(p))
             if self.nextp is None and not sched.stopping:
                 park = self.parked = True
                 sched.nmlocked += 1
-                sched.checkdead()
-        if m is not None:
-            m.thread.start()
+                if sched.idle_work_locked() and sched.quiescent_locked(0):
+                    # The last M to park is this locked one, which runs no
+                    # other G: start an M to take the idle step (``stopm``).
+                    pp = sched.pidleget()
+                    if pp is not None:
+                        start.append(sched.startm_locked(pp, spinning=False))
+                else:
+                    sched.checkdead()
+        for m in start:
+            if m is not None:
+                m.thread.start()
         if park:  # consume the one wake-up, even if it came already
             self.note.acquire()
         with sched.lock:
@@ -600,7 +609,7 @@ class M:
 
             nw = timers.next_when
             if nw != INF:
-                now = time.monotonic()
+                now = _clock.now()
                 if nw <= now and (nw <= now - TIMER_LATE or not sched.lower_running(p)):
                     # Of the running Ms, the one on the lowest P fires due
                     # timers (at each step); the others only once a timer is
@@ -804,6 +813,7 @@ class M:
         timers = sched.timers
         netpoll = sched.netpoll
         while True:
+            fire = False
             with sched.lock:
                 if sched.stopping:
                     return False
@@ -813,26 +823,41 @@ class M:
                     # of spinning Ms exact here or wakep stops waking anyone.
                     self.spinning = False
                     sched.nmspinning -= 1
-                sched.midle.append(self)
-                self.parked = True
-                timeout: float | None = None
-                retire = False
-                self.polling = False
-                if timers.nactive or netpoll.nwaiters:
-                    # Wait for timers and I/O only if no other M is running:
-                    # a running M fires due timers and polls when it runs out
-                    # of work, and under the GIL a second M woken for each
-                    # timer only takes the GIL and the timers' lock from it
-                    # (sysmon covers a running M that stops scheduling).
-                    if sched.poll_m is None and not sched.other_running(None):
-                        sched.poll_m = self
-                        timeout = timers.until_next()
-                        self.polling = netpoll.inited
-                else:
-                    sched.checkdead()
-                if sched.poll_m is not self:
-                    timeout = IDLE_M_RETIRE
-                    retire = True
+                if sched.idle_work_locked() and sched.quiescent_locked(1):
+                    # We are the last M to park, and something waits for
+                    # the runtime to be quiescent (a G in ``gr.testing.wait()``,
+                    # a virtual clock's next timer): take that step, with a
+                    # P (every M parked: every P is idle), rather than park.
+                    step = sched.idle_step_locked()
+                    p = sched.pidleget() if step is not None else None
+                    if p is not None:
+                        self.acquirep(p)
+                        fire = step is True
+                if self.p is None:
+                    sched.midle.append(self)
+                    self.parked = True
+                    timeout: float | None = None
+                    retire = False
+                    self.polling = False
+                    if timers.nactive or netpoll.nwaiters:
+                        # Wait for timers and I/O only if no other M is running:
+                        # a running M fires due timers and polls when it runs out
+                        # of work, and under the GIL a second M woken for each
+                        # timer only takes the GIL and the timers' lock from it
+                        # (sysmon covers a running M that stops scheduling).
+                        if sched.poll_m is None and not sched.other_running(None):
+                            sched.poll_m = self
+                            timeout = timers.until_next()
+                            self.polling = netpoll.inited
+                    else:
+                        sched.checkdead()
+                    if sched.poll_m is not self:
+                        timeout = IDLE_M_RETIRE
+                        retire = True
+            if self.p is not None:  # the idle step gave us work
+                if fire:
+                    timers.run_due()
+                return True
             self.npark += 1
             ready: list[G] = []
             if self.polling:
@@ -864,7 +889,7 @@ class M:
                 netpoll.adjust_waiters(-len(ready))
             if sched.stopping:
                 return False
-            if timers.next_when <= time.monotonic():
+            if timers.next_when <= _clock.now():
                 timers.run_due()
             if self.p is not None:
                 return True

@@ -57,7 +57,7 @@ import types
 from collections.abc import Callable, Generator
 from typing import Any, NoReturn
 
-from . import _timers
+from . import _clock, _timers
 from ._goroutine import G, Unlock, WaitReason, register_unpark
 from ._lockrank import LockRank, new_lock
 
@@ -164,7 +164,7 @@ class PollDesc:
             lock.release()
             self._ended("wait for it")
         dl = self.wd if write else self.rd
-        if dl and dl <= time.monotonic():
+        if dl and dl <= _clock.now():
             lock.release()
             raise TimeoutError("i/o timeout")
         if write:
@@ -253,7 +253,7 @@ class PollDesc:
         woken: list[G] = []
         timers = self.netpoll.timers
         with self.lock:
-            now = time.monotonic()
+            now = _clock.now()
             for write_side, dl in ((False, read), (True, write)):
                 if ("w" if write_side else "r") not in which:
                     continue

@@ -69,7 +69,8 @@ from contextvars import copy_context
 from typing import Any
 
 from .._accel import speedups
-from . import _goroutine, _netpoll
+from . import _clock, _goroutine, _netpoll
+from ._clock import VirtualClock
 from ._debug import _debug_flag
 from ._goroutine import (
     EMPTY_CTX,
@@ -88,7 +89,7 @@ from ._machine import M, _tls, current_m
 from ._netpoll import Netpoll
 from ._processor import P, PStatus
 from ._sysmon import Sysmon
-from ._timers import Timers
+from ._timers import INF, Timers
 
 __all__ = [
     "Sched",
@@ -117,7 +118,9 @@ def current_run_id() -> int:
 
 
 class Sched:
-    def __init__(self, procs: int, seed: int | None = None) -> None:
+    def __init__(
+        self, procs: int, seed: int | None = None, vclock: VirtualClock | None = None
+    ) -> None:
         global _last_run_id
         with _run_lock:
             _last_run_id += 1
@@ -157,6 +160,12 @@ class Sched:
         self.poll_m: M | None = None
         self.runq: deque[G] = deque()
         self.timers = Timers(self.wake_poll_m)
+        #: A bubble's virtual clock (``gr.testing.run``; installed as the
+        #: runtime's clock while this run is ``current``), or None.
+        self.vclock = vclock
+        #: The G parked in ``gr.testing.wait()`` (at most one), readied when
+        #: the runtime is next quiescent (``idle_step_locked``).
+        self.idle_waiter: G | None = None
         self.netpoll = Netpoll(self.timers, self.wake_poll_m)
         self.allgs: dict[int, G] = {}
         self.sites = Sites()  # where Gs were created, interned (see Sites)
@@ -509,7 +518,7 @@ class Sched:
         """
         if len(self.midle) + self.nmlocked < self.mcount or self.nsignotify:
             return
-        if self.timers.nactive or self.netpoll.nwaiters:
+        if self.timers.nactive or self.netpoll.nwaiters or self.idle_waiter is not None:
             return
         if self.runq or any(not p.runq_empty() for p in self.allp):
             p = self.pidleget()
@@ -523,11 +532,51 @@ class Sched:
             self.deadpoll = DEAD_GRACE
             self.mainq.put(DEADCHECK)  # wakes the main thread; see confirm_dead
 
+    def quiescent_locked(self, parking: int) -> bool:
+        """Whether every goroutine is durably blocked: every M parked (so no
+        G runs or is in a blocking call), counting ``parking`` Ms about to
+        park and not yet in ``midle``; nothing queued; no G waiting on I/O.
+        Sleeping, and waiting on a channel, select, sync primitive or
+        signal, are durable: only another goroutine or a timer ends them.
+        ``lock`` held (it is what every M takes to park)."""
+        return (
+            len(self.midle) + self.nmlocked + parking == self.mcount
+            and not self.netpoll.nwaiters
+            and not self.runq
+            and all(p.runq_empty() for p in self.allp)
+        )
+
+    def idle_work_locked(self) -> bool:
+        """Whether a quiescent runtime has a next step (``idle_step_locked``)."""
+        return self.idle_waiter is not None or (
+            self.vclock is not None and self.timers.next_when != INF
+        )
+
+    def idle_step_locked(self) -> bool | None:
+        """The runtime is quiescent: take the next step, as Go's synctest
+        does. First the G in ``gr.testing.wait()`` is readied (onto the
+        global queue; False); else a virtual clock moves to the earliest
+        timer (True: the caller runs the timers, holding a P, once it has
+        dropped ``lock``). None: neither applies. ``lock`` held."""
+        gp = self.idle_waiter
+        if gp is not None:
+            self.idle_waiter = None
+            gp.status = _RUNNABLE
+            self.runq.append(gp)
+            return False
+        vc = self.vclock
+        nw = self.timers.next_when
+        if vc is not None and nw != INF:
+            vc.advance(nw)
+            return True
+        return None
+
     def all_idle_locked(self) -> bool:
         """``checkdead``'s test: every M idle, nothing queued, armed or awaited."""
         return (
             len(self.midle) + self.nmlocked == self.mcount
             and not self.nsignotify
+            and self.idle_waiter is None
             and not self.timers.nactive
             and not self.netpoll.nwaiters
             and not self.runq
@@ -955,6 +1004,7 @@ def start(sched: Sched, main: Any, args: tuple[Any, ...]) -> None:
         coro = make_coroutine(main, args, {}, "run()")
         current = sched
         _shuffle = sched.shuffle
+        _clock.install(sched.vclock)
     gp = new_g(1, coro, copy_context(), None)
     sched.main_g = gp
     sched.allgs[1] = gp
@@ -992,6 +1042,7 @@ def uninstall(sched: Sched) -> None:
     with _run_lock:
         if current is sched:
             current = None
+            _clock.install(None)
 
 
 if speedups is not None:

@@ -52,6 +52,7 @@ import time
 import warnings
 from typing import TYPE_CHECKING
 
+from . import _clock
 from ._debug import _debug_flag, _debug_setting
 from ._processor import PStatus
 from ._timers import TIMER_LATE
@@ -171,7 +172,7 @@ class Sysmon:
                     np.adjust_waiters(-len(ready))
                 busy += len(ready)
             self.check_running(now)
-            if sched.timers.next_when < now - TIMER_LATE and sched.poll_m is None:
+            if sched.timers.next_when < _clock.now() - TIMER_LATE and sched.poll_m is None:
                 # No M fired a due timer: the running ones are stuck in
                 # goroutines that do not yield (or in blocking calls), and no
                 # idle M waits for timers. Start one (Go's sysmon does too).

@@ -50,11 +50,11 @@ from __future__ import annotations
 
 import heapq
 import math
-import time
 from collections.abc import Callable
 from typing import Any
 
 from .._accel import speedups
+from . import _clock
 from ._goroutine import G
 from ._lockrank import LockRank, new_lock
 
@@ -72,7 +72,6 @@ TIMER_LATE = 1e-3
 _heappush = heapq.heappush
 _heappop = heapq.heappop
 _heapreplace = heapq.heapreplace
-_monotonic = time.monotonic
 _nextafter = math.nextafter
 
 
@@ -174,7 +173,7 @@ class Timers:
     # -- public -----------------------------------------------------------
 
     def add(self, t: Timer, when: float) -> None:
-        """Arm (or re-arm) ``t`` to fire at monotonic time ``when``."""
+        """Arm (or re-arm) ``t`` to fire at time ``when`` (on ``_clock``)."""
         with self.lock:
             if t.active:
                 self.nstale += 1
@@ -227,7 +226,7 @@ class Timers:
     def _run_due(self) -> int:
         """``run_due()``: fire every timer that is due; return how many
         fired. Any M, no lock held."""
-        now = _monotonic()
+        now = _clock.now()
         # In heap order: a sleeping G, or (f, arg) of a Timer, read
         # under the lock (``reset`` may change them as soon as it is released).
         fired: list[G | tuple[Callable[[Any], None], Any]] = []
@@ -296,7 +295,7 @@ class Timers:
         nw = self.next_when
         if nw == INF:
             return None
-        return min(max(0.0, nw - _monotonic()), MAX_WAIT)
+        return min(max(0.0, nw - _clock.now()), MAX_WAIT)
 
 
 # The accelerator's ``arm_sleep`` and ``run_due`` (see ``Timers.__init__``).
