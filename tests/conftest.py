@@ -57,6 +57,13 @@ def procs(request: pytest.FixtureRequest) -> int:
     return n
 
 
+@pytest.fixture
+def goroutines_procs(procs: int) -> int:
+    """The goroutines plugin's procs for our ``@pytest.mark.goroutines``
+    tests: the ``procs`` parametrization, so they too run at 1 and 4."""
+    return procs
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     """With GOROUTINES_TEST_PROCS=N, a ``parametrize("procs", [...])`` mark

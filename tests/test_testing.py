@@ -632,3 +632,45 @@ def test_plugin_usage_errors(tester: pytest.Pytester) -> None:
     assert "@pytest.mark.goroutines is for async def tests" in out
     assert "unknown @pytest.mark.goroutines option(s) ['proc']" in out
     assert "must be function-scoped" in out
+
+
+@pytest.mark.goroutines(fake_clock=True)
+async def test_our_suite_runs_plugin_tests_at_each_procs(procs: int) -> None:
+    # conftest's ``goroutines_procs`` fixture is ``procs``: this test runs
+    # at 1 and 4 Ps, as the others of the suite do.
+    assert gr.gomaxprocs() == procs
+    t0 = gr.monotonic()
+    await gr.sleep(5)
+    assert gr.monotonic() - t0 == 5
+
+
+def test_plugin_goroutines_procs_fixture_parametrizes(tester: pytest.Pytester) -> None:
+    tester.makeconftest(
+        """
+        import pytest
+
+        @pytest.fixture(params=[1, 3])
+        def goroutines_procs(request):
+            return request.param
+        """
+    )
+    tester.makepyfile(
+        """
+        import pytest
+        import goroutines as gr
+
+        seen = []
+
+        @pytest.mark.goroutines
+        async def test_procs():
+            seen.append(gr.gomaxprocs())
+
+        @pytest.mark.goroutines(procs=2)
+        async def test_marker_wins():
+            assert gr.gomaxprocs() == 2
+
+        def test_seen():
+            assert seen == [1, 3]
+        """
+    )
+    _run(tester).assert_outcomes(passed=5)

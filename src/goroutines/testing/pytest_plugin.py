@@ -15,12 +15,15 @@ the marker's first, then the command line's, then the ini file's:
 ============== ======================= ======================== =========
 marker kwarg   command line            ini                      default
 ============== ======================= ======================== =========
-``procs``      ``--goroutines-procs``  ``goroutines_procs``     1
+``procs``      ``--goroutines-procs``  ``goroutines_procs``     1 [#]_
 ``timeout``    ``--goroutines-timeout````goroutines_timeout``   60
 ``seed``       ``--goroutines-seed``   (none)                   fresh
 ``fake_clock`` ``--goroutines-fake-clock`` ``goroutines_fake_clock`` false
 ``leaks``      ``--goroutines-leaks``  ``goroutines_leaks``     fail
 ============== ======================= ======================== =========
+
+.. [#] Or the ``goroutines_procs`` fixture's value, if not None: override
+   it, parametrized, to run every goroutines test at several.
 
 ``timeout`` is in wall-clock seconds, also under the fake clock: a test
 that runs over is stopped and fails with the goroutine dump (it does not
@@ -47,11 +50,13 @@ from . import check_leaks, dump, run_bubble
 
 __all__ = [
     "AsyncFixture",
+    "goroutines_procs",
     "options",
     "pytest_addoption",
     "pytest_collection_modifyitems",
     "pytest_configure",
     "pytest_fixture_setup",
+    "pytest_pycollect_makeitem",
     "pytest_pyfunc_call",
     "pytest_runtest_makereport",
     "run_with_timeout",
@@ -131,6 +136,31 @@ def _is_async(fn: Any) -> bool:
     return inspect.iscoroutinefunction(fn) or inspect.isasyncgenfunction(fn)
 
 
+@pytest.fixture
+def goroutines_procs() -> int | None:
+    """The Ps of the goroutines test that uses it; None: the options say.
+    Override it to run tests at several (as anyio's ``anyio_backend``):
+    ``@pytest.fixture(params=[1, 4]) def goroutines_procs(request): return
+    request.param``. Every goroutines test uses it."""
+    return None
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_pycollect_makeitem(collector: pytest.Collector, name: str, obj: Any) -> None:
+    # A goroutines test uses ``goroutines_procs``, so that overriding it
+    # (parametrized) multiplies the tests, as anyio's plugin does.
+    if not isinstance(collector, (pytest.Module, pytest.Class)):
+        return
+    if not inspect.iscoroutinefunction(obj) or not collector.istestfunction(obj, name):
+        return
+    auto = collector.config.getini("goroutines_mode") == "auto"
+    marked = collector.get_closest_marker(MARK) is not None or any(
+        m.name == MARK for m in getattr(obj, "pytestmark", ())
+    )
+    if auto or marked:
+        pytest.mark.usefixtures("goroutines_procs")(obj)
+
+
 def pytest_collection_modifyitems(
     session: pytest.Session, config: pytest.Config, items: list[pytest.Item]
 ) -> None:
@@ -170,6 +200,9 @@ def options(item: pytest.Item) -> dict[str, Any]:
             f"the options are {', '.join(_OPTIONS)}"
         )
     opts: dict[str, Any] = {}
+    fixture_procs = getattr(item, "funcargs", {}).get("goroutines_procs")
+    if fixture_procs is not None and "procs" not in given:
+        given["procs"] = fixture_procs
     for name in _OPTIONS:
         if name in given:
             opts[name] = given[name]
