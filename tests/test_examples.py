@@ -50,8 +50,13 @@ def test_pipeline() -> None:
     assert out == f"sum of the squares of 1..1000: {expected} (1000 values)\n"
 
 
-@pytest.mark.parametrize("path", sorted(EXAMPLES.glob("*.py")), ids=lambda p: p.name)
+@pytest.mark.parametrize(
+    "path",
+    sorted(p for p in EXAMPLES.glob("*.py") if not p.name.startswith("test_")),
+    ids=lambda p: p.name,
+)
 def test_examples_are_short(path: Path) -> None:
+    # The example programs; test_heartbeat.py is a test file (README "Testing").
     assert len(path.read_text().splitlines()) < 40
 
 
@@ -69,3 +74,34 @@ def test_echo_server() -> None:
 def test_fetcher() -> None:
     pages = "".join(f"/page/{i}: 200 OK\n" for i in range(1, 10))
     assert run_example("fetcher.py") == pages + "/slow: timed out\n"
+
+
+def _pytest_outcome(path: Path, cwd: Path, *args: str) -> str:
+    r = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(path), *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert r.returncode == 0, r.stdout + r.stderr
+    return r.stdout.strip().splitlines()[-1]
+
+
+def test_heartbeat_test_file() -> None:
+    # README "Testing": the example test file passes as shipped (its timeout
+    # test is a strict xfail), at procs 1 and 4.
+    for procs in ("1", "4"):
+        last = _pytest_outcome(EXAMPLES / "test_heartbeat.py", ROOT, f"--goroutines-procs={procs}")
+        assert re.match(r"4 passed, 1 xfailed in ", last), last
+
+
+def test_readme_testing_example_runs(tmp_path: Path) -> None:
+    # The README's copy of that file runs too (it may not drift from it).
+    readme = (ROOT / "README.md").read_text()
+    start = readme.index("A complete test file, `examples/test_heartbeat.py`")
+    block = re.search(r"```python\n(.*?)```", readme[start:], re.S)
+    assert block is not None
+    (tmp_path / "test_readme_heartbeat.py").write_text(block[1])
+    last = _pytest_outcome(tmp_path / "test_readme_heartbeat.py", tmp_path)
+    assert re.match(r"4 passed, 1 xfailed in ", last), last
