@@ -11,6 +11,7 @@ once it prints "ready".
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -24,7 +25,7 @@ import goroutines as gr
 from goroutines._runtime import _scheduler
 from goroutines._runtime._traceback import stack_dump as _dump_gs
 
-__all__ = ["grun", "signal_when_ready"]
+__all__ = ["grun", "grun_bubble", "signal_when_ready"]
 
 
 def grun(
@@ -61,6 +62,24 @@ def grun(
     if fired:
         pytest.fail(f"gr.run() did not finish within {timeout}s; goroutines:\n{fired[0]}")
     return result
+
+
+def grun_bubble(
+    main: Any, *args: Any, procs: int = 1, timeout: float = 10.0, seed: int | None = None
+) -> Any:
+    """``gr.testing.run(main, *args, procs=procs, seed=seed)`` (a bubble: the
+    virtual clock), failing the test with the goroutine dump if it runs over
+    ``timeout`` wall-clock seconds (the pytest plugin's own watchdog)."""
+    from goroutines.testing.pytest_plugin import run_with_timeout
+
+    return run_with_timeout(
+        main,
+        *args,
+        procs=procs,
+        seed=seed if seed is not None else int.from_bytes(os.urandom(6), "big"),
+        fake_clock=True,
+        timeout=timeout,
+    )
 
 
 def signal_when_ready(script: str, signum: int) -> tuple[subprocess.CompletedProcess[str], float]:

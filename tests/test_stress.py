@@ -240,3 +240,48 @@ def test_fan_in_fan_out_selects(procs: int) -> None:
         assert sorted(counts) == list(range(nsenders)), "values lost"
         dups = [v for v, n in counts.items() if n != 1]
         assert dups == [], f"values delivered more than once: {dups[:10]}"
+
+
+# ------------------------------------------------------------------ the bubble
+
+
+@pytest.mark.parametrize("procs", PROCS)
+def test_virtual_clock_under_load(procs: int) -> None:
+    """2000 goroutines each sleep a seeded random series of virtual
+    durations, handing a token around a ring between sleeps, while main
+    alternates testing.wait() with its own sleeps: every wake-up must read
+    exactly the time its sleep was due (the clock never runs ahead of a
+    timer, nor stands still past one), and nothing is lost."""
+    import random
+
+    n, rounds = 2000, 10
+
+    async def main() -> int:
+        rng = random.Random(procs)
+        plans = [[rng.randint(1, 50) / 4 for _ in range(rounds)] for _ in range(n)]
+        wrong: list[str] = []
+        done: gr.Chan[int] = gr.Chan(n)
+        ring: list[gr.Chan[int]] = [gr.Chan(1) for _ in range(n)]
+
+        async def sleeper(i: int, plan: list[float]) -> None:
+            for d in plan:
+                t = gr.monotonic() + d
+                await gr.sleep(d)
+                if gr.monotonic() != t:
+                    wrong.append(f"g{i}: woke at {gr.monotonic() - t:+} from its time")
+                await ring[(i + 1) % n].send(i)  # cap 1: someone takes it below
+                await ring[i].recv()
+            await done.send(i)
+
+        for i in range(n):
+            gr.go(sleeper, i, plans[i])
+        for _ in range(20):
+            await gr.testing.wait()
+            await gr.sleep(3.0)
+        got = {await done.recv() for _ in range(n)}
+        assert got == set(range(n))
+        assert wrong == [], wrong[:5]
+        await all_goroutines_ended()
+        return len(got)
+
+    assert helpers.grun_bubble(main, procs=procs, timeout=60.0) == n

@@ -110,6 +110,9 @@ def foreign_await_error(gp: G, req: Any) -> TypeError:
 #: idle (bursts of blocking calls start many Ms; they should not stay
 #: forever, but a few idle ones make the next burst cheap).
 IDLE_M_RETIRE = 10.0
+#: How long the M waiting for timers and I/O sleeps at most under a
+#: virtual clock (see ``stopm``).
+VIRTUAL_POLL = 0.1
 
 
 class M:
@@ -514,12 +517,10 @@ class M:
             if self.nextp is None and not sched.stopping:
                 park = self.parked = True
                 sched.nmlocked += 1
+                # The last M to park may be this locked one, which runs no
+                # other G: then another M takes the idle step.
                 if sched.idle_work_locked() and sched.quiescent_locked(0):
-                    # The last M to park is this locked one, which runs no
-                    # other G: start an M to take the idle step (``stopm``).
-                    pp = sched.pidleget()
-                    if pp is not None:
-                        start.append(sched.startm_locked(pp, spinning=False))
+                    start.append(sched.kick_idle_step_locked())
                 else:
                     sched.checkdead()
         for m in start:
@@ -848,6 +849,13 @@ class M:
                         if sched.poll_m is None and not sched.other_running(None):
                             sched.poll_m = self
                             timeout = timers.until_next()
+                            if sched.vclock is not None:
+                                # The next timer is on the virtual clock:
+                                # the M that parks last moves it (above).
+                                # Look again now and then all the same, so
+                                # that a missed hand-over costs a pause, not
+                                # a hang (the virtual delay is no real one).
+                                timeout = VIRTUAL_POLL
                             self.polling = netpoll.inited
                     else:
                         sched.checkdead()

@@ -475,11 +475,15 @@ class Sched:
             self.allm.remove(m)
             for k in M.COUNTERS:
                 self.mexited[k] += getattr(m, k)
+            kick = None
             if self.stopping:
                 if self.mcount == 0:
                     self.mgone.set()
             else:  # a retiring M: nobody will join it (mthreads stays bounded)
                 self.mthreads.remove(m.thread)
+                kick = self.kick_idle_step_locked()
+        if kick is not None:
+            kick.thread.start()
 
     def mcounters(self) -> dict[str, int]:
         """Each of ``M.COUNTERS`` summed over every M this runtime started.
@@ -551,6 +555,19 @@ class Sched:
         return self.idle_waiter is not None or (
             self.vclock is not None and self.timers.next_when != INF
         )
+
+    def kick_idle_step_locked(self) -> M | None:
+        """An M left (``mexit``) or parked locked to its G (``stoplockedm``)
+        without passing through ``stopm``: if that made the runtime
+        quiescent with an idle step to take, give an idle P to an M that
+        will take it (``stopm``). Returns a new M for the caller to start
+        once it has dropped ``lock``. ``lock`` held."""
+        if self.stopping or not (self.idle_work_locked() and self.quiescent_locked(0)):
+            return None
+        p = self.pidleget()
+        if p is None:
+            return None
+        return self.startm_locked(p, spinning=False)
 
     def idle_step_locked(self) -> bool | None:
         """The runtime is quiescent: take the next step, as Go's synctest
