@@ -12,6 +12,8 @@ heap's internals:
   receive): set ``g.wait_reason`` and yield an ``Unlock``;
 - ``goready(gp)``: make a parked G runnable (``G.wake``);
 - ``newproc`` (``gr.go``); ``sleep_park(when)``: what ``sleep`` yields;
+  ``_clock.now()``: the runtime's clock (virtual in a bubble), which every
+  time the modules above keep is read from;
   ``shuffle``: the run's seeded random order (select); ``poll_open``: a
   socket on the poller; ``register_unpark``: how a closing run takes a G
   off the queue it parked in. Timers are armed through ``Timers``' own

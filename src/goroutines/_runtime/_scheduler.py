@@ -49,9 +49,19 @@ Guards (``lock``, Go's ``sched.lock``): ``pidle``, ``midle``, ``allm``, ``mexite
 ``nmspinning``, ``poll_m``, ``gomaxprocs``, ``allp`` (replaced, never
 mutated, so racy readers see a consistent list), ``goidgen``, ``stopping``
 (racy reads, stale OK: an M rechecks at each schedule step), the outcome
-fields. ``runq`` (global) is a deque: append/popleft are atomic, so it
-needs no lock; its length is a racy read. ``allgs`` is a dict: each item
-set, delete and ``copy`` is atomic.
+fields, ``idle_waiter``. ``runq`` (global) is a deque: append/popleft are
+atomic, so it needs no lock; its length is a racy read. ``allgs`` is a
+dict: each item set, delete and ``copy`` is atomic. ``vclock``: immutable.
+
+Quiescence (the bubble of ``goroutines.testing``, Go's synctest): the
+runtime is *quiescent* when every M is parked, nothing is queued and no G
+waits on I/O (``quiescent_locked``): every G is durably blocked. Only an M
+parking can make it so, and each parks under ``lock``, so the last one sees
+it and takes the *idle step* instead of parking (``M.stopm``,
+``idle_step_locked``): it readies the G in ``gr.testing.wait()``, or else
+moves a virtual clock to the earliest timer and fires it. An M that stops
+being counted without ``stopm`` (one that retires, or parks locked to its
+G) hands the step to another M (``kick_idle_step_locked``).
 """
 
 from __future__ import annotations
