@@ -4,6 +4,8 @@
 ``grun`` is ``gr.run`` with a watchdog: a run that hangs (a lost wake-up, a
 crashed M) is stopped after ``timeout`` seconds and the test fails with the
 goroutine dump, instead of the whole session dying at the pytest-timeout.
+``grun_bubble`` is the same in a bubble (``gr.testing.run``: the virtual
+clock). Both are the goroutines pytest plugin's ``run_with_timeout``.
 
 ``signal_when_ready`` runs a script in a fresh process and sends it a signal
 once it prints "ready".
@@ -11,19 +13,13 @@ once it prints "ready".
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from typing import Any
 
-import pytest
-
-import goroutines as gr
-from goroutines._runtime import _scheduler
-from goroutines._runtime._traceback import stack_dump as _dump_gs
+from goroutines.testing.pytest_plugin import run_with_timeout
 
 __all__ = ["grun", "grun_bubble", "signal_when_ready"]
 
@@ -35,33 +31,10 @@ def grun(
     timeout: float = 10.0,
     seed: int | None = None,
 ) -> Any:
-    """``gr.run(main, *args, procs=procs, seed=seed)``, failing the test if it
-    runs over ``timeout``."""
-    fired: list[str] = []
-
-    def watchdog() -> None:
-        sched = _scheduler.current
-        if sched is None:
-            return
-        fired.append(_dump_gs(list(sched.allgs.copy().values()))[:20000])
-        sched.stop()
-
-    t = threading.Timer(timeout, watchdog)
-    t.daemon = True
-    t.start()
-    try:
-        extra = {} if seed is None else {"seed": seed}
-        result = gr.run(main, *args, procs=procs, **extra)
-    except BaseException:
-        if not fired:
-            raise
-        result = None
-    finally:
-        t.cancel()
-        t.join()
-    if fired:
-        pytest.fail(f"gr.run() did not finish within {timeout}s; goroutines:\n{fired[0]}")
-    return result
+    """``gr.run(main, *args, procs=procs, seed=seed)``, failing the test with
+    the goroutine dump if it runs over ``timeout`` wall-clock seconds (the
+    pytest plugin's watchdog, on the real clock)."""
+    return run_with_timeout(main, *args, procs=procs, seed=seed, fake_clock=False, timeout=timeout)
 
 
 def grun_bubble(
@@ -69,17 +42,8 @@ def grun_bubble(
 ) -> Any:
     """``gr.testing.run(main, *args, procs=procs, seed=seed)`` (a bubble: the
     virtual clock), failing the test with the goroutine dump if it runs over
-    ``timeout`` wall-clock seconds (the pytest plugin's own watchdog)."""
-    from goroutines.testing.pytest_plugin import run_with_timeout
-
-    return run_with_timeout(
-        main,
-        *args,
-        procs=procs,
-        seed=seed if seed is not None else int.from_bytes(os.urandom(6), "big"),
-        fake_clock=True,
-        timeout=timeout,
-    )
+    ``timeout`` wall-clock seconds."""
+    return run_with_timeout(main, *args, procs=procs, seed=seed, fake_clock=True, timeout=timeout)
 
 
 def signal_when_ready(script: str, signum: int) -> tuple[subprocess.CompletedProcess[str], float]:

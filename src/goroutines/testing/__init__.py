@@ -90,7 +90,9 @@ def run(
         raise
 
 
-def run_bubble(main: Any, args: tuple[Any, ...], procs: int, seed: int, fake_clock: bool) -> Any:
+def run_bubble(
+    main: Any, args: tuple[Any, ...], procs: int | None, seed: int | None, fake_clock: bool
+) -> Any:
     """``run`` without the seed's note (the pytest plugin reports it its own way)."""
     __tracebackhide__ = True
     if not isinstance(fake_clock, bool):

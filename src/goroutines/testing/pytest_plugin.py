@@ -359,14 +359,15 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
 def run_with_timeout(
     main: Any,
     *args: Any,
-    procs: int,
-    seed: int,
+    procs: int | None,
+    seed: int | None,
     fake_clock: bool,
     timeout: float,
 ) -> Any:
     """``testing.run(main, *args, ...)``, failing the test with the goroutine
     dump if it runs more than ``timeout`` wall-clock seconds: a watchdog
-    thread takes the dump, then stops the runtime."""
+    thread takes the dump, then stops the runtime. ``procs`` None: the
+    default of ``gr.run``; ``seed`` None: ``GOROUTINES_SEED``, else fresh."""
     __tracebackhide__ = True
     fired: list[str] = []
 
