@@ -1,4 +1,10 @@
-"""Tests for ``goroutines._context`` (Go's ``context`` package)."""
+"""Tests for ``goroutines._context`` (Go's ``context`` package).
+
+Deadline tests run in a bubble (the virtual clock: a context expires at
+exactly its deadline); ``test_with_timeout_expires_in_real_time`` and the
+"timers do not keep the program alive" tests stay on the real clock, which
+is what they are about.
+"""
 
 from __future__ import annotations
 
@@ -163,65 +169,73 @@ def test_first_cause_wins(procs: int) -> None:
 # -- deadlines ---------------------------------------------------------------------
 
 
+@pytest.mark.goroutines(fake_clock=True)
+async def test_with_timeout_expires() -> None:
+    parent, cancel_parent = with_cancel(background())
+    t0 = gr.monotonic()
+    ctx, cancel = with_timeout(parent, 0.02)
+    assert ctx.deadline() == t0 + 0.02
+    assert ctx.err() is None
+    assert nchildren(parent) == 1
+    await ctx.done().recv()
+    assert gr.monotonic() == t0 + 0.02  # expired at its deadline: not before, not after
+    assert ctx.err() is DeadlineExceeded
+    assert issubclass(DeadlineExceeded, TimeoutError)
+    assert parent.err() is None
+    await eventually(lambda: nchildren(parent) == 0)
+    assert nactive_timers() == 0
+    cancel()
+    assert ctx.err() is DeadlineExceeded
+    cancel_parent()
+
+
 @PROCS
-def test_with_timeout_expires(procs: int) -> None:
+def test_with_timeout_expires_in_real_time(procs: int) -> None:
+    # real clock: a context's timer is a real wait outside a bubble
     async def main() -> None:
-        parent, cancel_parent = with_cancel(background())
         t0 = time.monotonic()
-        ctx, cancel = with_timeout(parent, 0.02)
+        ctx, cancel = with_timeout(background(), 0.02)
         d = ctx.deadline()
         assert d is not None and t0 + 0.02 <= d <= time.monotonic() + 0.02
-        assert ctx.err() is None
-        assert nchildren(parent) == 1
-        await ctx.done().recv()
-        assert time.monotonic() >= d
-        assert ctx.err() is DeadlineExceeded
-        assert issubclass(DeadlineExceeded, TimeoutError)
-        assert parent.err() is None
-        await eventually(lambda: nchildren(parent) == 0)
-        assert nactive_timers() == 0
-        cancel()
-        assert ctx.err() is DeadlineExceeded
-        cancel_parent()
-
-    gr.run(main, procs=procs)
-
-
-@PROCS
-def test_expiry_propagates_to_descendants(procs: int) -> None:
-    async def main() -> None:
-        ctx, cancel = with_timeout(background(), 0.02)
-        child, cancel_child = with_cancel(ctx)
-        grandchild = with_value(child, "k", 1)
-        great, cancel_great = with_cancel(grandchild)
-        await great.done().recv()
-        for c in (ctx, child, grandchild, great):
-            assert c.err() is DeadlineExceeded, c
-            assert c.deadline() == ctx.deadline()
-        for f in (cancel, cancel_child, cancel_great):
-            f()
-
-    gr.run(main, procs=procs)
-
-
-@PROCS
-def test_with_deadline(procs: int) -> None:
-    async def main() -> None:
-        d = time.monotonic() + 0.02
-        ctx, cancel = with_deadline(background(), d)
-        assert ctx.deadline() == d
         await ctx.done().recv()
         assert time.monotonic() >= d
         assert ctx.err() is DeadlineExceeded
         cancel()
 
     gr.run(main, procs=procs)
+
+
+@pytest.mark.goroutines(fake_clock=True)
+async def test_expiry_propagates_to_descendants() -> None:
+    t0 = gr.monotonic()
+    ctx, cancel = with_timeout(background(), 30)
+    child, cancel_child = with_cancel(ctx)
+    grandchild = with_value(child, "k", 1)
+    great, cancel_great = with_cancel(grandchild)
+    await great.done().recv()
+    assert gr.monotonic() == t0 + 30
+    for c in (ctx, child, grandchild, great):
+        assert c.err() is DeadlineExceeded, c
+        assert c.deadline() == ctx.deadline()
+    for f in (cancel, cancel_child, cancel_great):
+        f()
+
+
+@pytest.mark.goroutines(fake_clock=True)
+async def test_with_deadline() -> None:
+    d = gr.monotonic() + 0.02
+    ctx, cancel = with_deadline(background(), d)
+    assert ctx.deadline() == d
+    await ctx.done().recv()
+    assert gr.monotonic() == d
+    assert ctx.err() is DeadlineExceeded
+    cancel()
 
 
 @PROCS
 def test_deadline_in_the_past(procs: int) -> None:
     async def main() -> None:
-        d = time.monotonic() - 1.0
+        d = gr.monotonic() - 1.0
         parent, cancel_parent = with_cancel(background())
         for ctx, cancel in (
             with_deadline(parent, d),
@@ -245,6 +259,7 @@ def test_deadline_in_the_past(procs: int) -> None:
 @PROCS
 def test_child_deadline_later_than_parents_uses_parents(procs: int) -> None:
     async def main() -> None:
+        t0 = gr.monotonic()
         parent, cancel_parent = with_timeout(background(), 0.05)
         pd = parent.deadline()
         assert pd is not None
@@ -262,15 +277,17 @@ def test_child_deadline_later_than_parents_uses_parents(procs: int) -> None:
         assert nactive_timers() == 2
 
         await earlier.done().recv()
+        assert gr.monotonic() == ed
         assert earlier.err() is DeadlineExceeded
         assert parent.err() is None and child.err() is None
         await child.done().recv()
+        assert gr.monotonic() == pd == t0 + 0.05  # the parent's timer, not the child's
         assert child.err() is DeadlineExceeded
         assert later.err() is DeadlineExceeded
         for f in (cancel_parent, cancel_child, cancel_same, cancel_later, cancel_earlier):
             f()
 
-    gr.run(main, procs=procs)
+    gr.testing.run(main, procs=procs)
 
 
 @PROCS
@@ -357,17 +374,16 @@ def test_select_between_work_and_done(procs: int) -> None:
     gr.run(main, procs=procs)
 
 
-@PROCS
-def test_timeout_unblocks_a_stuck_sender(procs: int) -> None:
-    async def main() -> None:
-        ctx, cancel = with_timeout(background(), 0.02)
-        nobody: Chan[int] = Chan()  # nobody ever receives
-        i, _ = await gr.select((nobody.send, 1), ctx.done().recv)
-        assert i == 1
-        assert ctx.err() is DeadlineExceeded
-        cancel()
-
-    gr.run(main, procs=procs)
+@pytest.mark.goroutines(fake_clock=True)
+async def test_timeout_unblocks_a_stuck_sender() -> None:
+    t0 = gr.monotonic()
+    ctx, cancel = with_timeout(background(), 0.02)
+    nobody: Chan[int] = Chan()  # nobody ever receives
+    i, _ = await gr.select((nobody.send, 1), ctx.done().recv)
+    assert i == 1
+    assert gr.monotonic() == t0 + 0.02
+    assert ctx.err() is DeadlineExceeded
+    cancel()
 
 
 @PROCS

@@ -806,9 +806,9 @@ def test_a_losing_select_case_keeps_nothing_alive(procs: int) -> None:
 
         gr.go(chooser, [v])
         del v
-        await gr.sleep(0.02)  # chooser is parked on both
+        await gr.testing.wait()  # chooser is parked on both
         await fast.send(1)  # chooser wins fast; its send on slow is dead
-        await gr.sleep(0.02)
+        await gr.testing.wait()  # ... and has ended
         gc.collect()
         return ref() is None, len(slow._sendq)
 

@@ -9,6 +9,11 @@ durations a float cannot hold, and runtime-bound objects outliving a run.
   ``stop``/``reset`` against the firing with a tiny switch interval.
 - A timer far in the future never makes an OS wait overflow (epoll's limit
   is 2**31 ms, a lock's ``threading.TIMEOUT_MAX``): the waits are capped.
+  (In a bubble, on the virtual clock, far timers simply fire.)
+
+These tests stay on the real clock, except the bubble's far timers: the
+races need real firings during ``stop``/``reset``, and the far-timer and
+cap tests are about the OS waits themselves.
 - An int too large for a float is a ValueError naming the call.
 - A Timer, Ticker, ``with_timeout`` context or socket made in one ``run()``
   and used, still live, in a later one raises RuntimeError naming its run.
@@ -404,6 +409,23 @@ def test_far_timer_while_idle(procs: int, far: str, wait: str) -> None:
     finally:
         a.close()
         b.close()
+
+
+@pytest.mark.goroutines(fake_clock=True)
+async def test_far_timers_in_a_bubble() -> None:
+    """On the virtual clock no OS wait is involved: far timers fire, at
+    exactly their time, as soon as everything else is blocked."""
+    t0 = gr.monotonic()
+    ctx, cancel = with_timeout(background(), 30 * DAY)
+    await ctx.done().recv()
+    assert gr.monotonic() == t0 + 30 * DAY
+    cancel()
+    t1 = gr.monotonic()
+    await gr.sleep(1000 * YEAR)
+    assert gr.monotonic() == t1 + 1000 * YEAR
+    k = gr.Ticker(YEAR)
+    assert await k.c.recv() == t1 + 1001 * YEAR
+    k.stop()
 
 
 def test_far_timers_are_kept_exactly() -> None:

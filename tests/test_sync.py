@@ -1,14 +1,14 @@
 """Tests for goroutines._sync: Mutex, RWMutex, WaitGroup, Once, Cond, Semaphore.
 
-Events are ordered with channels, and with ``wait_parked``, which waits
-until the goroutine dump shows a number of goroutines parked with a given
-wait reason (a G shows as waiting only once it is suspended in the queue).
+Events are ordered with channels, and with ``wait_parked``: it waits until
+every other goroutine is blocked (``gr.testing.wait()``, Go's
+``synctest.Wait``: no polling, no sleeping), then checks that the goroutine
+dump shows exactly the expected number parked with a given wait reason.
 """
 
 from __future__ import annotations
 
 import sys
-import time
 from typing import Any
 
 import pytest
@@ -20,15 +20,11 @@ PROCS = pytest.mark.parametrize("procs", [1, 4])
 
 
 async def wait_parked(reason: str, n: int) -> None:
-    """Yield until exactly ``n`` goroutines are parked with ``reason``."""
-    deadline = time.monotonic() + 5.0
-    while True:
-        got = gr.stack_dump().count(f"[{reason}")
-        if got == n:
-            return
-        assert got < n, f"{got} goroutines parked on {reason}, expected {n}"
-        assert time.monotonic() < deadline, f"only {got} of {n} goroutines parked on {reason}"
-        await gr.gosched()
+    """Wait until every other goroutine is blocked (``gr.testing.wait()``),
+    then check that exactly ``n`` of them are parked with ``reason``."""
+    await gr.testing.wait()
+    got = gr.stack_dump().count(f"[{reason}")
+    assert got == n, f"{got} goroutines parked on {reason}, expected {n}"
 
 
 async def parked_count(reason: str) -> int:
