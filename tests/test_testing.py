@@ -624,6 +624,14 @@ def test_plugin_usage_errors(tester: pytest.Pytester) -> None:
         @pytest.mark.goroutines
         async def test_module_scoped_async_fixture(wide):
             pass
+
+        @pytest.fixture
+        def sync_on_async(afix):
+            return afix
+
+        @pytest.mark.goroutines
+        async def test_sync_fixture_on_async_one(sync_on_async):
+            pass
         """
     )
     r = _run(tester)
@@ -632,6 +640,8 @@ def test_plugin_usage_errors(tester: pytest.Pytester) -> None:
     assert "@pytest.mark.goroutines is for async def tests" in out
     assert "unknown @pytest.mark.goroutines option(s) ['proc']" in out
     assert "must be function-scoped" in out
+    assert "fixture 'sync_on_async' uses async fixture 'afix'" in out
+    r.assert_outcomes(failed=2, errors=3)
 
 
 @pytest.mark.goroutines(fake_clock=True)

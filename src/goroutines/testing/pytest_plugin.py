@@ -9,21 +9,15 @@ Each such test gets a runtime of its own (``goroutines.testing.run``) in
 which, in order: its async fixtures are set up (in the order pytest
 resolved them), the body runs, the async fixtures are torn down (in
 reverse), and the leak check runs (``goroutines.testing.check_leaks``).
-Sync fixtures are set up before and torn down after, as usual. Options,
-the marker's first, then the command line's, then the ini file's:
+Sync fixtures are set up before and torn down after, as usual.
 
-============== ======================= ======================== =========
-marker kwarg   command line            ini                      default
-============== ======================= ======================== =========
-``procs``      ``--goroutines-procs``  ``goroutines_procs``     1 [#]_
-``timeout``    ``--goroutines-timeout````goroutines_timeout``   60
-``seed``       ``--goroutines-seed``   (none)                   fresh
-``fake_clock`` ``--goroutines-fake-clock`` ``goroutines_fake_clock`` false
-``leaks``      ``--goroutines-leaks``  ``goroutines_leaks``     fail
-============== ======================= ======================== =========
-
-.. [#] Or the ``goroutines_procs`` fixture's value, if not None: override
-   it, parametrized, to run every goroutines test at several.
+Options (``procs``, ``timeout``, ``seed``, ``fake_clock``, ``leaks``): the
+marker's keyword, else the ``goroutines_procs`` fixture for ``procs`` (None
+unless overridden: override it, parametrized, to run every goroutines test
+at several), else the command line's ``--goroutines-OPTION`` (``_`` as
+``-``), else the ini file's ``goroutines_OPTION`` (not for ``seed``), else
+the default: procs 1, timeout 60, a fresh seed, fake_clock false, leaks
+"fail".
 
 ``timeout`` is in wall-clock seconds, also under the fake clock: a test
 that runs over is stopped and fails with the goroutine dump (it does not
@@ -31,8 +25,9 @@ hang the session). A failing test's report has a "goroutines" section with
 its seed; ``--goroutines-seed=N`` replays it.
 
 Async fixtures (``async def``, returning or yielding once) are function
-scoped and only for goroutines tests; a sync fixture cannot depend on an
-async one (it would get a placeholder, not the value): both are errors.
+scoped and only for goroutines tests, and a sync fixture cannot depend on
+an async one (the async one is set up later, in the runtime): each of
+these is an error naming the fixture.
 """
 
 from __future__ import annotations
@@ -246,24 +241,46 @@ class AsyncFixture:
         return f"<async fixture {self.name!r}, set up only inside a goroutines test>"
 
 
+def _fixture_error(fixturedef: pytest.FixtureDef[Any], request: Any, msg: str) -> NoReturn:
+    """Fail the setup of ``fixturedef``, caching the failure as pytest's own
+    setup does (its teardown then clears what the setup registered)."""
+    try:
+        pytest.fail(msg, pytrace=False)
+    except pytest.fail.Exception as e:
+        key = fixturedef.cache_key(request)
+        fixturedef.cached_result = (None, key, (e, e.__traceback__))
+        raise
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_fixture_setup(fixturedef: pytest.FixtureDef[Any], request: pytest.FixtureRequest) -> Any:
     func = fixturedef.func
     if not _is_async(func):
+        for name in fixturedef.argnames:
+            if isinstance(request.getfixturevalue(name), AsyncFixture):
+                _fixture_error(
+                    fixturedef,
+                    request,
+                    f"fixture {fixturedef.argname!r} uses async fixture {name!r}: a sync "
+                    "fixture runs before the test's runtime exists, so it cannot use an "
+                    "async one (make it async too)",
+                )
         return None
     if fixturedef.scope != "function":
-        pytest.fail(
+        _fixture_error(
+            fixturedef,
+            request,
             f"async fixture {fixturedef.argname!r} has scope {fixturedef.scope!r}: async "
             "fixtures run in the test's own runtime, so they must be function-scoped",
-            pytrace=False,
         )
     node = request.node
     if not isinstance(node, pytest.Function) or node.get_closest_marker(MARK) is None:
-        pytest.fail(
+        _fixture_error(
+            fixturedef,
+            request,
             f"{request.node.nodeid}: async fixture {fixturedef.argname!r} is used by a test "
             f"that does not run in goroutines: mark it @pytest.mark.{MARK} (an async def "
             "test), or set goroutines_mode = auto",
-            pytrace=False,
         )
     kwargs = {name: request.getfixturevalue(name) for name in fixturedef.argnames}
     try:  # a fixture defined in a class is bound to the test's instance
