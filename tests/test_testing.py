@@ -551,12 +551,18 @@ def test_plugin_fake_clock_ticker(tester: pytest.Pytester, procs: int) -> None:
 
 
 def test_plugin_auto_mode_and_ini_defaults(pytester: pytest.Pytester) -> None:
-    pytester.makeini("[pytest]\ngoroutines_mode = auto\ngoroutines_fake_clock = true\n")
+    pytester.makeini(
+        "[pytest]\ngoroutines_mode = auto\ngoroutines_fake_clock = true\n"
+        "goroutines_procs = 3\ngoroutines_seed = 77\n"
+    )
     pytester.makepyfile(
         """
         import goroutines as gr
+        from goroutines._runtime import _scheduler
 
         async def test_auto():
+            assert gr.gomaxprocs() == 3
+            assert _scheduler.require().seed == 77
             t0 = gr.monotonic()
             await gr.sleep(1000)
             assert gr.monotonic() - t0 == 1000

@@ -15,7 +15,7 @@ Options (``procs``, ``timeout``, ``seed``, ``fake_clock``, ``leaks``): the
 marker's keyword, else the ``goroutines_procs`` fixture for ``procs`` (None
 unless overridden: override it, parametrized, to run every goroutines test
 at several), else the command line's ``--goroutines-OPTION`` (``_`` as
-``-``), else the ini file's ``goroutines_OPTION`` (not for ``seed``), else
+``-``), else the ini file's ``goroutines_OPTION``, else
 the default: procs 1, timeout 60, a fresh seed, fake_clock false, leaks
 "fail".
 
@@ -109,6 +109,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addini("goroutines_timeout", "wall-clock timeout of a goroutines test", default="")
     parser.addini("goroutines_fake_clock", "run goroutines tests on a virtual clock", default="")
     parser.addini("goroutines_leaks", "fail or ignore leaked goroutines", default="")
+    parser.addini("goroutines_seed", "seed of every goroutines test (default: fresh)", default="")
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -206,7 +207,7 @@ def options(item: pytest.Item) -> dict[str, Any]:
         if cli is not None:
             opts[name] = cli
             continue
-        ini = config.getini(f"goroutines_{name}") if name != "seed" else ""
+        ini = config.getini(f"goroutines_{name}")
         opts[name] = ini if ini != "" else DEFAULTS[name]
     where = f"{item.nodeid}: goroutines option"
     try:
@@ -221,10 +222,16 @@ def options(item: pytest.Item) -> dict[str, Any]:
     opts["fake_clock"] = _bool(opts["fake_clock"], f"{where} fake_clock")
     if opts["leaks"] not in ("fail", "ignore"):
         _fail(f"{where} leaks must be 'fail' or 'ignore', got {opts['leaks']!r}")
-    if opts["seed"] is None:
+    seed = opts["seed"]
+    if seed is None:
         opts["seed"] = int.from_bytes(os.urandom(6), "big")
-    elif isinstance(opts["seed"], bool) or not isinstance(opts["seed"], int):
-        _fail(f"{where} seed must be an int, got {opts['seed']!r}")
+    elif isinstance(seed, str):  # from the ini file
+        try:
+            opts["seed"] = int(seed, 0)
+        except ValueError:
+            _fail(f"{where} seed must be an int, got {seed!r}")
+    elif isinstance(seed, bool) or not isinstance(seed, int):
+        _fail(f"{where} seed must be an int, got {seed!r}")
     return opts
 
 
