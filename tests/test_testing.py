@@ -369,10 +369,14 @@ def tester(pytester: pytest.Pytester) -> pytest.Pytester:
 
 
 def _run(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
-    return pytester.runpytest_inprocess("-p", "no:cacheprovider", *args)
+    # Without hypothesis's plugin, unrelated here: pytester drops the modules
+    # each inner run imports, and importing hypothesis again costs ~0.7 s.
+    return pytester.runpytest_inprocess(
+        "-p", "no:cacheprovider", "-p", "no:hypothesispytest", *args
+    )
 
 
-PASSING = '''
+PASSING = """
 import pytest
 import goroutines as gr
 
@@ -407,7 +411,7 @@ async def test_body(sync_fix, chan, primed):
 def test_order():
     assert order == ["sync setup", "chan setup 1", "primed", "body", "chan teardown",
                      "sync teardown"]
-'''
+"""
 
 
 def test_plugin_passing_test_with_fixtures(tester: pytest.Pytester, procs: int) -> None:
@@ -443,14 +447,14 @@ def test_plugin_hung_test_fails_with_the_dump(tester: pytest.Pytester, procs: in
         async def test_hangs():
             ch = gr.Chan()
             async def blocked_sender():
-                await gr.syscall(time.sleep, 1)
+                await gr.syscall(time.sleep, 0.8)
             gr.go(blocked_sender)
             await ch.recv()
 
         @pytest.mark.goroutines(timeout=0.5, fake_clock=True)
         async def test_hangs_on_the_fake_clock():
             async def spin():
-                await gr.syscall(time.sleep, 1)
+                await gr.syscall(time.sleep, 0.8)
             gr.go(spin)
             await gr.sleep(10)
         """
