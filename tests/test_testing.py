@@ -44,6 +44,25 @@ def test_clock_starts_at_the_epoch_and_is_real_outside() -> None:
     assert abs(got - time.monotonic()) < 60
 
 
+def test_the_real_clock_is_back_after_a_bubble_that_raised() -> None:
+    async def boom() -> None:
+        await gr.sleep(100)
+        raise ValueError("boom")
+
+    with pytest.raises(ValueError, match="boom"):
+        gr.testing.run(boom)
+    assert _clock.virtual is None and _clock.now is time.monotonic
+
+    async def main() -> tuple[float, float]:
+        r0, g0 = time.monotonic(), gr.monotonic()
+        await gr.sleep(0.05)  # on the real clock again (the accelerator's too)
+        return time.monotonic() - r0, gr.monotonic() - g0
+
+    real, runtime = gr.run(main, procs=1)
+    assert real >= 0.05 and runtime >= 0.05
+    assert abs(real - runtime) < 0.01
+
+
 def test_every_timer_kind_is_virtual(procs: int) -> None:
     async def main() -> list[float]:
         t0 = gr.monotonic()
