@@ -83,6 +83,9 @@ BEYOND_SPEC = frozenset(
         "signal_notify",  # Go's os/signal.Notify
         "signal_stop",  # Go's os/signal.Stop
         "monotonic",  # the runtime's clock, virtual in a bubble (issue "Testing goroutine code")
+        "Group",  # errgroup + task group (issue "The program around the goroutines")
+        "wait_future",  # a goroutine waits for a concurrent/asyncio future (same issue)
+        "from_thread",  # a plain thread calls into the runtime (same issue)
         "annotations",
     }
 )

@@ -9,6 +9,8 @@ modules named after the parts of Go's model (see ``_runtime``).
 from . import _accel
 from . import net as net
 from . import testing as testing
+from ._bridge import from_thread as from_thread
+from ._bridge import wait_future as wait_future
 from ._chan import Chan as Chan
 from ._context import CancelFunc as CancelFunc
 from ._context import Context as Context
@@ -23,6 +25,7 @@ from ._errors import Canceled as Canceled
 from ._errors import ChanClosed as ChanClosed
 from ._errors import DeadlineExceeded as DeadlineExceeded
 from ._errors import Deadlock as Deadlock
+from ._group import Group as Group
 from ._run import go as go
 from ._run import gomaxprocs as gomaxprocs
 from ._run import goroutine_id as goroutine_id

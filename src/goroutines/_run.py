@@ -118,6 +118,8 @@ def run_sched(
             _shutdown(sched)
         raise
     dump, errors = _shutdown(sched)
+    for hook in sched.at_exit:
+        hook()
     if sched.deadlock:
         dead = Deadlock("all goroutines are asleep - deadlock!\n\n" + dump)
         _note_seed(sched, dead, True)

@@ -145,6 +145,7 @@ class WaitReason(enum.Enum):
     SEMACQUIRE = "semacquire"
     IO_WAIT = "IO wait"
     TESTING_WAIT = "testing.wait"
+    FUTURE = "future"
 
 
 @final

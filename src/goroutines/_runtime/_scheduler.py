@@ -216,6 +216,10 @@ class Sched:
         #: Channels registered by ``signal_notify``: while > 0, Gs waiting for
         #: a signal can still be woken, so ``checkdead`` reports no deadlock.
         self.nsignotify = 0
+        #: Gs parked on something only the world outside the runtime can
+        #: finish (``wait_future``): like sockets, they keep ``checkdead``
+        #: quiet and the runtime from being quiescent.
+        self.nexternal = 0
         #: Set by ``checkdead`` when the runtime looks deadlocked; the main
         #: thread then looks again (``confirm_dead``). ``deadseen``: the
         #: ``nforeign`` count at its first look (-1: none yet).
@@ -233,6 +237,10 @@ class Sched:
         #: idle (nobody else may use them) but not running either.
         self.nmlocked = 0
         self.result: Any = None
+        #: Called by ``run()`` once the run is over and its goroutines are
+        #: closed (a Group reports errors nobody retrieved). Appended to
+        #: from goroutines (a list append is atomic); read by ``run()`` only.
+        self.at_exit: list[Callable[[], None]] = []
         self.panic: BaseException | None = None
         self.deadlock = False
 
@@ -530,7 +538,7 @@ class Sched:
         - Threads: a dequeued G on its way to ``ready`` from a thread is in no
           counter: the two looks of ``confirm_dead`` cover it.
         """
-        if len(self.midle) + self.nmlocked < self.mcount or self.nsignotify:
+        if len(self.midle) + self.nmlocked < self.mcount or self.nsignotify or self.nexternal:
             return
         if self.timers.nactive or self.netpoll.nwaiters or self.idle_waiter is not None:
             return
@@ -556,6 +564,7 @@ class Sched:
         return (
             len(self.midle) + self.nmlocked + parking == self.mcount
             and not self.netpoll.nwaiters
+            and not self.nexternal
             and not self.runq
             and all(p.runq_empty() for p in self.allp)
         )
@@ -603,6 +612,7 @@ class Sched:
         return (
             len(self.midle) + self.nmlocked == self.mcount
             and not self.nsignotify
+            and not self.nexternal
             and self.idle_waiter is None
             and not self.timers.nactive
             and not self.netpoll.nwaiters

@@ -1,0 +1,184 @@
+"""Bridges between goroutines and the rest of a program: futures and plain threads.
+
+- ``await wait_future(fut)``: a goroutine waits for a
+  ``concurrent.futures.Future`` (a thread or process pool's, Dask's
+  ``client.get_executor()``'s, Ray's ``ObjectRef.future()``) or an
+  ``asyncio.Future`` of another loop, holding no M and no thread: it parks,
+  and the future's done-callback readies it.
+- ``from_thread(async_fn, *args, timeout=None)``: a plain thread runs
+  ``async_fn(*args)`` as a goroutine of the running runtime and blocks
+  until it returns or raises.
+
+A goroutine waiting on a future can be woken only from outside the
+runtime, like one waiting on a socket: while any does, the runtime counts
+it (``Sched.nexternal``) so that it is neither taken for a deadlock nor,
+in a bubble, for durably blocked (real time has to finish the future).
+
+Guards: ``_FutureWait.g``: ``_FutureWait.lock`` (unranked leaf: held for
+a field swap only); ``Sched.nexternal``: ``sched.lock``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import threading
+import time
+import types
+from collections.abc import Awaitable, Callable, Generator
+from typing import Any, TypeVar
+
+from ._run import go
+from ._runtime import _scheduler
+from ._runtime._goroutine import G, Unlock, WaitReason, gopark, make_coroutine, register_unpark
+from ._runtime._machine import current_m
+
+__all__ = ["from_thread", "wait_future"]
+
+T = TypeVar("T")
+
+#: How often a thread blocked in ``from_thread`` checks that the run it
+#: called into is still on (a goroutine never started when the run ended
+#: would otherwise leave it blocked for ever).
+RUN_CHECK = 0.1
+
+
+class _FutureWait:
+    """A goroutine parked in ``wait_future``: woken once, by the future's
+    done-callback, unless ``run()`` closed it first."""
+
+    __slots__ = ("g", "lock", "sched")
+
+    def __init__(self, g: G, sched: _scheduler.Sched) -> None:
+        self.g: G | None = g
+        self.sched = sched
+        self.lock = threading.Lock()
+
+    def take(self) -> G | None:
+        with self.lock:
+            g, self.g = self.g, None
+        if g is not None:
+            with self.sched.lock:
+                self.sched.nexternal -= 1
+        return g
+
+    def done(self, fut: Any) -> None:
+        """The future's done-callback: any thread."""
+        g = self.take()
+        if g is not None:
+            g.wake()
+
+
+def _arm(arg: tuple[_FutureWait, Callable[[Callable[[Any], None]], None]]) -> None:
+    """``wait_future``'s unlock function: the G is suspended; count it,
+    then hand the future our callback (which may run at once)."""
+    w, add_callback = arg
+    with w.sched.lock:
+        w.sched.nexternal += 1
+    add_callback(w.done)
+
+
+@types.coroutine
+def _park(
+    g: G, w: _FutureWait, add: Callable[[Callable[[Any], None]], None]
+) -> Generator[Any, None, None]:
+    yield from gopark(Unlock(_arm, (w, add)), WaitReason.FUTURE, g)
+
+
+def _unpark(g: G, frame: Any) -> None:
+    """A G closed while it waits: it leaves the count; a late callback finds nobody."""
+    w = frame.f_locals.get("w")
+    if isinstance(w, _FutureWait):
+        w.take()
+
+
+register_unpark(_park.__code__, _unpark)
+
+
+async def wait_future(fut: concurrent.futures.Future[T] | asyncio.Future[T]) -> T:
+    """Wait for ``fut`` and return its result, or raise its exception
+    (``concurrent.futures.CancelledError`` / ``asyncio.CancelledError`` if
+    it was cancelled). The goroutine parks; no thread waits.
+
+    ``fut`` is a ``concurrent.futures.Future`` (from ``executor.submit``:
+    threads, processes, or a cluster's executor) or an ``asyncio.Future``
+    (or Task) of an event loop running in another thread.
+    """
+    if isinstance(fut, concurrent.futures.Future):
+        add: Callable[[Callable[[Any], None]], None] = fut.add_done_callback
+    elif isinstance(fut, asyncio.Future):
+        loop = fut.get_loop()
+        if not loop.is_running() and not fut.done():
+            raise RuntimeError(
+                f"wait_future: the event loop of {fut!r} is not running, so it can never finish"
+            )
+
+        def add(cb: Callable[[Any], None]) -> None:
+            # An asyncio future is not thread-safe: add the callback on its loop.
+            loop.call_soon_threadsafe(fut.add_done_callback, cb)
+
+    else:
+        raise TypeError(
+            "wait_future needs a concurrent.futures.Future or an asyncio.Future, "
+            f"got {type(fut).__name__}"
+        )
+    if not fut.done():
+        g = _scheduler.current_g()
+        await _park(g, _FutureWait(g, _scheduler.require()), add)
+    return fut.result()
+
+
+def from_thread(fn: Callable[..., Awaitable[T]], /, *args: Any, timeout: float | None = None) -> T:
+    """Run ``fn(*args)`` (an async function) as a goroutine of the running
+    runtime and block this thread until it returns (its result) or raises
+    (its exception). For plain threads: ``gr.from_thread(ch.send, v)``,
+    ``v = gr.from_thread(ch.recv)``.
+
+    ``TimeoutError`` once ``timeout`` seconds have passed (the goroutine
+    goes on: pass it a context to stop it). ``RuntimeError`` from a
+    goroutine (await ``fn(*args)`` there), with no runtime running, or when
+    the run ends before the goroutine has finished.
+    """
+    if current_m() is not None:
+        raise RuntimeError(
+            "gr.from_thread() called from a goroutine's thread: await the function instead"
+        )
+    sched = _scheduler.current
+    if sched is None:
+        raise RuntimeError("gr.from_thread(): no goroutines runtime is running")
+    if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float))):
+        raise TypeError(
+            f"from_thread: timeout must be a number or None, got {type(timeout).__name__}"
+        )
+    coro = make_coroutine(fn, args, {}, "from_thread()")
+    fut: concurrent.futures.Future[T] = concurrent.futures.Future()
+
+    async def call() -> None:
+        try:
+            result = await coro
+        except Exception as e:
+            fut.set_exception(e)
+        except BaseException:
+            fut.set_exception(RuntimeError("gr.from_thread(): the run ended during the call"))
+            raise
+        else:
+            fut.set_result(result)
+
+    call.__qualname__ = getattr(coro, "__qualname__", call.__qualname__)
+    go(call)
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        wait = RUN_CHECK if deadline is None else min(RUN_CHECK, deadline - time.monotonic())
+        try:
+            return fut.result(max(0.0, wait))
+        except TimeoutError:
+            if fut.done():
+                return fut.result()
+            if _scheduler.current is not sched or sched.stopping:
+                raise RuntimeError(
+                    "gr.from_thread(): the run ended before the goroutine finished"
+                ) from None
+            if deadline is not None and time.monotonic() >= deadline:
+                raise TimeoutError(
+                    f"gr.from_thread(): no result within {timeout} s (the goroutine goes on)"
+                ) from None
