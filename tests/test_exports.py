@@ -86,6 +86,7 @@ BEYOND_SPEC = frozenset(
         "Group",  # errgroup + task group (issue "The program around the goroutines")
         "wait_future",  # a goroutine waits for a concurrent/asyncio future (same issue)
         "from_thread",  # a plain thread calls into the runtime (same issue)
+        "after_func",  # Go's time.AfterFunc (same issue)
         "annotations",
     }
 )

@@ -932,3 +932,14 @@ def test_main_returns_while_holder_releases_in_finally(procs: int) -> None:
         return "ok"
 
     assert gr.run(main, procs=procs) == "ok"
+
+
+@pytest.mark.goroutines
+async def test_semaphore_async_with() -> None:
+    sem = Semaphore(2)
+    async with sem as s:
+        assert s is sem
+        assert sem.try_acquire() is True
+        assert sem.try_acquire() is False
+        sem.release()
+    assert sem.try_acquire(2) is True

@@ -471,3 +471,48 @@ def test_bad_sleep(procs: int, d: Any, exc: type[Exception]) -> None:
 def test_timer_outside_runtime_is_runtime_error() -> None:
     with pytest.raises(RuntimeError, match=r"gr\.run"):
         gr.Timer(1)
+
+
+# -- after_func ------------------------------------------------------------------------------
+
+
+@pytest.mark.goroutines(fake_clock=True)
+async def test_after_func_calls_in_a_goroutine_of_its_own() -> None:
+    out: gr.Chan[tuple[float, int]] = gr.Chan(1)
+    me = gr.goroutine_id()
+
+    async def call(x: int) -> None:
+        assert gr.goroutine_id() != me
+        await out.send((gr.monotonic(), x))
+
+    t0 = gr.monotonic()
+    t = gr.after_func(5, call, 42)
+    assert isinstance(t, gr.Timer)
+    assert await out.recv() == (t0 + 5, 42)
+    assert t.stop() is False  # already called
+
+
+@pytest.mark.goroutines(fake_clock=True)
+async def test_after_func_stop_cancels_and_reset_rearms() -> None:
+    calls: list[float] = []
+
+    async def call() -> None:
+        calls.append(gr.monotonic())
+
+    t0 = gr.monotonic()
+    t = gr.after_func(5, call)
+    await gr.sleep(1)
+    assert t.stop() is True  # stopped before the call
+    await gr.sleep(10)
+    assert calls == []
+    assert t.reset(2) is False  # it was not active
+    await gr.sleep(3)
+    assert calls == [t0 + 11 + 2]
+    assert t.reset(1) is False
+    await gr.sleep(1)
+    await gr.testing.wait()
+    assert calls == [t0 + 13, t0 + 15]
+    with pytest.raises(TypeError, match="after_func needs an async function"):
+        gr.after_func(1, print)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="after_func"):
+        gr.after_func(-1, call)

@@ -51,6 +51,7 @@ from ._syscall import syscall as syscall
 from ._time import Ticker as Ticker
 from ._time import Timer as Timer
 from ._time import after as after
+from ._time import after_func as after_func
 from ._time import monotonic as monotonic
 from ._time import sleep as sleep
 from ._time import tick as tick

@@ -549,7 +549,7 @@ class Semaphore:
     a waiter that does not fit blocks every later one, even those that
     would fit, so large requests are not starved by small ones.
     ``release(k)`` gives units back and hands them to waiters from the head
-    while they fit.
+    while they fit. ``async with sem:`` acquires one unit and releases it.
     """
 
     __slots__ = ("_cur", "_lock", "_size", "_waitq")
@@ -620,3 +620,15 @@ class Semaphore:
         assert 0 <= self._cur <= self._size, self
         lk.release()
         _wake_all(woken)
+
+    async def __aenter__(self) -> Semaphore:
+        await self.acquire()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.release()

@@ -48,13 +48,20 @@ import functools
 import math
 import sys
 import types
-from collections.abc import Generator
+from collections.abc import Awaitable, Callable, Generator
 from typing import TYPE_CHECKING, Any, final
 
 from ._accel import speedups
 from ._chan import Chan
 from ._runtime import _clock, _scheduler, _timers, sleep_park
-from ._runtime._goroutine import WaitReason, noop, register_park_site, returns_awaitable
+from ._runtime import newproc as go
+from ._runtime._goroutine import (
+    WaitReason,
+    is_async_callable,
+    noop,
+    register_park_site,
+    returns_awaitable,
+)
 from ._runtime._scheduler import current_g, require
 
 # Enum members bound once: ``WaitReason.X`` goes through EnumType.__getattr__
@@ -62,7 +69,7 @@ from ._runtime._scheduler import current_g, require
 _SLEEP = WaitReason.SLEEP
 _INF = math.inf
 
-__all__ = ["Ticker", "Timer", "after", "monotonic", "sleep", "tick"]
+__all__ = ["Ticker", "Timer", "after", "after_func", "monotonic", "sleep", "tick"]
 
 
 def show_number(x: int | float) -> str:
@@ -130,7 +137,7 @@ def sleep(seconds: float) -> Generator[Any, None, None]:
     yield sleep_park(_clock.now() + seconds)
 
 
-def _fire(arg: tuple[_ChanTimer, int]) -> None:
+def _fire(arg: tuple[Timer, int]) -> None:
     """A Timer's callback: deliver the time, unless stop/reset came since it
     was armed (see the module docstring)."""
     owner, gen = arg
@@ -143,9 +150,14 @@ def _fire(arg: tuple[_ChanTimer, int]) -> None:
         # owner is a cycle, which only the cyclic GC would free, with the
         # channel and its buffers). ``_reset`` always passes a new arg.
         owner._t.arg = None
-        if c._closed:
-            return
-        res = c.try_send_locked(_clock.now())
+        call = owner._call
+        if call is None:
+            if c._closed:
+                return
+            res = c.try_send_locked(_clock.now())
+    if call is not None:  # after_func: the call, in a goroutine of its own
+        go(call[0], *call[1])
+        return
     if res is not True and res is not False:
         res.wake()
 
@@ -226,11 +238,13 @@ class _ChanTimer:
 
 @final
 class Timer(_ChanTimer):
-    """A single event: ``t.c`` receives the time once, ``seconds`` from now."""
+    """A single event: ``t.c`` receives the time once, ``seconds`` from now
+    (or, made by ``after_func``, a function is called then)."""
 
-    __slots__ = ()
+    __slots__ = ("_call",)
 
     def __init__(self, seconds: float) -> None:
+        self._call: tuple[Callable[..., Awaitable[Any]], tuple[Any, ...]] | None = None
         self._start(_check_seconds(seconds, "Timer"), 0.0, "the channel of a Timer")
 
     def stop(self) -> bool:
@@ -274,8 +288,27 @@ class Ticker(_ChanTimer):
 def after(seconds: float) -> Chan[float]:
     """A channel that receives the time once, ``seconds`` from now (Go's ``time.After``)."""
     t = Timer.__new__(Timer)
+    t._call = None
     t._start(_check_seconds(seconds, "after"), 0.0, "the channel of an after()")
     return t.c
+
+
+def after_func(seconds: float, fn: Callable[..., Awaitable[Any]], /, *args: Any) -> Timer:
+    """Call ``fn(*args)`` (an async function) in a goroutine of its own,
+    ``seconds`` from now (Go's ``time.AfterFunc``). The Timer returned
+    cancels the call with ``stop()`` (True if it stopped it before it was
+    made) and re-arms it with ``reset(seconds)``; its ``c`` never receives.
+    """
+    d = _check_seconds(seconds, "after_func")
+    if not is_async_callable(fn):
+        raise TypeError(
+            f"after_func needs an async function, got {fn!r}"
+            + (" (a plain function: declare it 'async def')" if callable(fn) else "")
+        )
+    t = Timer.__new__(Timer)
+    t._call = (fn, args)
+    t._start(d, 0.0, "the channel of an after_func() Timer")
+    return t
 
 
 def tick(seconds: float) -> Chan[float]:
