@@ -347,3 +347,187 @@ def test_calls_a_plain_thread_may_make_directly(procs: int) -> None:
         return [await log.recv()]
 
     assert grun(main, procs=procs) == ["go"]
+
+
+# ---------------------------------------------------------------- asyncio
+
+
+def test_from_asyncio_result_and_error(procs: int) -> None:
+    async def on_loop(x: int) -> int:
+        assert asyncio.get_running_loop() is gr.asyncio_loop()
+        await asyncio.sleep(0.001)
+        if x < 0:
+            raise Boom("asyncio side")
+        return x * 2
+
+    async def main() -> list[int]:
+        out = [await gr.from_asyncio(on_loop(21))]
+        with pytest.raises(Boom, match="asyncio side"):
+            await gr.from_asyncio(on_loop(-1))
+        task = asyncio.run_coroutine_threadsafe(_make_task(on_loop(5)), gr.asyncio_loop()).result()
+        out.append(await gr.from_asyncio(task))  # a task of the runtime's loop
+        with pytest.raises(TypeError, match="needs an awaitable"):
+            await gr.from_asyncio(42)  # type: ignore[arg-type]
+        return out
+
+    assert grun(main, procs=procs) == [42, 10]
+
+
+def test_many_goroutines_in_flight_on_one_loop(procs: int) -> None:
+    n = 100
+    live = peak = 0
+
+    async def on_loop() -> int:
+        nonlocal live, peak
+        live += 1
+        peak = max(peak, live)
+        await asyncio.sleep(0.05)
+        live -= 1
+        return 1
+
+    async def main() -> int:
+        async with gr.Group() as g:
+            got: list[int] = []
+
+            async def one() -> None:
+                got.append(await gr.from_asyncio(on_loop()))
+
+            for _ in range(n):
+                g.go(one)
+        return sum(got)
+
+    t0 = time.monotonic()
+    assert grun(main, procs=procs) == n
+    assert peak == n  # all in flight at once on the one loop
+    assert time.monotonic() - t0 < 3  # not 100 x 0.05 s one after another
+
+
+def test_ctx_cancels_the_asyncio_task(procs: int) -> None:
+    seen: list[str] = []
+
+    async def slow() -> None:
+        try:
+            await asyncio.sleep(30)
+        except asyncio.CancelledError:
+            seen.append("cancelled on the loop")
+            raise
+
+    async def main() -> None:
+        ctx, cancel = gr.with_timeout(gr.background(), 0.05)
+        with pytest.raises(gr.DeadlineExceeded, match="asyncio task was cancelled"):
+            await gr.from_asyncio(slow(), ctx=ctx)
+        cancel()
+        ctx2, cancel2 = gr.with_cancel(gr.background())
+        assert await gr.from_asyncio(asyncio.sleep(0.001, "fine"), ctx=ctx2) == "fine"
+        cancel2()
+
+    grun(main, procs=procs)
+    assert seen == ["cancelled on the loop"]
+
+
+def test_run_ending_with_asyncio_work_in_flight(procs: int) -> None:
+    seen: list[str] = []
+
+    async def forever() -> None:
+        try:
+            await asyncio.sleep(3600)
+        finally:
+            seen.append("unwound")
+
+    async def main() -> None:
+        gr.go(gr.from_asyncio, forever())
+        await gr.sleep(0.05)  # it is in flight; main returns
+
+    before = {t.name for t in threading.enumerate()}
+    grun(main, procs=procs)
+    assert seen == ["unwound"]  # the task was cancelled with the loop
+    after = {t.name for t in threading.enumerate()} - before
+    assert not any(n.startswith("goroutines-asyncio") for n in after)
+
+
+def test_asyncio_awaited_directly_says_what_to_do() -> None:
+    async def main() -> None:
+        await asyncio.sleep(0.01)
+
+    with pytest.raises(RuntimeError, match="no running event loop") as info:
+        grun(main)
+    assert any("gr.from_asyncio" in n for n in getattr(info.value, "__notes__", []))
+
+    loop = asyncio.new_event_loop()
+    try:
+
+        async def main2() -> None:
+            await loop.create_future()
+
+        with pytest.raises(TypeError, match=r"gr\.from_asyncio"):
+            grun(main2)
+    finally:
+        loop.close()
+
+
+def test_httpx_from_100_goroutines(procs: int) -> None:
+    """A real asyncio library (httpx.AsyncClient) from goroutines: 100
+    requests in flight at once against a local HTTP server."""
+    import http.server
+
+    httpx = pytest.importorskip("httpx")  # a dev extra: always there under make test
+    hits = 0
+    lock = threading.Lock()
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            nonlocal hits
+            with lock:
+                hits += 1
+            time.sleep(0.05)
+            body = self.path.encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    class Server(http.server.ThreadingHTTPServer):
+        request_queue_size = 256  # listen backlog: 100 connections arrive at once
+        daemon_threads = True
+
+    server = Server(("127.0.0.1", 0), Handler)
+    st = threading.Thread(target=server.serve_forever, daemon=True)
+    st.start()
+    url = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+
+        async def main() -> list[str]:
+            limits = httpx.Limits(max_connections=100)
+            client = await gr.from_asyncio(_make_client(httpx, limits))
+            bodies = [""] * 100
+            try:
+                async with gr.Group() as g:
+
+                    async def get(i: int) -> None:
+                        r = await gr.from_asyncio(client.get(f"{url}/item/{i}"))
+                        r.raise_for_status()
+                        bodies[i] = r.text
+
+                    for i in range(100):
+                        g.go(get, i)
+            finally:
+                await gr.from_asyncio(client.aclose())
+            return bodies
+
+        t0 = time.monotonic()
+        bodies = grun(main, procs=procs, timeout=60)
+        elapsed = time.monotonic() - t0
+    finally:
+        server.shutdown()
+        server.server_close()
+        st.join(5)
+    assert bodies == [f"/item/{i}" for i in range(100)]
+    assert hits == 100
+    assert elapsed < 4  # in flight together: not 100 x 50 ms in a row
+
+
+async def _make_client(httpx: Any, limits: Any) -> Any:
+    return httpx.AsyncClient(limits=limits)

@@ -87,6 +87,8 @@ BEYOND_SPEC = frozenset(
         "wait_future",  # a goroutine waits for a concurrent/asyncio future (same issue)
         "from_thread",  # a plain thread calls into the runtime (same issue)
         "after_func",  # Go's time.AfterFunc (same issue)
+        "from_asyncio",  # asyncio from goroutines (same issue)
+        "asyncio_loop",  # the runtime's asyncio loop, where from_asyncio runs (same issue)
         "annotations",
     }
 )

@@ -9,6 +9,8 @@ modules named after the parts of Go's model (see ``_runtime``).
 from . import _accel
 from . import net as net
 from . import testing as testing
+from ._bridge import asyncio_loop as asyncio_loop
+from ._bridge import from_asyncio as from_asyncio
 from ._bridge import from_thread as from_thread
 from ._bridge import wait_future as wait_future
 from ._chan import Chan as Chan

@@ -1,10 +1,14 @@
-"""Bridges between goroutines and the rest of a program: futures and plain threads.
+"""Bridges between goroutines and the rest of a program: futures, asyncio, plain threads.
 
 - ``await wait_future(fut)``: a goroutine waits for a
   ``concurrent.futures.Future`` (a thread or process pool's, Dask's
   ``client.get_executor()``'s, Ray's ``ObjectRef.future()``) or an
   ``asyncio.Future`` of another loop, holding no M and no thread: it parks,
   and the future's done-callback readies it.
+- ``await from_asyncio(aw, ctx=None)``: a goroutine runs an asyncio
+  awaitable on the runtime's own event loop (one thread, started on first
+  use, stopped with the run; uvloop with ``GOROUTINES_ASYNCIO=uvloop``)
+  and parks until it is done; ``ctx`` done cancels the asyncio task.
 - ``from_thread(async_fn, *args, timeout=None)``: a plain thread runs
   ``async_fn(*args)`` as a goroutine of the running runtime and blocks
   until it returns or raises.
@@ -22,18 +26,23 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import inspect
+import os
 import threading
 import time
 import types
 from collections.abc import Awaitable, Callable, Generator
 from typing import Any, TypeVar
 
+from ._chan import Chan
+from ._context import Context
 from ._run import go
 from ._runtime import _scheduler
 from ._runtime._goroutine import G, Unlock, WaitReason, gopark, make_coroutine, register_unpark
 from ._runtime._machine import current_m
+from ._select import select
 
-__all__ = ["from_thread", "wait_future"]
+__all__ = ["asyncio_loop", "from_asyncio", "from_thread", "wait_future"]
 
 T = TypeVar("T")
 
@@ -182,3 +191,109 @@ def from_thread(fn: Callable[..., Awaitable[T]], /, *args: Any, timeout: float |
                 raise TimeoutError(
                     f"gr.from_thread(): no result within {timeout} s (the goroutine goes on)"
                 ) from None
+
+
+# ---------------------------------------------------------------- asyncio
+
+
+class _LoopThread:
+    """The runtime's asyncio event loop, on a thread of its own."""
+
+    def __init__(self) -> None:
+        want = os.environ.get("GOROUTINES_ASYNCIO", "").strip()
+        if want not in ("", "asyncio", "uvloop"):
+            raise ValueError(f"GOROUTINES_ASYNCIO must be asyncio or uvloop, got {want!r}")
+        if want == "uvloop":
+            import uvloop
+
+            self.loop: asyncio.AbstractEventLoop = uvloop.new_event_loop()
+        else:
+            self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self._main, name="goroutines-asyncio", daemon=True)
+        self.thread.start()
+
+    def _main(self) -> None:
+        loop = self.loop
+        asyncio.set_event_loop(loop)
+        try:
+            loop.run_forever()
+            # The run is over: cancel what is left, let it unwind, close.
+            tasks = asyncio.all_tasks(loop)
+            for t in tasks:
+                t.cancel()
+            if tasks:
+                loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
+            loop.run_until_complete(loop.shutdown_asyncgens())
+        finally:
+            loop.close()
+
+    def stop(self) -> None:
+        if not self.loop.is_closed():
+            self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(5.0)
+
+
+_loops: dict[int, _LoopThread] = {}
+_loops_lock = threading.Lock()
+
+
+def asyncio_loop() -> asyncio.AbstractEventLoop:
+    """The running runtime's asyncio event loop (started on first use, on a
+    thread of its own, and stopped when the run ends): where
+    ``from_asyncio`` runs its awaitables. RuntimeError with no runtime."""
+    sched = _scheduler.require()
+    with _loops_lock:
+        lt = _loops.get(sched.run_id)
+        if lt is None:
+            lt = _loops[sched.run_id] = _LoopThread()
+            run_id = sched.run_id
+
+            def stop() -> None:
+                with _loops_lock:
+                    done = _loops.pop(run_id, None)
+                if done is not None:
+                    done.stop()
+
+            sched.at_exit.append(stop)
+    return lt.loop
+
+
+async def _on_loop(aw: Awaitable[T]) -> T:
+    return await aw
+
+
+async def from_asyncio(aw: Awaitable[T], *, ctx: Context | None = None) -> T:
+    """Run the asyncio awaitable ``aw`` (a coroutine, or a task or future of
+    ``asyncio_loop()``) on the runtime's asyncio event loop, and return its
+    result or raise its exception. The goroutine parks meanwhile; any
+    number of goroutines may have asyncio work in flight at once.
+
+    With ``ctx``: once ``ctx`` is done the asyncio task is cancelled and
+    ``ctx.err()`` is raised here. If the run ends first, the task is
+    cancelled with the loop.
+    """
+    if not inspect.isawaitable(aw):
+        raise TypeError(
+            f"from_asyncio needs an awaitable (a coroutine, task or future), got {aw!r}"
+        )
+    loop = asyncio_loop()
+    cfut = asyncio.run_coroutine_threadsafe(_on_loop(aw), loop)
+    if ctx is None:
+        return await wait_future(cfut)
+    finished: Chan[None] = Chan()
+
+    async def watch() -> None:
+        i, _ = await select(ctx.done().recv, finished.recv)
+        if i == 0:
+            cfut.cancel()
+
+    go(watch)
+    try:
+        return await wait_future(cfut)
+    except concurrent.futures.CancelledError:
+        err = ctx.err()
+        if err is None:
+            raise
+        raise err("from_asyncio: the context is done; the asyncio task was cancelled") from None
+    finally:
+        finished.close()

@@ -102,7 +102,8 @@ def foreign_await_error(gp: G, req: Any) -> TypeError:
     return TypeError(
         f"goroutine {gp.id} awaited {req!r}, which only works inside its own "
         "event loop; inside a goroutine await goroutines' own operations "
-        "(channels, select, sleep, sync, syscall)"
+        "(channels, select, sleep, sync, syscall), and run asyncio code with "
+        "await gr.from_asyncio(...)"
     )
 
 

@@ -700,6 +700,8 @@ class Sched:
             gp.locked_m = None
         gp.ctx = EMPTY_CTX
         if gp is self.main_g:
+            if exc is not None:
+                asyncio_hint(exc)
             with self.lock:
                 if exc is not None and self.panic is None:
                     self.panic = exc
@@ -710,6 +712,7 @@ class Sched:
 
     def gopanic(self, gp: G, exc: BaseException) -> None:
         """An exception escaped a goroutine: stop the runtime, ``run()`` raises it."""
+        asyncio_hint(exc)
         note = f"raised in goroutine {gp.id} ({gp.entry})"
         if gp.created_by is not None:
             f, line, fn = gp.created_by
@@ -787,6 +790,17 @@ _RUNNABLE = GStatus.RUNNABLE
 _WAITING = GStatus.WAITING
 _P_RUNNING = PStatus.RUNNING
 _DEAD = GStatus.DEAD
+
+
+def asyncio_hint(exc: BaseException) -> None:
+    """asyncio code run in a goroutine fails with "no running event loop":
+    say what to do instead."""
+    if type(exc) is RuntimeError and str(exc) == "no running event loop":
+        add_note(
+            exc,
+            "goroutines: asyncio code needs an asyncio event loop; from a goroutine, "
+            "run it with await gr.from_asyncio(coro) (the runtime's own loop)",
+        )
 
 
 def _env_seed() -> int | None:
