@@ -105,3 +105,13 @@ def test_readme_testing_example_runs(tmp_path: Path) -> None:
     (tmp_path / "test_readme_heartbeat.py").write_text(block[1])
     last = _pytest_outcome(tmp_path / "test_readme_heartbeat.py", tmp_path)
     assert re.match(r"4 passed, 1 xfailed in ", last), last
+
+
+def test_process_pool() -> None:
+    out = run_example("process_pool.py")
+    assert out == "the longest Collatz chain below 200001 takes 382 steps\n"
+
+
+def test_asyncio_client() -> None:
+    pytest.importorskip("httpx")  # a dev extra: there under make test
+    assert run_example("asyncio_client.py") == "20 replies, e.g. 'hello from /0'\n"

@@ -445,3 +445,38 @@ def test_the_heap_is_read_under_the_timers_lock(c_mode: bool) -> None:
     assert ts.run_due() == 0 and fired == ["due"]  # not again
     racing(lambda: ts.arm_sleep(later))  # type: ignore[arg-type]
     assert [x for _, _, x in ts.heap] == [later] and ts.nactive == 1
+
+
+def test_mypy_checks_the_arguments_of_go_group_go_and_syscall(tmp_path: Path) -> None:
+    # ParamSpec: the arguments given to gr.go, Group.go and gr.syscall are
+    # checked against the function's, as asyncio.create_task(fn(...)) is.
+    api = pytest.importorskip("mypy.api")
+    src = tmp_path / "spawn.py"
+    src.write_text(
+        textwrap.dedent(
+            """
+            import goroutines as gr
+
+            async def f(x: int, y: str = "") -> None: ...
+
+            async def main() -> None:
+                gr.go(f, 1)
+                gr.go(f, 1, y="a")
+                gr.go(f(2))
+                gr.go(f, "one")
+                gr.go(f, 1, z=2)
+                g = gr.Group()
+                g.go(f, 1)
+                g.go(f, [1])
+                n: int = await gr.syscall(len, "abc")
+                await gr.syscall(len, 5)
+            """
+        )
+    )
+    out, err, status = api.run(
+        ["--no-incremental", "--cache-dir", str(tmp_path / "cache"), "--config-file", "", str(src)]
+    )
+    errors = [line for line in out.splitlines() if ": error:" in line]
+    lines = sorted(int(e.split(":")[1]) for e in errors)
+    assert lines == [10, 11, 14, 16], out + err
+    assert status == 1

@@ -13,7 +13,7 @@ import time
 import types
 import warnings
 from collections.abc import Awaitable, Callable, Coroutine, Generator
-from typing import TYPE_CHECKING, Any, TypeVar, overload
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, overload
 
 from . import _signal
 from ._accel import speedups
@@ -38,6 +38,7 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+P = ParamSpec("P")
 
 #: ``gomaxprocs`` for the next ``run()`` when none is running; 0 = cpu count.
 _default_procs = 0
@@ -302,7 +303,17 @@ def _close_all(sched: Sched, closer: M, errors: list[BaseException]) -> None:
 
 #: ``gr.go``: the spawn path is one function, with no wrapper (see ``_scheduler.go``;
 #: with the accelerator, ``_speedups.go``, which calls it for all but the common case).
-if TYPE_CHECKING or speedups is None:
+#: For type checkers, its signature: the arguments are checked against ``fn``'s.
+if TYPE_CHECKING:
+
+    @overload
+    def go(fn: Callable[P, Awaitable[Any]], /, *args: P.args, **kwargs: P.kwargs) -> None: ...
+    @overload
+    def go(fn: Coroutine[Any, Any, Any], /) -> None: ...
+    def go(fn: Any, /, *args: Any, **kwargs: Any) -> None:
+        """Start ``fn(*args, **kwargs)`` (an async function, or a coroutine object) as a goroutine."""
+
+elif speedups is None:
     go = _scheduler.go
 else:
     go = speedups.go
