@@ -531,3 +531,42 @@ def test_httpx_from_100_goroutines(procs: int) -> None:
 
 async def _make_client(httpx: Any, limits: Any) -> Any:
     return httpx.AsyncClient(limits=limits)
+
+
+def test_dask_cluster_from_many_goroutines() -> None:
+    """The same road beyond one process pool: a real Dask cluster (worker
+    processes) through ``client.get_executor()``, whose futures are
+    ``concurrent.futures`` ones (dask[distributed] is a dev extra)."""
+    distributed = pytest.importorskip("distributed")
+
+    def collatz(n: int) -> int:  # nested: cloudpickle ships it by value
+        steps = 0
+        while n != 1:
+            n, steps = (n // 2 if n % 2 == 0 else 3 * n + 1), steps + 1
+        return steps
+
+    def boom() -> None:
+        raise Boom("on a worker")
+
+    with (
+        distributed.LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0"
+        ) as cluster,
+        distributed.Client(cluster) as client,
+    ):
+        ex = client.get_executor()
+
+        async def main() -> list[int]:
+            out = [0] * 30
+            async with gr.Group(limit=10) as g:
+
+                async def one(i: int) -> None:
+                    out[i] = await gr.wait_future(ex.submit(collatz, 1000 + i))
+
+                for i in range(30):
+                    g.go(one, i)
+            with pytest.raises(Boom, match="on a worker"):
+                await gr.wait_future(ex.submit(boom))
+            return out
+
+        assert grun(main, procs=2, timeout=60) == [collatz(1000 + i) for i in range(30)]
