@@ -311,7 +311,8 @@ if TYPE_CHECKING:
     @overload
     def go(fn: Coroutine[Any, Any, Any], /) -> None: ...
     def go(fn: Any, /, *args: Any, **kwargs: Any) -> None:
-        """Start ``fn(*args, **kwargs)`` (an async function, or a coroutine object) as a goroutine."""
+        """Start ``fn(*args, **kwargs)`` (an async function, or a coroutine
+        object) as a goroutine."""
 
 elif speedups is None:
     go = _scheduler.go
