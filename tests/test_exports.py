@@ -171,3 +171,9 @@ def test_errors_are_exceptions() -> None:
     for name in ("ChanClosed", "Deadlock", "Canceled", "DeadlineExceeded"):
         err = getattr(gr, name)
         assert isinstance(err, type) and issubclass(err, Exception), name
+
+
+def test_package_all_is_the_public_api() -> None:
+    public = {n for n in vars(gr) if not n.startswith(("_", "@"))}
+    assert set(gr.__all__) == public
+    assert len(gr.__all__) == len(set(gr.__all__))

@@ -302,11 +302,28 @@ else:
 
 @final
 class Chan(_Base, Generic[T]):
-    """A Go channel. ``Chan(0)`` (the default) is unbuffered: a send waits for a receiver.
+    """A Go channel: goroutines send values to it and receive them from it.
 
-    Its state and hot operations come from ``_Base``: the reference
-    ``_ChanCore``, or the accelerator's ``ChanCore`` (``goroutines._accel``).
+    ``Chan()`` (capacity 0) is unbuffered: a send waits for a receiver, and
+    the value passes straight from one to the other. ``Chan(n)`` buffers up
+    to ``n`` values. ``Chan[int]`` types it. ::
+
+        ch: gr.Chan[int] = gr.Chan(10)
+        await ch.send(1)              # waits while the buffer is full
+        v = await ch.recv()           # waits while it is empty; None once closed
+        v, ok = await ch.recv_ok()    # ok is False once closed and drained
+        ch.close()                    # receivers drain what is buffered
+        async for v in ch: ...        # until closed and drained
+
+    Values arrive in the order they were sent. ``close`` wakes every waiter:
+    receivers get None (``ok`` False), senders raise ``ChanClosed``; sending
+    on or closing a closed channel raises ``ChanClosed``. ``len(ch)`` is
+    the number buffered, ``ch.cap`` the capacity. Use ``gr.select`` to wait
+    on several channels at once.
     """
+
+    # Its state and hot operations come from ``_Base``: the reference
+    # ``_ChanCore``, or the accelerator's ``ChanCore`` (``goroutines._accel``).
 
     __slots__ = ("__weakref__",)
 

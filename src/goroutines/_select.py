@@ -43,6 +43,9 @@ __all__ = ["default", "select"]
 
 @final
 class _Default:
+    """The ``default`` case of ``gr.select``: taken at once when no other
+    case is ready, so the select never blocks (Go's ``default:``)."""
+
     __slots__ = ()
 
     def __repr__(self) -> str:

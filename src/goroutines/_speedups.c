@@ -3258,7 +3258,13 @@ static PyMethodDef module_methods[] = {
     {"init_sleep", (PyCFunction)(void (*)(void))speedups_init_sleep,
      METH_VARARGS | METH_KEYWORDS, "Hand over the reference sleep() and WaitReason.SLEEP."},
     {"sleep", (PyCFunction)speedups_sleep, METH_O,
-     "sleep(seconds): pause the calling goroutine for seconds (gr.sleep)."},
+     "sleep($module, seconds, /)\n--\n\n"
+     "Pause the calling goroutine for ``seconds`` (an int or float); other\n"
+     "goroutines run meanwhile. ``seconds <= 0`` returns at once. In a test\n"
+     "bubble (gr.testing) the seconds are virtual.\n\n"
+     "    await gr.sleep(0.5)\n\n"
+     "TypeError for a non-number, ValueError for NaN; RuntimeError outside a\n"
+     "goroutine."},
     {"init_ready", (PyCFunction)(void (*)(void))speedups_init_ready,
      METH_VARARGS | METH_KEYWORDS,
      "Hand over the reference ready(); returns G.wake in C (after init_schedule)."},
@@ -3268,7 +3274,16 @@ static PyMethodDef module_methods[] = {
      METH_VARARGS | METH_KEYWORDS,
      "Hand over Timers and Timer (goroutines._runtime._timers); returns bind."},
     {"go", (PyCFunction)(void (*)(void))speedups_go, METH_FASTCALL | METH_KEYWORDS,
-     "go(fn, /, *args, **kwargs): start fn(*args, **kwargs) as a goroutine (gr.go)."},
+     "go($module, fn, /, *args, **kwargs)\n--\n\n"
+     "Start ``fn(*args, **kwargs)`` as a new goroutine and return at once\n"
+     "(Go's ``go`` statement). ``fn`` is an async function, or pass a\n"
+     "coroutine object alone.\n\n"
+     "    gr.go(worker, jobs, results)\n"
+     "    gr.go(ch.send, 42)\n\n"
+     "An exception that escapes the goroutine stops the program: gr.run()\n"
+     "raises it, noted with the goroutine and where it was started (use\n"
+     "gr.Group to collect errors instead). TypeError if fn is not async;\n"
+     "RuntimeError with no runtime running. Safe to call from any thread."},
     {NULL},
 };
 

@@ -121,7 +121,14 @@ def monotonic() -> float:
 
 @types.coroutine
 def sleep(seconds: float) -> Generator[Any, None, None]:
-    """Pause the calling goroutine for ``seconds``; ``seconds <= 0`` returns at once."""
+    """Pause the calling goroutine for ``seconds`` (an int or float); other
+    goroutines run meanwhile. ``seconds <= 0`` returns at once. In a test
+    bubble (gr.testing) the seconds are virtual.
+
+        await gr.sleep(0.5)
+
+    TypeError for a non-number, ValueError for NaN; RuntimeError outside a
+    goroutine."""
     # The common case (a positive finite float) skips _check_seconds; NaN
     # fails the comparison and gets its error there.
     if type(seconds) is not float or not 0.0 < seconds < _INF:

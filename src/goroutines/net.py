@@ -1,60 +1,86 @@
-"""net: Go's ``net`` package for goroutines (TCP, UDP and Unix sockets over netpoll).
+"""Networking for goroutines: TCP, UDP and Unix sockets (Go's ``net`` package).
 
-``gr.net.listen``/``dial``/``listen_packet``/``wrap`` give ``Listener``,
-``Conn`` and ``PacketConn`` objects whose blocking operations park the
-calling goroutine, never its OS thread. Every socket is non-blocking and
-registered once with the runtime's poller (``_runtime._netpoll``); an
-operation is the non-blocking call, and only on EAGAIN a park in
-``pd.wait`` and another try (the poller is edge-triggered and a readiness
-may be spurious, so waking is only ever a hint to try again).
+A goroutine that waits on a socket parks; no OS thread waits for it (the
+runtime's poller, epoll, wakes it). ::
 
-The file descriptor (``_FD``, Go's ``internal/poll.FD``) owns three things:
+    ln = await gr.net.listen("tcp", "127.0.0.1:0")   # ln.addr: ("127.0.0.1", port)
+    conn = await ln.accept()                          # in a server goroutine
+    conn = await gr.net.dial("tcp", "127.0.0.1:8080", timeout=5.0)
+    data = await conn.read(65536)                     # b"" at end of stream
+    await conn.write(data)                            # writes all of it
+    conn.set_deadline(gr.monotonic() + 10)            # later reads/writes: TimeoutError
+    conn.close()
 
-- A read lock and a write lock (Go's ``fdMutex``). An edge-triggered
-  poller wakes at most one waiter per direction, so two goroutines must
-  never wait for the same direction of one socket; each direction is
-  serialized by a goroutine lock (FIFO, it parks; a waiter shows as
-  "sync.Mutex.Lock"). ``accept`` and ``read_from`` use the read side,
-  ``write_to`` the write side. This also makes a ``write`` atomic with
-  respect to other ``write`` calls on the same Conn: its bytes are never
-  interleaved with theirs. The locks are a held flag and a wait queue per
-  direction under ``_FD.lock``, not ``gr.Mutex``es, so that the common,
-  uncontended case takes the direction and a reference in one acquire of
-  one lock (and gives both back in one).
-- A reference count of the operations in flight. ``close`` marks the FD
-  closing and evicts it from the poller (which wakes both waiters with
-  ``ErrClosed``), but the socket itself is closed by whoever drops the last
-  reference. Rejected: closing the socket at once, as a plain socket
-  wrapper would. Another thread may be between "read the fd number" and
-  "call recv" on it; the number can be reused by a socket opened meanwhile,
-  and the stray recv would steal that socket's data. Go's ``fd.decref`` is
-  the same design.
-- The ``PollDesc``, which holds the deadlines. An operation checks the
-  deadline of its direction before it starts (Go's ``prepareRead``), so a
-  read after its deadline fails at once even if data is waiting; a waiter
-  is woken with TimeoutError by the deadline's timer.
+- ``listen(network, address)`` / ``dial(network, address, timeout=None)``:
+  networks "tcp", "tcp4", "tcp6", "unix"; a ``Listener`` and ``Conn``.
+- ``listen_packet(network, address)``: "udp" (and "udp4"/"udp6",
+  "unixgram"), a ``PacketConn`` with ``read_from`` and ``write_to``.
+- ``wrap(sock)``: a ``socket.socket`` you made, as a Conn or Listener.
 
-Also rejected: blocking sockets inside ``gr.syscall`` (a thread per waiting
-connection: the poller's point is that a waiting goroutine costs no thread).
-Name resolution is the exception: ``getaddrinfo`` has no non-blocking form,
-so non-literal host names go through ``gr.syscall``. Literal addresses are
-parsed without it.
-
-Lock order: the ranked table in ``goroutines._runtime``; ``_FD.lock`` (rank 6,
-FD) is a leaf (nothing is called while it is held).
-The direction locks are goroutine locks, taken with a reference and
-released with it; ``pd.lock`` and the poller's locks are taken
-inside ``PollDesc`` only.
-
-Guards: ``_FD.refs``, ``_FD.closing`` and the direction locks' flags and
-queues: ``_FD.lock`` (``closing`` is also read racily after taking a
-direction: a stale False only sends the operation on to ``pd.wait``, which
-sees the eviction under ``pd.lock``).
-Deadlines are read racily from the ``PollDesc`` by the pre-check (a float,
-stale OK: ``pd.wait`` checks again under ``pd.lock``). ``_FD.rdrained``:
-the read direction's holder. Everything else in
-``Conn``, ``Listener`` and ``PacketConn`` is immutable after construction.
+Errors: ``TimeoutError`` past a deadline; ``ErrClosed`` for an operation
+on a closed socket (a waiting one is woken with it by ``close``); the
+``OSError``s of the socket calls otherwise, naming the operation and the
+address. Two goroutines may read and write one Conn at once; two writes
+never interleave their bytes. A socket belongs to the run that made it.
 """
+
+# Design notes.
+#
+# ``gr.net.listen``/``dial``/``listen_packet``/``wrap`` give ``Listener``,
+# ``Conn`` and ``PacketConn`` objects whose blocking operations park the
+# calling goroutine, never its OS thread. Every socket is non-blocking and
+# registered once with the runtime's poller (``_runtime._netpoll``); an
+# operation is the non-blocking call, and only on EAGAIN a park in
+# ``pd.wait`` and another try (the poller is edge-triggered and a readiness
+# may be spurious, so waking is only ever a hint to try again).
+#
+# The file descriptor (``_FD``, Go's ``internal/poll.FD``) owns three things:
+#
+# - A read lock and a write lock (Go's ``fdMutex``). An edge-triggered
+#   poller wakes at most one waiter per direction, so two goroutines must
+#   never wait for the same direction of one socket; each direction is
+#   serialized by a goroutine lock (FIFO, it parks; a waiter shows as
+#   "sync.Mutex.Lock"). ``accept`` and ``read_from`` use the read side,
+#   ``write_to`` the write side. This also makes a ``write`` atomic with
+#   respect to other ``write`` calls on the same Conn: its bytes are never
+#   interleaved with theirs. The locks are a held flag and a wait queue per
+#   direction under ``_FD.lock``, not ``gr.Mutex``es, so that the common,
+#   uncontended case takes the direction and a reference in one acquire of
+#   one lock (and gives both back in one).
+# - A reference count of the operations in flight. ``close`` marks the FD
+#   closing and evicts it from the poller (which wakes both waiters with
+#   ``ErrClosed``), but the socket itself is closed by whoever drops the last
+#   reference. Rejected: closing the socket at once, as a plain socket
+#   wrapper would. Another thread may be between "read the fd number" and
+#   "call recv" on it; the number can be reused by a socket opened meanwhile,
+#   and the stray recv would steal that socket's data. Go's ``fd.decref`` is
+#   the same design.
+# - The ``PollDesc``, which holds the deadlines. An operation checks the
+#   deadline of its direction before it starts (Go's ``prepareRead``), so a
+#   read after its deadline fails at once even if data is waiting; a waiter
+#   is woken with TimeoutError by the deadline's timer.
+#
+# Also rejected: blocking sockets inside ``gr.syscall`` (a thread per waiting
+# connection: the poller's point is that a waiting goroutine costs no thread).
+# Name resolution is the exception: ``getaddrinfo`` has no non-blocking form,
+# so non-literal host names go through ``gr.syscall``. Literal addresses are
+# parsed without it.
+#
+# Lock order: the ranked table in ``goroutines._runtime``; ``_FD.lock`` (rank 6,
+# FD) is a leaf (nothing is called while it is held).
+# The direction locks are goroutine locks, taken with a reference and
+# released with it; ``pd.lock`` and the poller's locks are taken
+# inside ``PollDesc`` only.
+#
+# Guards: ``_FD.refs``, ``_FD.closing`` and the direction locks' flags and
+# queues: ``_FD.lock`` (``closing`` is also read racily after taking a
+# direction: a stale False only sends the operation on to ``pd.wait``, which
+# sees the eviction under ``pd.lock``).
+# Deadlines are read racily from the ``PollDesc`` by the pre-check (a float,
+# stale OK: ``pd.wait`` checks again under ``pd.lock``). ``_FD.rdrained``:
+# the read direction's holder. Everything else in
+# ``Conn``, ``Listener`` and ``PacketConn`` is immutable after construction.
+
 
 from __future__ import annotations
 

@@ -986,15 +986,24 @@ _last_site: Site = (_nothing.__code__, -1)  # no bytecode offset is -1
 
 
 def go(fn: Any, /, *args: Any, **kwargs: Any) -> None:
-    """Start ``fn(*args, **kwargs)`` (an async function, or a coroutine object) as a goroutine.
+    """Start ``fn(*args, **kwargs)`` as a new goroutine and return at once
+    (Go's ``go`` statement). ``fn`` is an async function, or pass a
+    coroutine object alone.
 
-    Go's ``newproc``: create a G (``new_g``) and put it in this P's
-    ``runnext`` (or on the global queue when not called from a goroutine).
-    W2 spawns 100 000 goroutines: a plain async function skips
-    ``make_coroutine``'s checks (calling it can only give a coroutine), and
-    the creation site is looked up in ``Sched.sites`` through one-entry
-    caches.
+        gr.go(worker, jobs, results)
+        gr.go(ch.send, 42)
+
+    An exception that escapes the goroutine stops the program: gr.run()
+    raises it, noted with the goroutine and where it was started (use
+    gr.Group to collect errors instead). TypeError if fn is not async;
+    RuntimeError with no runtime running. Safe to call from any thread.
     """
+    # Go's ``newproc``: create a G (``new_g``) and put it in this P's
+    # ``runnext`` (or on the global queue when not called from a goroutine).
+    # W2 spawns 100 000 goroutines: a plain async function skips
+    # ``make_coroutine``'s checks (calling it can only give a coroutine), and
+    # the creation site is looked up in ``Sched.sites`` through one-entry
+    # caches.
     sched = current
     if sched is None:
         if isinstance(fn, types.CoroutineType):
