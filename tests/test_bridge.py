@@ -404,6 +404,29 @@ def test_many_goroutines_in_flight_on_one_loop(procs: int) -> None:
     assert grun(main, procs=procs, timeout=30) == n
 
 
+def test_uvloop_when_asked_for(monkeypatch: pytest.MonkeyPatch) -> None:
+    uvloop = pytest.importorskip("uvloop")  # a dev extra: there under make test
+
+    async def kind() -> str:
+        await asyncio.sleep(0)
+        return type(asyncio.get_running_loop()).__module__
+
+    async def main() -> str:
+        return await gr.from_asyncio(kind())
+
+    monkeypatch.setenv("GOROUTINES_ASYNCIO", "uvloop")
+    assert grun(main) == type(uvloop.new_event_loop()).__module__
+    monkeypatch.setenv("GOROUTINES_ASYNCIO", "asyncio")
+    assert grun(main).startswith("asyncio")
+    monkeypatch.setenv("GOROUTINES_ASYNCIO", "tokio")
+
+    async def bad() -> None:
+        with pytest.raises(ValueError, match="GOROUTINES_ASYNCIO must be asyncio or uvloop"):
+            await gr.from_asyncio(kind())
+
+    grun(bad)
+
+
 def test_ctx_cancels_the_asyncio_task(procs: int) -> None:
     seen: list[str] = []
 

@@ -146,7 +146,9 @@ def from_thread(fn: Callable[..., Awaitable[T]], /, *args: Any, timeout: float |
     ``TimeoutError`` once ``timeout`` seconds have passed (the goroutine
     goes on: pass it a context to stop it). ``RuntimeError`` from a
     goroutine (await ``fn(*args)`` there), with no runtime running, or when
-    the run ends before the goroutine has finished.
+    the run ends before the goroutine has finished. (Type checkers check
+    the result's type, not the arguments: a keyword after ``*args`` cannot
+    be typed with a ParamSpec.)
     """
     if current_m() is not None:
         raise RuntimeError(
@@ -276,7 +278,12 @@ async def from_asyncio(aw: Awaitable[T], *, ctx: Context | None = None) -> T:
         raise TypeError(
             f"from_asyncio needs an awaitable (a coroutine, task or future), got {aw!r}"
         )
-    loop = asyncio_loop()
+    try:
+        loop = asyncio_loop()
+    except BaseException:
+        if inspect.iscoroutine(aw):
+            aw.close()  # it will never run: no "never awaited" warning
+        raise
     cfut = asyncio.run_coroutine_threadsafe(_on_loop(aw), loop)
     if ctx is None:
         return await wait_future(cfut)
