@@ -595,3 +595,13 @@ def test_dask_cluster_from_many_goroutines() -> None:
             return out
 
         assert grun(main, procs=2, timeout=60) == [collatz(1000 + i) for i in range(30)]
+
+
+def test_asyncio_loop_stops_when_main_raises() -> None:
+    async def main() -> None:
+        await gr.from_asyncio(asyncio.sleep(0))
+        raise Boom("main failed")
+
+    with pytest.raises(Boom):
+        grun(main)
+    assert not any(t.name == "goroutines-asyncio" for t in threading.enumerate())

@@ -117,10 +117,12 @@ def run_sched(
     except BaseException:  # Ctrl-C (even during start): stop everything, then let it through
         if _scheduler.current is sched:
             _shutdown(sched)
+            _exit_hooks(sched)
         raise
     dump, errors = _shutdown(sched)
-    for hook in sched.at_exit:
-        hook()
+    hook_error = _exit_hooks(sched)
+    if hook_error is not None and sched.panic is None and not sched.deadlock:
+        raise hook_error
     if sched.deadlock:
         dead = Deadlock("all goroutines are asleep - deadlock!\n\n" + dump)
         _note_seed(sched, dead, True)
@@ -136,6 +138,20 @@ def run_sched(
             raise errors[0]
         raise BaseExceptionGroup("errors while closing goroutines left when main returned", errors)
     return sched.result
+
+
+def _exit_hooks(sched: Sched) -> BaseException | None:
+    """Run ``sched.at_exit`` (each one, whatever the others raise: the
+    asyncio bridge's loop must stop even if a Group's warning is an error);
+    return the first exception."""
+    first: BaseException | None = None
+    for hook in sched.at_exit:
+        try:
+            hook()
+        except BaseException as e:
+            if first is None:
+                first = e
+    return first
 
 
 def _note_seed(sched: Sched, exc: BaseException, ours: bool) -> None:
