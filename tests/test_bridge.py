@@ -605,3 +605,21 @@ def test_asyncio_loop_stops_when_main_raises() -> None:
     with pytest.raises(Boom):
         grun(main)
     assert not any(t.name == "goroutines-asyncio" for t in threading.enumerate())
+
+
+def test_a_thread_that_will_call_from_thread_is_not_a_deadlock(procs: int) -> None:
+    # The deadlock rule for threads holds for from_thread too: a thread
+    # started during the run may still wake a goroutine through it.
+    async def main() -> int:
+        ch: gr.Chan[int] = gr.Chan()
+
+        def later() -> None:
+            time.sleep(0.2)
+            gr.from_thread(ch.send, 7)
+
+        threading.Thread(target=later).start()
+        v = await ch.recv()  # every goroutine blocked, for 0.2 s
+        assert v is not None
+        return v
+
+    assert grun(main, procs=procs) == 7

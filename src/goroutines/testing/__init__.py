@@ -8,7 +8,7 @@ entry point) is made of; this module needs nothing but the standard library.
   in a *bubble*: every timer of the runtime (``sleep``, ``after``, ``tick``,
   ``Timer``, ``Ticker``, context deadlines and timeouts, socket deadlines)
   is on a virtual clock, which jumps straight to the next timer whenever
-  every goroutine is durably blocked (see ``_runtime._clock``). A test that
+  every goroutine is durably blocked. A test that
   sleeps an hour takes milliseconds. With ``procs=1`` and a seed the
   schedule is deterministic: the same program makes the same choices in
   every run; ``seed=None`` picks a fresh one, named in any failure.
