@@ -623,3 +623,35 @@ def test_a_thread_that_will_call_from_thread_is_not_a_deadlock(procs: int) -> No
         return v
 
     assert grun(main, procs=procs) == 7
+
+
+def test_wait_future_with_a_context(procs: int) -> None:
+    gate = threading.Event()
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        busy = pool.submit(gate.wait)  # the only worker is busy: the next one stays pending
+
+        async def main() -> None:
+            pending = pool.submit(slow_square, 3)
+            ctx, cancel = gr.with_timeout(gr.background(), 0.05)
+            t0 = time.monotonic()
+            with pytest.raises(gr.DeadlineExceeded, match="the future was cancelled"):
+                await gr.wait_future(pending, ctx=ctx)
+            assert time.monotonic() - t0 >= 0.05
+            assert pending.cancelled()  # it had not started: cancelled
+            cancel()
+            done, cancel2 = gr.with_cancel(gr.background())
+            cancel2()  # already done: no wait at all
+            with pytest.raises(gr.Canceled):
+                await gr.wait_future(pool.submit(slow_square, 4), ctx=done)
+            ok, cancel3 = gr.with_cancel(gr.background())
+            gate.set()
+            assert await gr.wait_future(pool.submit(slow_square, 5, 0), ctx=ok) == 25
+            cancel3()
+            for _ in range(100):  # the context watchers have ended
+                if gr.num_goroutine() == 1:
+                    break
+                await gr.sleep(0.01)
+            assert gr.num_goroutine() == 1
+
+        grun(main, procs=procs)
+        busy.result(5)

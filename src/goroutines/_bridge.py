@@ -54,17 +54,40 @@ RUN_CHECK = 0.1
 
 class _FutureWait:
     """A goroutine parked in ``wait_future``: woken once, by the future's
-    done-callback, unless ``run()`` closed it first."""
+    done-callback or by its context, unless ``run()`` closed it first.
 
-    __slots__ = ("g", "lock", "sched")
+    ``armed`` is set by the unlock function once the G is suspended; a
+    wake-up that comes before (the context's watcher is another goroutine)
+    only sets ``fired``, and the arming wakes the G at once.
+    """
+
+    __slots__ = ("armed", "fired", "g", "lock", "sched")
 
     def __init__(self, g: G, sched: _scheduler.Sched) -> None:
         self.g: G | None = g
         self.sched = sched
         self.lock = threading.Lock()
+        self.armed = False
+        self.fired = False
+
+    def arm(self, add_callback: Callable[[Callable[[Any], None]], None]) -> None:
+        """The G is suspended: count it, then hand the future our callback
+        (which may run at once), or wake it now if woken already."""
+        with self.sched.lock:
+            self.sched.nexternal += 1
+        with self.lock:
+            self.armed = True
+            fired = self.fired
+        if fired:
+            self.done(None)
+        else:
+            add_callback(self.done)
 
     def take(self) -> G | None:
         with self.lock:
+            if not self.armed:
+                self.fired = True
+                return None
             g, self.g = self.g, None
         if g is not None:
             with self.sched.lock:
@@ -72,19 +95,15 @@ class _FutureWait:
         return g
 
     def done(self, fut: Any) -> None:
-        """The future's done-callback: any thread."""
+        """The future's done-callback (any thread), or the context's watcher."""
         g = self.take()
         if g is not None:
             g.wake()
 
 
 def _arm(arg: tuple[_FutureWait, Callable[[Callable[[Any], None]], None]]) -> None:
-    """``wait_future``'s unlock function: the G is suspended; count it,
-    then hand the future our callback (which may run at once)."""
-    w, add_callback = arg
-    with w.sched.lock:
-        w.sched.nexternal += 1
-    add_callback(w.done)
+    """``wait_future``'s unlock function (see ``_FutureWait.arm``)."""
+    arg[0].arm(arg[1])
 
 
 @types.coroutine
@@ -104,7 +123,9 @@ def _unpark(g: G, frame: Any) -> None:
 register_unpark(_park.__code__, _unpark)
 
 
-async def wait_future(fut: concurrent.futures.Future[T] | asyncio.Future[T]) -> T:
+async def wait_future(
+    fut: concurrent.futures.Future[T] | asyncio.Future[T], *, ctx: Context | None = None
+) -> T:
     """Wait for ``fut`` and return its result, or raise its exception
     (``concurrent.futures.CancelledError`` / ``asyncio.CancelledError`` if
     it was cancelled). The goroutine parks; no thread waits.
@@ -112,9 +133,14 @@ async def wait_future(fut: concurrent.futures.Future[T] | asyncio.Future[T]) -> 
     ``fut`` is a ``concurrent.futures.Future`` (from ``executor.submit``:
     threads, processes, or a cluster's executor) or an ``asyncio.Future``
     (or Task) of an event loop running in another thread.
+
+    With ``ctx`` (e.g. ``gr.with_timeout(parent, 5)``): once ``ctx`` is
+    done the wait ends with ``ctx.err()`` raised, and ``fut`` is cancelled
+    (a pool's future only if it has not started).
     """
     if isinstance(fut, concurrent.futures.Future):
         add: Callable[[Callable[[Any], None]], None] = fut.add_done_callback
+        cancel: Callable[[], Any] = fut.cancel
     elif isinstance(fut, asyncio.Future):
         loop = fut.get_loop()
         if not loop.is_running() and not fut.done():
@@ -126,15 +152,39 @@ async def wait_future(fut: concurrent.futures.Future[T] | asyncio.Future[T]) -> 
             # An asyncio future is not thread-safe: add the callback on its loop.
             loop.call_soon_threadsafe(fut.add_done_callback, cb)
 
+        def cancel() -> None:
+            loop.call_soon_threadsafe(fut.cancel)
+
     else:
         raise TypeError(
             "wait_future needs a concurrent.futures.Future or an asyncio.Future, "
             f"got {type(fut).__name__}"
         )
-    if not fut.done():
-        g = _scheduler.current_g()
-        await _park(g, _FutureWait(g, _scheduler.require()), add)
-    return fut.result()
+    if fut.done():
+        return fut.result()
+    g = _scheduler.current_g()
+    w = _FutureWait(g, _scheduler.require())
+    if ctx is None:
+        await _park(g, w, add)
+        return fut.result()
+    finished: Chan[None] = Chan()
+
+    async def watch() -> None:
+        i, _ = await select(ctx.done().recv, finished.recv)
+        if i == 0:
+            w.done(None)
+
+    go(watch)
+    try:
+        await _park(g, w, add)
+    finally:
+        finished.close()
+    if fut.done():
+        return fut.result()
+    cancel()
+    err = ctx.err()
+    assert err is not None
+    raise err("wait_future: the context is done; the future was cancelled (if it could be)")
 
 
 def from_thread(fn: Callable[..., Awaitable[T]], /, *args: Any, timeout: float | None = None) -> T:
@@ -287,20 +337,10 @@ async def from_asyncio(aw: Awaitable[T], *, ctx: Context | None = None) -> T:
     cfut = asyncio.run_coroutine_threadsafe(_on_loop(aw), loop)
     if ctx is None:
         return await wait_future(cfut)
-    finished: Chan[None] = Chan()
-
-    async def watch() -> None:
-        i, _ = await select(ctx.done().recv, finished.recv)
-        if i == 0:
-            cfut.cancel()
-
-    go(watch)
     try:
-        return await wait_future(cfut)
-    except concurrent.futures.CancelledError:
+        return await wait_future(cfut, ctx=ctx)  # ctx done: cancels cfut, hence the task
+    except BaseException as e:
         err = ctx.err()
-        if err is None:
-            raise
-        raise err("from_asyncio: the context is done; the asyncio task was cancelled") from None
-    finally:
-        finished.close()
+        if err is not None and type(e) is err:
+            raise err("from_asyncio: the context is done; the asyncio task was cancelled") from None
+        raise
