@@ -260,3 +260,22 @@ def test_members_left_at_the_end_of_the_run_are_closed() -> None:
         gr.testing.run(main)
         gc.collect()
     assert sorted(closed) == ["m0", "m1"]
+
+
+def test_many_groups_with_errors_do_not_grow_the_run() -> None:
+    # A server that uses a Group per request, some of them failing, must
+    # not keep a record per group for the end of the run.
+    async def fails() -> None:
+        raise Boom("x")
+
+    async def main() -> int:
+        for _ in range(200):
+            g = gr.Group()
+            g.go(fails)
+            with pytest.raises(ExceptionGroup):
+                await g.wait()
+        from goroutines._runtime import _scheduler
+
+        return len(_scheduler.require().at_exit)
+
+    assert gr.testing.run(main) <= 1

@@ -27,6 +27,7 @@ WaitGroup touched after it is released): ``_running``, ``_pending``,
 from __future__ import annotations
 
 import sys
+import threading
 import warnings
 import weakref
 from collections import deque
@@ -192,6 +193,7 @@ class Group:
             self._closed = True
             errors, self._errors = self._errors, []
             self._retrieved = True
+        _retrieved(self)
         self._cancel()
         return errors
 
@@ -222,6 +224,7 @@ class Group:
                 return
             errors, self._errors = self._errors, []
             self._retrieved = True
+        _retrieved(self)
         lines = "\n".join(f"  {type(e).__name__}: {e}" for e in errors)
         warnings.warn(
             f"a Group's errors were never retrieved (no wait() returned them):\n{lines}",
@@ -234,15 +237,37 @@ class Group:
             self._warn_unretrieved()
 
 
+#: Groups holding errors that no ``wait()`` has returned yet -> the run
+#: they happened in; and the runs whose end checks them. Guarded by
+#: ``_unretrieved_lock`` (a leaf: it is taken holding no other lock).
+_unretrieved: weakref.WeakKeyDictionary[Group, int] = weakref.WeakKeyDictionary()
+_checked_runs: set[int] = set()
+_unretrieved_lock = threading.Lock()
+
+
 def _unretrieved_at_exit(group: Group) -> None:
     """Report ``group``'s errors at the end of the run if no ``wait()`` has
-    returned them by then (the group may outlive the run)."""
+    returned them by then (the group may outlive the run). One check per
+    run, whatever the number of groups: a server may make a Group per
+    request."""
     sched = _scheduler.require()
-    ref = weakref.ref(group)
+    rid = sched.run_id
+    with _unretrieved_lock:
+        _unretrieved[group] = rid
+        if rid in _checked_runs:
+            return
+        _checked_runs.add(rid)
 
     def check() -> None:
-        g = ref()
-        if g is not None:
+        with _unretrieved_lock:
+            _checked_runs.discard(rid)
+            groups = [g for g, r in _unretrieved.items() if r == rid]
+        for g in groups:
             g._warn_unretrieved()
 
     sched.at_exit.append(check)
+
+
+def _retrieved(group: Group) -> None:
+    with _unretrieved_lock:
+        _unretrieved.pop(group, None)
