@@ -7,6 +7,7 @@ modules named after the parts of Go's model (see ``_runtime``).
 """
 
 from . import _accel
+from . import bufio as bufio
 from . import net as net
 from . import testing as testing
 from ._bridge import asyncio_loop as asyncio_loop
@@ -81,6 +82,7 @@ __all__ = [
     "asyncio_loop",
     "background",
     "blocking",
+    "bufio",
     "default",
     "from_asyncio",
     "from_thread",
