@@ -1,9 +1,13 @@
 """Tests for ``goroutines._context`` (Go's ``context`` package).
 
 Deadline tests run in a bubble (the virtual clock: a context expires at
-exactly its deadline); ``test_with_timeout_expires_in_real_time`` and the
-"timers do not keep the program alive" tests stay on the real clock, which
-is what they are about.
+exactly its deadline, and a test that waits past one takes no real time);
+``test_with_timeout_expires_in_real_time`` and the "timers do not keep the
+program alive" tests stay on the real clock, which is what they are about.
+Effects that no channel announces (a cancelled context leaves its parent's
+set just after closing done; a watcher goroutine gives up) are awaited with
+``gr.testing.wait()``: every other goroutine, and the timer's callback, is
+done or blocked when it returns.
 """
 
 from __future__ import annotations
@@ -47,15 +51,6 @@ def nchildren(ctx: Context) -> int:
 
 def nactive_timers() -> int:
     return _scheduler.require().timers.nactive
-
-
-async def eventually(cond: Any, timeout: float = 2.0) -> None:
-    """Yield until ``cond()`` holds: for effects that no channel announces
-    (a cancelled context leaves its parent's set just after closing done)."""
-    deadline = time.monotonic() + timeout
-    while not cond():
-        assert time.monotonic() < deadline, "condition never became true"
-        await gr.gosched()
 
 
 # -- with_cancel ------------------------------------------------------------------
@@ -146,24 +141,27 @@ def test_child_of_cancelled_parent_is_born_cancelled(procs: int) -> None:
     gr.run(main, procs=procs)
 
 
-@PROCS
-def test_first_cause_wins(procs: int) -> None:
-    async def main() -> None:
-        parent, cancel_parent = with_cancel(background())
-        ctx, cancel = with_timeout(parent, 0.02)
-        await ctx.done().recv()
-        assert ctx.err() is DeadlineExceeded
-        cancel()
-        cancel_parent()
-        assert ctx.err() is DeadlineExceeded
-        assert parent.err() is Canceled
+@pytest.mark.goroutines(fake_clock=True)
+async def test_first_cause_wins() -> None:
+    parent, cancel_parent = with_cancel(background())
+    t0 = gr.monotonic()
+    ctx, cancel = with_timeout(parent, 0.02)
+    await ctx.done().recv()
+    assert gr.monotonic() == t0 + 0.02
+    assert ctx.err() is DeadlineExceeded
+    cancel()
+    cancel_parent()
+    assert ctx.err() is DeadlineExceeded
+    assert parent.err() is Canceled
 
-        ctx2, cancel2 = with_timeout(background(), 0.02)
-        cancel2()
-        assert ctx2.err() is Canceled
-        assert nactive_timers() == 0  # so the deadline can never overwrite it
-
-    gr.run(main, procs=procs)
+    ctx2, cancel2 = with_timeout(background(), 0.02)
+    cancel2()
+    assert ctx2.err() is Canceled
+    assert nactive_timers() == 0  # so the deadline can never overwrite it
+    t1 = gr.monotonic()
+    await gr.sleep(1)  # well past its deadline
+    assert gr.monotonic() == t1 + 1
+    assert ctx2.err() is Canceled
 
 
 # -- deadlines ---------------------------------------------------------------------
@@ -182,7 +180,8 @@ async def test_with_timeout_expires() -> None:
     assert ctx.err() is DeadlineExceeded
     assert issubclass(DeadlineExceeded, TimeoutError)
     assert parent.err() is None
-    await eventually(lambda: nchildren(parent) == 0)
+    await gr.testing.wait()  # the timer's callback leaves parent's set after closing done
+    assert nchildren(parent) == 0
     assert nactive_timers() == 0
     cancel()
     assert ctx.err() is DeadlineExceeded
@@ -313,6 +312,7 @@ def test_infinite_deadline_arms_no_timer(procs: int) -> None:
 @PROCS
 @pytest.mark.timeout(30)
 def test_cancel_before_expiry_stops_the_timer(procs: int) -> None:
+    # real clock: how long run() takes to return, in real time
     async def main() -> float:
         base = nactive_timers()
         ctx, cancel = with_timeout(background(), 100)
@@ -329,8 +329,9 @@ def test_cancel_before_expiry_stops_the_timer(procs: int) -> None:
 @PROCS
 @pytest.mark.timeout(30)
 def test_cancelled_timeout_does_not_hide_a_deadlock(procs: int) -> None:
-    # If cancel left the 100 s timer armed, checkdead would think the
-    # program could still make progress, and run() would hang for 100 s.
+    # real clock: if cancel left the 100 s timer armed, checkdead would think
+    # the program could still make progress, and run() would hang for 100 s
+    # (in a bubble that timer would just fire at once and hide nothing).
     async def main() -> None:
         _, cancel = with_timeout(background(), 100)
         parent, cancel_parent = with_cancel(background())
@@ -601,7 +602,8 @@ def test_user_defined_parent(procs: int) -> None:
         child2, cancel2 = with_cancel(m2)
         cancel2()
         assert child2.err() is Canceled
-        await eventually(lambda: gr.num_goroutine() == 1)
+        await gr.testing.wait()
+        assert gr.num_goroutine() == 1  # the watcher gave up and returned
         assert m2.err() is None
 
     gr.run(main, procs=procs)
@@ -649,7 +651,7 @@ def test_bad_input(procs: int) -> None:
         makers: tuple[tuple[Any, tuple[Any, ...]], ...] = (
             (with_cancel, ()),
             (with_timeout, (1.0,)),
-            (with_deadline, (time.monotonic() + 1,)),
+            (with_deadline, (gr.monotonic() + 1,)),
             (with_value, ("k", "v")),
             (without_cancel, ()),
         )

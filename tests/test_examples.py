@@ -115,3 +115,15 @@ def test_process_pool() -> None:
 def test_asyncio_client() -> None:
     pytest.importorskip("httpx")  # a dev extra: there under make test
     assert run_example("asyncio_client.py") == "20 replies, e.g. 'hello from /0'\n"
+
+
+def test_readme_streams_and_processes_example(tmp_path: Path) -> None:
+    readme = (ROOT / "README.md").read_text()
+    start = readme.index("## Streams and processes")
+    block = re.search(r"```python\n(.*?)```", readme[start:], re.S)
+    assert block is not None
+    script = tmp_path / "streams.py"
+    script.write_text("import goroutines as gr\n" + block[1] + "\ngr.run(main)\n")
+    r = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == "b'Linux\\n'\n[b'apple', b'pear']\n"

@@ -911,9 +911,9 @@ def test_main_returns_while_goroutines_wait(procs: int) -> None:
 @PROCS
 def test_main_returns_while_holder_releases_in_finally(procs: int) -> None:
     # A goroutine closed at the end of the program unlocks in its `async with`
-    # exit while another goroutine waits for the mutex. Fails today: readying
-    # a G while run() closes goroutines raises "no goroutines runtime is
-    # running" (a runtime bug; the same happens with Chan.close in a finally).
+    # exit while another goroutine waits for the mutex. This used to fail:
+    # readying a G while run() closed goroutines raised "no goroutines runtime
+    # is running" (the same happened with Chan.close in a finally).
     async def main() -> str:
         mu = Mutex()
         hold: gr.Chan[None] = gr.Chan()

@@ -8,6 +8,7 @@ modules named after the parts of Go's model (see ``_runtime``).
 
 from . import _accel
 from . import bufio as bufio
+from . import exec as exec
 from . import net as net
 from . import testing as testing
 from ._bridge import asyncio_loop as asyncio_loop
@@ -84,6 +85,7 @@ __all__ = [
     "blocking",
     "bufio",
     "default",
+    "exec",
     "from_asyncio",
     "from_thread",
     "go",
