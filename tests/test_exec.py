@@ -139,3 +139,18 @@ async def test_misuse() -> None:
         cmd.stdout_pipe()
     with pytest.raises(TypeError, match="must be strs"):
         command("echo", 1)  # type: ignore[arg-type]
+
+
+@pytest.mark.goroutines
+async def test_without_pidfd_wait_falls_back_to_a_blocking_call(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def refused(pid: int, flags: int = 0) -> int:
+        raise OSError(38, "Function not implemented")
+
+    monkeypatch.setattr(os, "pidfd_open", refused)
+    before = _scheduler.require().mcounters()["nsyscall"]
+    assert await command("echo", "fallback").output() == b"fallback\n"
+    with pytest.raises(ExitError):
+        await command("false").run()
+    assert _scheduler.require().mcounters()["nsyscall"] >= before + 2  # the waits were syscalls
