@@ -201,7 +201,6 @@ class _Nothing:
         pass
 
 
-
 class _Chunks:
     """An in-memory stream that returns the given chunks, one per read."""
 

@@ -81,7 +81,6 @@ never interleave their bytes. A socket belongs to the run that made it.
 # the read direction's holder. Everything else in
 # ``Conn``, ``Listener`` and ``PacketConn`` is immutable after construction.
 
-
 from __future__ import annotations
 
 import errno
