@@ -78,7 +78,18 @@ def test_fetcher() -> None:
 
 def _pytest_outcome(path: Path, cwd: Path, *args: str) -> str:
     r = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(path), *args],
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "-p",
+            "no:hypothesispytest",
+            str(path),
+            *args,
+        ],
         cwd=cwd,
         capture_output=True,
         text=True,
