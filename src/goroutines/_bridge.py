@@ -18,8 +18,9 @@ runtime, like one waiting on a socket: while any does, the runtime counts
 it (``Sched.nexternal``) so that it is neither taken for a deadlock nor,
 in a bubble, for durably blocked (real time has to finish the future).
 
-Guards: ``_FutureWait.g``: ``_FutureWait.lock`` (unranked leaf: held for
-a field swap only); ``Sched.nexternal``: ``sched.lock``.
+Guards: ``_FutureWait.g``, ``armed``, ``fired``: ``_FutureWait.lock``
+(an unranked leaf, held for a field swap only); ``Sched.nexternal``:
+``sched.lock``; ``_loops``: ``_loops_lock`` (a leaf).
 """
 
 from __future__ import annotations

@@ -81,7 +81,11 @@ with ``acquire(False)`` (``stopm``), and their owner waits for its own note
 holding nothing. ``Sched.world``, ``Sched.done`` and ``call_on_main``'s
 ``threading.Event``, and ``Sched.mainq`` (``queue.SimpleQueue``), lock only
 inside their own methods (leaves); ``sched.world.wait`` and the event of
-``call_on_main`` are waited on holding no lock.
+``call_on_main`` are waited on holding no lock. Three plain locks of the
+modules above are leaves taken holding no other lock, for a field swap:
+``_bridge``'s ``_FutureWait.lock`` and ``_loops_lock``, and ``_group``'s
+``_unretrieved_lock`` (``sched.lock`` is taken only after each is released).
+``Group._lock`` is a ranked SYNC lock (rank 5).
 
 Readying a G takes no lock unless it must wake an M (``wakep``: rank 10),
 and channel, sync and poll-descriptor code readies Gs only after releasing
