@@ -131,10 +131,15 @@ def test_asyncio_client() -> None:
 def test_readme_streams_and_processes_example(tmp_path: Path) -> None:
     readme = (ROOT / "README.md").read_text()
     start = readme.index("## Streams and processes")
-    block = re.search(r"```python\n(.*?)```", readme[start:], re.S)
-    assert block is not None
-    script = tmp_path / "streams.py"
-    script.write_text("import goroutines as gr\n" + block[1] + "\ngr.run(main)\n")
-    r = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60)
-    assert r.returncode == 0, r.stderr
-    assert r.stdout == "b'Linux\\n'\n[b'apple', b'pear']\n"
+    section = readme[start : readme.index("\n## ", start + 1)]
+    blocks = re.findall(r"```python\n(.*?)```", section, re.S)
+    outputs = ["b'Linux\\n'\n[b'apple', b'pear']\n", "TLSv1.3 b'HELLO OVER TLS'\n"]
+    assert len(blocks) == len(outputs)
+    for i, (block, expected) in enumerate(zip(blocks, outputs, strict=True)):
+        script = tmp_path / f"streams{i}.py"
+        script.write_text("import goroutines as gr\n" + block + "\ngr.run(main)\n")
+        r = subprocess.run(
+            [sys.executable, str(script)], capture_output=True, text=True, timeout=60
+        )
+        assert r.returncode == 0, r.stderr
+        assert r.stdout == expected

@@ -154,3 +154,35 @@ async def test_without_pidfd_wait_falls_back_to_a_blocking_call(
     with pytest.raises(ExitError):
         await command("false").run()
     assert _scheduler.require().mcounters()["nsyscall"] >= before + 2  # the waits were syscalls
+
+
+@pytest.mark.goroutines(procs=1)
+async def test_close_while_reading_keeps_the_fd_until_the_reader_leaves() -> None:
+    """``close`` from another goroutine while one waits in ``read``: the fd
+    number stays open (and so cannot be reused under the reader) until the
+    woken reader has left ``read``; then it is closed. At procs=1 the reader
+    cannot run between the close and the fstat."""
+    cmd = command("sleep", "10")
+    r = cmd.stdout_pipe()
+    cmd.start()
+    errs = gr.Chan[BaseException](1)
+
+    async def reader() -> None:
+        try:
+            await r.read(100)
+        except BaseException as e:
+            await errs.send(e)
+
+    gr.go(reader)
+    await gr.sleep(0.02)  # the reader parks in read (procs=1: it ran first)
+    fd = r._fd
+    r.close()
+    os.fstat(fd)  # still ours: the reader holds it
+    assert isinstance(await errs.recv(), gr.net.ErrClosed)
+    with pytest.raises(OSError):
+        os.fstat(fd)  # closed by the reader's way out
+    with pytest.raises(gr.net.ErrClosed, match="read from a closed pipe"):
+        await r.read(1)
+    cmd.proc.kill()  # type: ignore[union-attr]
+    with pytest.raises(ExitError):
+        await cmd.wait()

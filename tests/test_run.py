@@ -324,6 +324,39 @@ def test_leftover_finally_still_runs_as_its_goroutine(procs: int) -> None:
     assert seen == [True]
 
 
+def test_leftover_parked_inside_an_async_generator(procs: int, blocked: Blocked) -> None:
+    """A goroutine parked in an ``async for`` over an async generator is
+    taken off its wait queue before it is closed, like any other, and dumps
+    show the generator's frames: the await chain goes through the
+    generator's ``asend`` step. (Before, the chain stopped there; the
+    goroutine's finally, closing the channel it waited on, readied itself
+    and the run ended with an AssertionError in ``ready``.)"""
+    closed: list[bool] = []
+    dumps: list[str] = []
+
+    async def items(ch: gr.Chan[int]) -> Any:
+        while True:
+            yield await ch.recv()
+
+    async def consumer(ch: gr.Chan[int]) -> None:
+        try:
+            async for _ in items(ch):
+                pass
+        finally:
+            ch.close()  # wakes the goroutines parked on ch: not this one
+            closed.append(True)
+
+    async def main() -> None:
+        ch = gr.Chan[int]()
+        gr.go(consumer, ch)
+        await blocked(1)
+        dumps.append(gr.stack_dump())
+
+    grun(main, procs=procs)
+    assert closed == [True]
+    assert "test_leftover_parked_inside_an_async_generator.<locals>.items" in dumps[0]
+
+
 # ------------------------------------------------------------------ introspection
 
 

@@ -28,6 +28,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, final
 
@@ -63,41 +64,72 @@ class ExitError(Exception):
 class Pipe:
     """One end of a pipe to or from a process, on the poller: ``read(n)``
     (``b""`` at the end) or ``write(data)`` (all of it), and ``close()``.
-    For one goroutine at a time."""
+    For one goroutine at a time; ``close`` may come from any goroutine and
+    wakes the one waiting with ``ErrClosed``."""
 
-    __slots__ = ("_fd", "_pd", "closed")
+    # The fd is closed by whoever drops the last reference, as net's _FD
+    # does: a read on another M may be between "read the fd number" and
+    # "os.read" when close runs, and a number closed under it could be
+    # reused by a file opened meanwhile, whose data the stray read would
+    # take. ``_lock`` (plain, a leaf: nothing is taken while it is held)
+    # guards ``_refs`` and ``closed``.
+
+    __slots__ = ("_fd", "_lock", "_pd", "_refs", "closed")
 
     def __init__(self, fd: int) -> None:
         os.set_blocking(fd, False)
         self._fd = fd
         self._pd = poll_open(fd)
+        self._lock = threading.Lock()
+        self._refs = 0
         self.closed = False
 
-    async def read(self, n: int) -> bytes:
-        while True:
+    def _incref(self, what: str) -> None:
+        with self._lock:
             if self.closed:
-                raise ErrClosed("read from a closed pipe")
-            try:
-                return os.read(self._fd, n)
-            except BlockingIOError:
-                await self._pd.wait(False)
+                raise ErrClosed(f"{what} a closed pipe")
+            self._refs += 1
+
+    def _decref(self) -> None:
+        with self._lock:
+            self._refs -= 1
+            last = self.closed and self._refs == 0
+        if last:
+            os.close(self._fd)
+
+    async def read(self, n: int) -> bytes:
+        self._incref("read from")
+        try:
+            while True:
+                try:
+                    return os.read(self._fd, n)
+                except BlockingIOError:
+                    await self._pd.wait(False)
+        finally:
+            self._decref()
 
     async def write(self, data: bytes | bytearray | memoryview) -> None:
         view = memoryview(data)
-        while view:
-            if self.closed:
-                raise ErrClosed("write to a closed pipe")
-            try:
-                n = os.write(self._fd, view)
-            except BlockingIOError:
-                await self._pd.wait(True)
-                continue
-            view = view[n:]
+        self._incref("write to")
+        try:
+            while view:
+                try:
+                    n = os.write(self._fd, view)
+                except BlockingIOError:
+                    await self._pd.wait(True)
+                    continue
+                view = view[n:]
+        finally:
+            self._decref()
 
     def close(self) -> None:
-        if not self.closed:
+        with self._lock:
+            if self.closed:
+                return
             self.closed = True
-            self._pd.evict()  # wakes a waiter with ErrClosed
+            last = self._refs == 0
+        self._pd.evict()  # wakes a waiter with ErrClosed
+        if last:
             os.close(self._fd)
 
 

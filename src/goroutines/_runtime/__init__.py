@@ -81,11 +81,14 @@ with ``acquire(False)`` (``stopm``), and their owner waits for its own note
 holding nothing. ``Sched.world``, ``Sched.done`` and ``call_on_main``'s
 ``threading.Event``, and ``Sched.mainq`` (``queue.SimpleQueue``), lock only
 inside their own methods (leaves); ``sched.world.wait`` and the event of
-``call_on_main`` are waited on holding no lock. Three plain locks of the
-modules above are leaves taken holding no other lock, for a field swap:
-``_bridge``'s ``_FutureWait.lock`` and ``_loops_lock``, and ``_group``'s
-``_unretrieved_lock`` (``sched.lock`` is taken only after each is released).
-``Group._lock`` is a ranked SYNC lock (rank 5).
+``call_on_main`` are waited on holding no lock. Five plain locks of the
+modules above are leaves taken holding no other lock: ``_bridge``'s
+``_FutureWait.lock`` and ``_loops_lock``, and ``_group``'s
+``_unretrieved_lock``, for a field swap (``sched.lock`` is taken only after
+each is released); ``exec.Pipe._lock``, for its reference count (the fd is
+closed and the poller told after it is released); and ``net.tls.Conn._lock``,
+around calls on its ``ssl.SSLObject`` and memory buffers (never across a
+park). ``Group._lock`` is a ranked SYNC lock (rank 5).
 
 Readying a G takes no lock unless it must wake an M (``wakep``: rank 10),
 and channel, sync and poll-descriptor code readies Gs only after releasing

@@ -66,6 +66,7 @@ from __future__ import annotations
 
 import enum
 import functools
+import gc
 import inspect
 import time
 import types
@@ -92,6 +93,7 @@ __all__ = [
     "WaitReason",
     "add_note",
     "await_chain",
+    "awaited",
     "frame_of",
     "gopark",
     "is_async_callable",
@@ -410,22 +412,64 @@ def register_park_site(tp: type, sitef: Callable[[Any], tuple[str, str, int]]) -
     _park_sites[tp] = sitef
 
 
+def _async_gen_step_types() -> tuple[type, ...]:
+    async def agen() -> Any:
+        yield None
+
+    ag = agen()
+    asend, athrow = ag.asend(None), ag.athrow(GeneratorExit)
+    kinds = (type(asend), type(athrow))
+    asend.close()
+    athrow.close()
+    return kinds
+
+
+#: ``async for`` over an async generator awaits its ``asend`` object (and
+#: ``aclose`` its ``athrow``), which has no public link to the generator.
+_AG_STEPS = _async_gen_step_types()
+_AsyncGen = types.AsyncGeneratorType
+
+
+def awaited(obj: Any) -> Any:
+    """What ``obj``, a link of an await chain, awaits: a coroutine's
+    ``cr_await``, a generator's ``gi_yieldfrom``, an async generator's
+    ``ag_await``, or the async generator an ``asend``/``athrow`` steps."""
+    nxt = getattr(obj, "cr_await", None) or getattr(obj, "gi_yieldfrom", None)
+    if nxt is None:
+        if obj.__class__ is _AsyncGen:
+            return obj.ag_await
+        if obj.__class__ in _AG_STEPS:
+            # The only way from the step to its generator: the step's
+            # tp_traverse visits it (CPython 3.11-3.13). Without this a G
+            # parked inside an async generator would show no stack below
+            # the ``async for`` and could not be taken off its wait queue
+            # when its run closes it.
+            for ref in gc.get_referents(obj):
+                if ref.__class__ is _AsyncGen:
+                    return ref
+    return nxt
+
+
 def await_chain(coro: Any) -> list[Any]:
     """The objects of a coroutine's await chain, outermost first: each
-    coroutine or generator, then what it awaits, down to the innermost
-    awaitable (a suspended generator, or a C awaitable). Only for a G that
-    no M is running."""
+    coroutine, generator or async generator, then what it awaits, down to
+    the innermost awaitable (a suspended generator, or a C awaitable). Only
+    for a G that no M is running."""
     chain = []
     while coro is not None:
         chain.append(coro)
-        coro = getattr(coro, "cr_await", None) or getattr(coro, "gi_yieldfrom", None)
+        coro = awaited(coro)
     return chain
 
 
 def frame_of(obj: Any) -> FrameType | None:
-    """The frame of a coroutine or generator of an await chain (None for a
-    C awaitable, or once finished)."""
-    return getattr(obj, "cr_frame", None) or getattr(obj, "gi_frame", None)
+    """The frame of a coroutine, generator or async generator of an await
+    chain (None for a C awaitable, or once finished)."""
+    return (
+        getattr(obj, "cr_frame", None)
+        or getattr(obj, "gi_frame", None)
+        or getattr(obj, "ag_frame", None)
+    )
 
 
 def park_site(obj: Any) -> tuple[str, str, int] | None:

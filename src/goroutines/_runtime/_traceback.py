@@ -25,7 +25,7 @@ from collections.abc import Iterator
 from types import FrameType
 from typing import Any
 
-from ._goroutine import WRAPPER_CODE, G, GStatus, frame_of, park_site
+from ._goroutine import WRAPPER_CODE, G, GStatus, awaited, frame_of, park_site
 from ._machine import current_m
 
 __all__ = ["format_g", "stack_dump"]
@@ -55,7 +55,7 @@ def _await_frames(coro: Any) -> Iterator[Where]:
             site = park_site(coro)
             if site is not None:
                 yield site
-        coro = getattr(coro, "cr_await", None) or getattr(coro, "gi_yieldfrom", None)
+        coro = awaited(coro)
 
 
 def _where(f: FrameType) -> Where:

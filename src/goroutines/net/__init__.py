@@ -16,6 +16,8 @@ runtime's poller, epoll, wakes it). ::
 - ``listen_packet(network, address)``: "udp" (and "udp4"/"udp6",
   "unixgram"), a ``PacketConn`` with ``read_from`` and ``write_to``.
 - ``wrap(sock)``: a ``socket.socket`` you made, as a Conn or Listener.
+- ``gr.net.tls``: TLS over a Conn (``tls.dial``, ``tls.listen``,
+  ``tls.client``, ``tls.server``).
 
 Errors: ``TimeoutError`` past a deadline; ``ErrClosed`` for an operation
 on a closed socket (a waiting one is woken with it by ``close``); the
@@ -96,13 +98,13 @@ from collections.abc import Callable, Generator
 from types import TracebackType
 from typing import Any, Final, Self, TypeAlias, TypeVar, final
 
-from ._runtime import _clock, poll_open
-from ._runtime._goroutine import G, WaitReason, gopark
-from ._runtime._lockrank import LockRank, new_lock
-from ._runtime._netpoll import ErrClosed, PollDesc
-from ._runtime._scheduler import current_g
-from ._syscall import syscall
-from ._time import as_float
+from .._runtime import _clock, poll_open
+from .._runtime._goroutine import G, WaitReason, gopark
+from .._runtime._lockrank import LockRank, new_lock
+from .._runtime._netpoll import ErrClosed, PollDesc
+from .._runtime._scheduler import current_g
+from .._syscall import syscall
+from .._time import as_float
 
 __all__ = [
     "Addr",
@@ -1120,3 +1122,8 @@ def wrap(sock: socket.socket) -> Conn | Listener | PacketConn:
             raise
         raise ValueError("wrap(): the stream socket is neither connected nor listening") from None
     return Conn(_FD(sock), network, laddr, raddr)
+
+
+# Last: ``tls`` is built on the names above (``import goroutines`` has
+# already paid for ``ssl``: asyncio, for the bridge, imports it).
+from . import tls as tls  # noqa: E402
