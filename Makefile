@@ -43,7 +43,7 @@ BUILD_FILES := pyproject.toml setup.py src/goroutines/_speedups.c
 VENV313 := .venv313
 LINT_DIRS := $(wildcard src tests examples benchmarks tools)
 
-.PHONY: demo test lint typecheck pytest pytest-pure test313 pytest313 test-side-by-side bench info clean stress soak
+.PHONY: sysdeps demo test lint typecheck pytest pytest-pure test313 pytest313 test-side-by-side bench info clean stress soak
 
 # ------------------------------------------------------------------ virtualenvs
 
@@ -78,13 +78,24 @@ $(VENV313)/.stamp-dev: $(BUILD_FILES) | $(VENV313)/bin/python
 demo: $(VENV)/.stamp-base
 	$(VENV)/bin/python -m goroutines demo
 
-test: lint typecheck pytest test-side-by-side
+test: sysdeps lint typecheck pytest test-side-by-side
 
 lint: $(VENV)/.stamp-dev
 	$(VENV)/bin/ruff check $(LINT_DIRS)
 
 typecheck: $(VENV)/.stamp-dev
 	$(VENV)/bin/mypy
+
+# Debian packages the tests use as real peers (openssl: s_server/s_client for
+# gr.net.tls), installed with apt-get when missing.
+TEST_SYSDEPS := openssl
+sysdeps:
+	@missing=""; for p in $(TEST_SYSDEPS); do command -v $$p >/dev/null || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing$$missing (apt-get)"; \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi; \
+	  $$SUDO apt-get update -qq && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq$$missing >/dev/null; \
+	fi
 
 # GOROUTINES_TEST_MODE makes the run fail at once if that mode is not the one in use
 # (a C accelerator that did not build must not pass as a run of it: tests/conftest.py).

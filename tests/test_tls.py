@@ -19,15 +19,22 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import trustme  # a dev extra
 
 import goroutines as gr
 from goroutines import bufio
 from goroutines.net import tls
 
-trustme = pytest.importorskip("trustme")
-
 OPENSSL = shutil.which("openssl")
-needs_openssl = pytest.mark.skipif(OPENSSL is None, reason="openssl is not installed")
+
+
+@pytest.fixture
+def openssl() -> str:
+    """The openssl program: a real peer, so its absence fails (``make test``
+    installs it: ``make sysdeps``)."""
+    if OPENSSL is None:
+        pytest.fail("openssl is not installed: apt-get install openssl (or make sysdeps)")
+    return OPENSSL
 
 
 @pytest.fixture(scope="module")
@@ -224,17 +231,15 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-@needs_openssl
 @pytest.mark.goroutines(timeout=30)
 async def test_client_against_openssl_s_server(
-    pem_files: dict[str, str], client_ctx: ssl.SSLContext
+    openssl: str, pem_files: dict[str, str], client_ctx: ssl.SSLContext
 ) -> None:
     """``openssl s_server -rev`` sends back each line reversed; ALPN on both sides."""
     port = _free_port()
-    assert OPENSSL is not None
     proc = await gr.syscall(
         subprocess.Popen,
-        [OPENSSL, "s_server", "-accept", f"127.0.0.1:{port}", "-cert", pem_files["cert"],
+        [openssl, "s_server", "-accept", f"127.0.0.1:{port}", "-cert", pem_files["cert"],
          "-key", pem_files["key"], "-rev", "-alpn", "h2,http/1.1", "-naccept", "1", "-quiet"],
         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
     )  # fmt: skip
@@ -259,10 +264,9 @@ async def test_client_against_openssl_s_server(
     assert proc.returncode == 0, out
 
 
-@needs_openssl
 @pytest.mark.goroutines(timeout=30)
 async def test_server_against_openssl_s_client(
-    pem_files: dict[str, str], server_ctx: ssl.SSLContext
+    openssl: str, pem_files: dict[str, str], server_ctx: ssl.SSLContext
 ) -> None:
     """``openssl s_client`` checks our certificate chain and host name,
     sends a line and reads our answer until our close_notify; our server
@@ -272,10 +276,9 @@ async def test_server_against_openssl_s_client(
     ctx.load_cert_chain(pem_files["cert"], pem_files["key"])
     ctx.sni_callback = lambda _s, name, _c: seen.append(name)  # type: ignore[assignment, misc]
     ln = await tls.listen("tcp", "127.0.0.1:0", ctx)
-    assert OPENSSL is not None
     proc = await gr.syscall(
         subprocess.Popen,
-        [OPENSSL, "s_client", "-connect", f"127.0.0.1:{ln.addr[1]}", "-CAfile", pem_files["ca"],
+        [openssl, "s_client", "-connect", f"127.0.0.1:{ln.addr[1]}", "-CAfile", pem_files["ca"],
          "-servername", "localhost", "-verify_hostname", "localhost", "-verify_return_error",
          "-quiet"],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
