@@ -13,14 +13,17 @@ import time
 import types
 import warnings
 from collections.abc import Awaitable, Callable, Coroutine, Generator
+from contextvars import copy_context
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, overload
 
 from . import _signal
 from ._accel import speedups
 from ._errors import Deadlock
 from ._runtime import _scheduler
+from ._runtime._asyncgen import aclose as aclose_agen
+from ._runtime._asyncgen import take as take_agens
 from ._runtime._clock import VirtualClock
-from ._runtime._goroutine import GOSCHED, G, GStatus, add_note
+from ._runtime._goroutine import GOSCHED, G, GStatus, add_note, new_g
 from ._runtime._machine import M, _tls, current_m
 from ._runtime._scheduler import DEADCHECK, Sched, current_g
 from ._runtime._traceback import stack_dump as _stack_dump
@@ -277,6 +280,15 @@ def _close_all(sched: Sched, closer: M, errors: list[BaseException]) -> None:
     seen: set[int] = set()
     deadline = time.monotonic() + CLOSE_WAIT
     while True:
+        # Async generators dropped so far, or by the finally blocks just run:
+        # each one's aclose() runs now, as a goroutine of its own, on the
+        # terms of the rest (its finally cannot wait).
+        for agen in take_agens(sched):
+            gp = new_g(sched.goidbatch(None), aclose_agen(agen), copy_context(), None)
+            err = closer.close_g(gp, start=True)
+            if err is not None:
+                add_note(err, f"while closing {agen!r}")
+                errors.append(err)
         busy: list[G] = []
         for g in sorted(sched.allgs.copy().values(), key=lambda g: g.id):
             if g.id in seen:
@@ -294,7 +306,7 @@ def _close_all(sched: Sched, closer: M, errors: list[BaseException]) -> None:
             sched.allgs.pop(g.id, None)
         if not busy:
             with sched.lock:  # the last look, under the lock ``M.abandon`` reads ``closed`` with
-                if all(g.id in seen for g in sched.allgs.copy().values()):
+                if not sched.agens and all(g.id in seen for g in sched.allgs.copy().values()):
                     sched.closed = True
                     return
             continue

@@ -41,6 +41,8 @@ from typing import TYPE_CHECKING, Any
 
 from .._accel import speedups
 from . import _clock
+from ._asyncgen import drain as drain_agens
+from ._asyncgen import install_hooks as install_asyncgen_hooks
 from ._goroutine import EMPTY_CTX, GOSCHED, SYSCALL, G, GStatus, Unlock, unpark
 from ._processor import P, PStatus
 from ._timers import INF, TIMER_LATE, Timers
@@ -167,6 +169,7 @@ class M:
 
     def mstart(self) -> None:
         _tls.m = self
+        install_asyncgen_hooks(self.sched)
         try:
             p, self.nextp = self.nextp, None
             if p is not None:
@@ -419,13 +422,15 @@ class M:
                 req()
                 return
 
-    def close_g(self, gp: G) -> BaseException | None:
+    def close_g(self, gp: G, start: bool = False) -> BaseException | None:
         """Close ``gp``, a goroutine left when its run ended, on this thread
         (the closer: an M without a P), so that its ``finally`` blocks run as
         that goroutine. ``gp`` must be owned by nobody else (see ``abandon``).
         Returns what it raised, if anything but GeneratorExit; raises
         KeyboardInterrupt (a Ctrl-C while closing) after closing ``gp``'s
-        books.
+        books. ``start``: run ``gp`` from its start instead (a goroutine
+        whose whole job is cleanup: an async generator's ``aclose``), on
+        the same terms.
 
         Not ``coroutine.close()``: a ``finally`` that waits (a channel send,
         ``async with mu``) yields an unlock function with a lock held, and
@@ -441,8 +446,8 @@ class M:
         gp.status = _RUNNING
         coro = gp.coro
         ctx = gp.ctx
-        send: Any = coro.throw
-        arg: Any = GeneratorExit()
+        send: Any = coro.send if start else coro.throw
+        arg: Any = None if start else GeneratorExit()
         try:
             for _ in range(CLOSE_TRIES):
                 try:
@@ -758,6 +763,9 @@ class M:
         sched = self.sched
         p = self.p
         assert p is not None
+        if sched.agens:  # here, not on a hot path: we hold no lock, and own our P
+            drain_agens(sched)
+            return True
         with sched.lock:
             if sched.stopping:
                 return False

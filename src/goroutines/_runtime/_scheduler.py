@@ -241,6 +241,10 @@ class Sched:
         #: closed (a Group reports errors nobody retrieved). Appended to
         #: from goroutines (a list append is atomic); read by ``run()`` only.
         self.at_exit: list[Callable[[], None]] = []
+        #: Async generators the garbage collector dropped, to ``aclose()`` in
+        #: goroutines (``_asyncgen``): appended from any thread, taken by an
+        #: M in ``find_runnable`` (deque append/popleft are atomic).
+        self.agens: deque[Any] = deque()
         self.panic: BaseException | None = None
         self.deadlock = False
 

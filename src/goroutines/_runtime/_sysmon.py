@@ -53,6 +53,7 @@ import warnings
 from typing import TYPE_CHECKING
 
 from . import _clock
+from ._asyncgen import drain as drain_agens
 from ._debug import _debug_flag, _debug_setting
 from ._processor import PStatus
 from ._timers import TIMER_LATE
@@ -164,6 +165,9 @@ class Sysmon:
             self.nrounds += 1
             sched.now = now = time.monotonic()
             busy = self.retake(now)
+            if sched.agens:  # dropped while every M stays busy: see _asyncgen
+                drain_agens(sched)
+                busy += 1
             np = sched.netpoll
             if np.nwaiters and now - np.lastpoll > NETPOLL_STALE and sched.poll_m is None:
                 ready = np.poll(0)
