@@ -410,12 +410,21 @@ def goroutine_id() -> int:
     return current_g().id
 
 
-def stack_dump() -> str:
+def stack_dump(*, group: bool = False) -> str:
     """Every goroutine: id, state or wait reason, how long it has waited,
-    its stack and where it was created (Go's SIGQUIT dump)."""
+    its stack and where it was created (Go's SIGQUIT dump).
+
+    With ``group=True``, goroutines with the same wait reason (or state),
+    stack and creation site are shown once, under a header such as
+    ``1000 goroutines: [chan receive]``, the largest groups first (pprof's
+    goroutine profile, ``debug=1``): to find where a thousand goroutines are
+    stuck. How long each has waited is left out (it would split groups).
+    """
+    if not isinstance(group, bool):
+        raise TypeError(f"stack_dump(): group must be a bool, got {type(group).__name__}")
     sched = _scheduler.require()
     sched.stop_the_world()
     try:
-        return _stack_dump(list(sched.allgs.copy().values()))
+        return _stack_dump(list(sched.allgs.copy().values()), group=group)
     finally:
         sched.start_the_world()

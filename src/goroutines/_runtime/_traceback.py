@@ -1,4 +1,5 @@
-"""Goroutine dumps: Go's SIGQUIT traceback, for ``stack_dump()`` and ``Deadlock``.
+"""Goroutine dumps: Go's SIGQUIT traceback, for ``stack_dump()`` and ``Deadlock``;
+grouped by stack (pprof's goroutine profile) for ``stack_dump(group=True)``.
 
 A parked G's stack is its coroutine's await chain: each coroutine's
 ``cr_frame`` then ``cr_await`` (or a ``types.coroutine`` generator's
@@ -77,16 +78,29 @@ def _running_frames() -> list[Where]:
     return frames
 
 
-def format_g(g: G, now: float, me: G | None) -> str:
+def _reason(g: G) -> str:
+    """``g``'s state as a dump's header shows it, without how long it has waited."""
     status = g.status
     if status == GStatus.WAITING:
-        state = g.wait_reason.value or "waiting"
-        waited = now - g.wait_since
-        if waited >= 1.0:
-            state += f", {waited:.0f} seconds" if waited < 120 else f", {waited / 60:.0f} minutes"
-    else:
-        state = status.name.lower()
-    lines = [f"goroutine {g.id} [{state}]:"]
+        return g.wait_reason.value or "waiting"
+    return status.name.lower()
+
+
+def _waited(g: G, now: float) -> str:
+    """How long a waiting ``g`` has waited, for its header ("" under a second)."""
+    if g.status != GStatus.WAITING:
+        return ""
+    waited = now - g.wait_since
+    if waited < 1.0:
+        return ""
+    return f", {waited:.0f} seconds" if waited < 120 else f", {waited / 60:.0f} minutes"
+
+
+def _body(g: G, me: G | None) -> list[str]:
+    """The lines of ``g``'s entry under its header: its stack (innermost
+    last), then where it was created."""
+    status = g.status
+    lines: list[str] = []
     if g is me:
         frames = _running_frames()
     elif status == GStatus.RUNNING or status == GStatus.SYSCALL:
@@ -99,11 +113,38 @@ def format_g(g: G, now: float, me: G | None) -> str:
     if g.created_by is not None:
         file, line, fn = g.created_by
         lines.append(f"created by {fn}\n      {file}:{line}")
-    return "\n".join(lines)
+    return lines
 
 
-def stack_dump(gs: list[G]) -> str:
+def format_g(g: G, now: float, me: G | None) -> str:
+    head = f"goroutine {g.id} [{_reason(g)}{_waited(g, now)}]:"
+    return "\n".join([head, *_body(g, me)])
+
+
+def stack_dump(gs: list[G], *, group: bool = False) -> str:
+    """The dump of ``gs``: one entry per goroutine, by id (Go's SIGQUIT dump);
+    with ``group``, one entry per distinct (state, stack, creator), most
+    goroutines first (pprof's goroutine profile, ``debug=1``)."""
     m = current_m()
     me = m.curg if m is not None else None
+    ordered = sorted(gs, key=lambda g: g.id)
+    if group:
+        return _grouped(ordered, me)
     now = time.monotonic()
-    return "\n\n".join(format_g(g, now, me) for g in sorted(gs, key=lambda g: g.id)) + "\n"
+    return "\n\n".join(format_g(g, now, me) for g in ordered) + "\n"
+
+
+def _grouped(gs: list[G], me: G | None) -> str:
+    """``stack_dump(group=True)``: goroutines with the same wait reason (or
+    state), stack and creation site are one group, headed by their count;
+    groups by count, descending, ties in order of their lowest goroutine id.
+    How long each has waited is left out: it would split a group."""
+    counts: dict[tuple[str, tuple[str, ...]], int] = {}  # in order of first appearance
+    for g in gs:
+        key = (_reason(g), tuple(_body(g, me)))
+        counts[key] = counts.get(key, 0) + 1
+    blocks = [f"goroutine profile: total {len(gs)}"]
+    for (reason, body), n in sorted(counts.items(), key=lambda kv: -kv[1]):  # stable
+        head = f"{n} goroutine{'' if n == 1 else 's'}: [{reason}]"
+        blocks.append("\n".join([head, *body]))
+    return "\n\n".join(blocks) + "\n"
