@@ -133,7 +133,7 @@ test-side-by-side: $(VENV)/.stamp-dev
 	echo "== the suite on 3.11, pure Python (GOROUTINES_PURE=1): exit $$rc"; cat .test-logs/pure.log; \
 	exit $$(( ra || rb || rc ))
 
-# The whole suite takes about 6 minutes on 2 cores; pass options with e.g.
+# The whole suite takes about 7 minutes on 2 cores; pass options with e.g.
 # `make bench BENCH_ARGS="--workloads W1,W4 --repeat 5"` (see benchmarks/README.md).
 # W10 loads its HTTP servers with wrk (Debian package), installed with apt-get when
 # missing; if that fails the suite still runs, with W10 N/A.

@@ -19,9 +19,12 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import http.client
 import json
 import os
 import random
+import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -35,14 +38,19 @@ __all__ = [
     "ECHO_CONNS",
     "ECHO_MSG",
     "HERE",
+    "HTTP_BODY",
+    "HTTP_CONNS",
     "NA",
     "PIN",
     "W9_HASHERS",
     "check",
     "echo_client",
     "hash_buffer",
+    "http_load",
     "main",
+    "parse_wrk",
     "pin_process",
+    "require_http",
     "rss_bytes",
     "set_nodelay",
     "sieve_sum",
@@ -56,6 +64,9 @@ ECHO_CONNS = 64
 ECHO_MSG = 64
 #: W9: goroutines (threads, ...) hashing at once.
 W9_HASHERS = 8
+#: W10: wrk's connections (one wrk thread), and what every server answers.
+HTTP_CONNS = 50
+HTTP_BODY = b"Hello, world!\n"
 
 Metrics = dict[str, float]
 
@@ -207,11 +218,140 @@ def echo_client(port: int, seconds: float) -> Metrics:
     }
 
 
-def _cpu() -> float:
+def _cpu(children: bool = False) -> float:
+    """User + system CPU seconds of this process (every thread), or of its
+    children that have been waited for."""
     import resource
 
-    ru = resource.getrusage(resource.RUSAGE_SELF)
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN if children else resource.RUSAGE_SELF)
     return ru.ru_utime + ru.ru_stime
+
+
+# W10 ---------------------------------------------------------------------------
+
+
+def require_http() -> None:
+    """W10 needs h11 (the servers) and wrk (the load): N/A without either."""
+    if shutil.which("wrk") is None:
+        raise NA("wrk not installed")
+    try:
+        import h11  # noqa: F401
+    except ImportError:
+        raise NA("h11 not installed (pip install -e '.[bench]')") from None
+
+
+def _http_check(port: int) -> None:
+    """Two requests on one keep-alive connection: each must be 200 with the body."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        socks = []
+        for path in ("/", "/again"):
+            conn.request("GET", path)
+            r = conn.getresponse()
+            body = r.read()
+            check(r.status == 200 and body == HTTP_BODY, f"GET {path}: {r.status} {body!r}")
+            socks.append(conn.sock)
+        check(socks[0] is socks[1] and socks[1] is not None, "the connection was not kept alive")
+    finally:
+        conn.close()
+
+
+_UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 60e3, "h": 3600e3}
+
+
+def parse_wrk(out: str) -> Metrics:
+    """What wrk printed: requests, seconds, requests/s, p50 and p99 latency (ms).
+
+    A wrong answer fails: any "Non-2xx or 3xx responses" or socket error
+    (connect, read, write, timeout), or no request at all.
+    """
+    bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    check(bad is None, f"wrk: {bad and bad[1]} responses were not 2xx or 3xx")
+    errs = re.search(r"Socket errors: (.*)", out)
+    check(errs is None, f"wrk: socket errors: {errs and errs[1]}")
+    done = re.search(r"^\s*(\d+) requests in ([\d.]+)(us|ms|s|m|h)\b", out, re.M)
+    rate = re.search(r"^Requests/sec:\s+([\d.]+)", out, re.M)
+    check(done is not None and rate is not None, f"wrk's output not understood: {out!r}")
+    assert done is not None and rate is not None
+    m: Metrics = {
+        "requests": float(done[1]),
+        "seconds": float(done[2]) * _UNITS[done[3]] / 1e3,
+        "req_per_s": float(rate[1]),
+    }
+    check(m["requests"] > 0, "wrk: no request was answered")
+    for p in ("50", "99"):
+        lat = re.search(rf"^\s+{p}%\s+([\d.]+)(us|ms|s|m|h)\s*$", out, re.M)
+        if lat is not None:
+            m[f"p{p}_ms"] = float(lat[1]) * _UNITS[lat[2]]
+    return m
+
+
+#: Runs a command pinned to a CPU, as ``taskset -c CPU command...`` would:
+#: argv[1] is the CPU, the rest the command (wrk and each thread it starts
+#: inherit the affinity).
+_PINNED_EXEC = (
+    "import os, sys; os.sched_setaffinity(0, {int(sys.argv[1])}); "
+    "os.execvp(sys.argv[2], sys.argv[2:])"
+)
+
+
+def _affinity(pid: int) -> set[int] | None:
+    """The CPUs every thread of process ``pid`` may run on (their union), None if gone."""
+    cpus: set[int] = set()
+    try:
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            cpus |= os.sched_getaffinity(int(tid))
+    except OSError:
+        return None
+    return cpus
+
+
+def http_load(port: int, seconds: float) -> Metrics:
+    """W10: check the server's answer, then load it with wrk for ``seconds``.
+
+    Blocking: a runner calls it through its runtime's way of offloading a
+    blocking call, so its server keeps serving meanwhile. With ``PIN`` set,
+    wrk runs pinned to its CPU (checked while it runs), this process
+    staying on the other. The server's CPU is this process's (every thread,
+    ``getrusage``) from just before wrk starts to its end; wrk's is its
+    own (``RUSAGE_CHILDREN``).
+    """
+    _http_check(port)
+    cmd = ["wrk", "-t1", f"-c{HTTP_CONNS}", f"-d{seconds:g}s", "--latency"]
+    cmd.append(f"http://127.0.0.1:{port}/")
+    if PIN is not None:
+        here = os.sched_getaffinity(0)  # the thread that serves this call
+        check(here == {PIN[0]}, f"server pinned to CPU {PIN[0]}, runs on {sorted(here)}")
+        cmd = [sys.executable, "-c", _PINNED_EXEC, str(PIN[1]), *cmd]
+    child0, cpu0, t0 = _cpu(children=True), _cpu(), time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    watchdog = threading.Timer(seconds + 60, proc.kill)
+    watchdog.start()
+    try:
+        cpus = None
+        if PIN is not None:
+            time.sleep(min(0.5, seconds / 2))  # wrk is under way: its threads are there
+            cpus = _affinity(proc.pid)
+        out, err = proc.communicate()
+    finally:
+        watchdog.cancel()
+    cpu1, t1, child1 = _cpu(), time.perf_counter(), _cpu(children=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"wrk failed: {err.strip()[-2000:] or proc.returncode}")
+    if PIN is not None:
+        check(cpus == {PIN[1]}, f"wrk pinned to CPU {PIN[1]}, ran on {cpus}")
+    m = parse_wrk(out)
+    server_s = cpu1 - cpu0
+    return {
+        "req_per_s": m["req_per_s"],
+        "server_us_per_req": server_s / m["requests"] * 1e6,
+        # CPU in cores over wrk's run, server and wrk: either near 1 says
+        # which one the rate is bounded by.
+        "server_cpu": server_s / (t1 - t0),
+        "client_cpu": (child1 - child0) / (t1 - t0),
+        **{k: m[k] for k in ("p50_ms", "p99_ms") if k in m},
+        "pinned": float(PIN is not None),
+    }
 
 
 def set_nodelay(sock: socket.socket) -> None:
@@ -222,7 +362,7 @@ def set_nodelay(sock: socket.socket) -> None:
 def main(runtime: str, workloads: dict[str, Callable[[argparse.Namespace], Metrics]]) -> int:
     """A runner's entry point: parse the cell, run it, print its one JSON line."""
     ap = argparse.ArgumentParser(description=f"one benchmark cell for {runtime}")
-    ap.add_argument("--workload", required=True, help="W1 ... W9")
+    ap.add_argument("--workload", required=True, help="W1 ... W10")
     ap.add_argument("--size", type=int, required=True, help="the workload's size (see README)")
     ap.add_argument("--procs", type=int, default=0, help="gomaxprocs / pool workers; 0 = default")
     ap.add_argument("--seed", type=int, default=1)

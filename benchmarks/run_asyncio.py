@@ -6,6 +6,8 @@ receiver, which on a ping-pong or a sieve changes nothing), ``maxsize=0``
 (unbounded) for W2's channel buffered for every sender, ``maxsize=100``
 for W4's. Closing a channel is an ``asyncio.Event`` (W5) or one ``None``
 per worker (W4). Offloading is ``asyncio.to_thread`` (the default executor).
+W8 is a streams echo server; W10 is examples/http_server.py's h11 server on
+streams (``http_asyncio.py``).
 """
 
 from __future__ import annotations
@@ -279,12 +281,40 @@ def w8(args: argparse.Namespace) -> Metrics:
     return _run(_w8(args.size))
 
 
+# W10 --------------------------------------------------------------------------
+
+
+async def _w10(seconds: int) -> Metrics:
+    import http_asyncio  # the example's server on asyncio streams, in benchmarks/
+
+    server = await http_asyncio.start()
+    port = server.sockets[0].getsockname()[1]
+    result = await asyncio.to_thread(c.http_load, port, float(seconds))
+    server.close()
+    return result
+
+
+def w10(args: argparse.Namespace) -> Metrics:
+    c.require_http()
+    return _run(_w10(args.size))
+
+
 if __name__ == "__main__":
     if "--runtime" in sys.argv:
         RUNTIME = sys.argv[sys.argv.index("--runtime") + 1]
     sys.exit(
         c.main(
             RUNTIME,
-            {"W1": w1, "W2": w2, "W3": w3, "W4": w4, "W5": w5, "W6": w6, "W7": w7, "W8": w8},
+            {
+                "W1": w1,
+                "W2": w2,
+                "W3": w3,
+                "W4": w4,
+                "W5": w5,
+                "W6": w6,
+                "W7": w7,
+                "W8": w8,
+                "W10": w10,
+            },
         )
     )

@@ -1,4 +1,7 @@
-"""Benchmark runner for goroutines: one cell per process (see _common.py and README.md)."""
+"""Benchmark runner for goroutines: one cell per process (see _common.py and README.md).
+
+W10 serves with examples/http_server.py itself (imported), so the example is what is measured.
+"""
 
 from __future__ import annotations
 
@@ -316,6 +319,34 @@ def w9(args: argparse.Namespace) -> Metrics:
     return _run(args, _w9, *c.hash_buffer(args.size))
 
 
+# W10 --------------------------------------------------------------------------
+
+
+def _http_server() -> Any:
+    """examples/http_server.py, imported: W10 measures the example itself."""
+    import importlib.util
+
+    path = c.HERE.parent / "examples" / "http_server.py"
+    spec = importlib.util.spec_from_file_location("http_server", path)
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+async def _w10(server: Any, seconds: int) -> Metrics:
+    ln = await gr.net.listen("tcp", "127.0.0.1:0")
+    gr.go(server.serve, ln)
+    result: Metrics = await gr.syscall(c.http_load, ln.addr[1], float(seconds))
+    ln.close()
+    return result
+
+
+def w10(args: argparse.Namespace) -> Metrics:
+    c.require_http()
+    return _run(args, _w10, _http_server(), args.size)
+
+
 if __name__ == "__main__":
     sys.exit(
         c.main(
@@ -330,6 +361,7 @@ if __name__ == "__main__":
                 "W7": w7,
                 "W8": w8,
                 "W9": w9,
+                "W10": w10,
             },
         )
     )

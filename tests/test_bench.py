@@ -10,15 +10,21 @@ procs cells, the rows built from them, and the targets' verdicts.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
+import shutil
+import subprocess
+import sys
 import textwrap
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import pytest
 
 from goroutines._bench import (
+    _DEFAULT_BENCH_DIR,
     NOT_MEASURED,
     SWEEPS,
     TARGETS,
@@ -30,6 +36,7 @@ from goroutines._bench import (
     build_rows,
     evaluate_targets,
     main,
+    pin_cpus,
     targets_caveat,
     w8_pin,
 )
@@ -37,6 +44,9 @@ from goroutines._bench import (
 #: The procs each workload's goroutines cells run at (None: the default), per the issue:
 #: W1 procs=4 vs 1, W4 procs=2 vs 1 (besides the default), W9 procs 1 and 2 only.
 GOROUTINES_PROCS = {"W1": [None, 1, 4], "W4": [None, 1, 2], "W9": [1, 2]}
+
+#: W10 needs wrk (a Debian package; ``make bench`` installs it): N/A without it.
+HAVE_WRK = shutil.which("wrk") is not None
 
 
 def test_quick_suite_goroutines_and_asyncio(tmp_path: Path) -> None:
@@ -47,6 +57,9 @@ def test_quick_suite_goroutines_and_asyncio(tmp_path: Path) -> None:
     doc = json.loads((out / "bench.json").read_text())
     cells = {(c["workload"], c["runtime"], c["procs"]): c for c in doc["cells"]}
     for w in WORKLOADS:
+        if w == "W10" and not HAVE_WRK:
+            assert cells.get(("W10", "goroutines", None)) is None  # not run
+            continue
         for p in GOROUTINES_PROCS.get(w, [None]):
             c = cells[w, "goroutines", p]
             assert c["error"] is None, (w, c["error"])
@@ -98,6 +111,17 @@ def test_quick_suite_goroutines_and_asyncio(tmp_path: Path) -> None:
     else:
         assert w8["pinned"] == 0.0
         assert doc["meta"]["w8_pin"] is None
+    # W10: requests/s and server CPU per request, pinned as W8 is; N/A without wrk.
+    w10 = [r for r in doc["rows"] if r["workload"] == "W10"]
+    assert [r["figure"] for r in w10] == ["requests/s", "server CPU µs/request"]
+    if HAVE_WRK:
+        assert set(w10[0]["values"]) == {"goroutines", "asyncio"}
+        sample = cells["W10", "goroutines", None]["samples"][0]
+        assert sample["pinned"] == (1.0 if len(allowed) >= 2 else 0.0)
+        assert sample["server_cpu"] > 0 and sample["p99_ms"] >= sample["p50_ms"] > 0
+        assert "W10 goroutines: server used" in md
+    else:
+        assert w10[0]["status"]["goroutines"] == "N/A: wrk not installed"
 
 
 def test_ratio_direction() -> None:
@@ -175,9 +199,9 @@ def test_wrong_answer_is_an_error_not_a_time(tmp_path: Path) -> None:
 
 def test_bad_options(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     with pytest.raises(SystemExit) as e:
-        main(["--workloads", "W1,W10"])
+        main(["--workloads", "W1,W99"])
     assert e.value.code == 2
-    assert "unknown workload W10" in capsys.readouterr().err
+    assert "unknown workload W99" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["--runtimes", "tokio"])
     assert "unknown runtime tokio" in capsys.readouterr().err
@@ -327,3 +351,89 @@ def test_w8_pin() -> None:
     assert "W8 not pinned" in (targets_caveat(meta) or "")
     meta["w8_pin"] = {"server_cpu": 0, "client_cpu": 1}
     assert targets_caveat(meta) is None
+
+
+def test_pin_cpus_w10() -> None:
+    assert pin_cpus("W10", {0, 1}, no_pin=False) == (
+        (0, 1),
+        "W10 pinned: server on CPU 0, wrk on CPU 1",
+    )
+    pin, line = pin_cpus("W10", {3}, no_pin=False)
+    assert pin is None and line.startswith("W10 not pinned: only CPU [3] is available")
+
+
+def test_w10_without_wrk(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # No wrk on PATH: every W10 cell is N/A with the reason, none is run, and
+    # the run does not fail; the runner itself says the same when run alone.
+    monkeypatch.setenv("PATH", str(tmp_path))
+    out = tmp_path / "out"
+    rc = main(["--workloads", "W10", "--runtimes", "goroutines,asyncio", "--out", str(out)])
+    assert rc == 0
+    assert "W10 is N/A: wrk not installed" in capsys.readouterr().out
+    doc = json.loads((out / "bench.json").read_text())
+    assert doc["cells"] == []
+    for r in doc["rows"]:
+        assert r["values"] == {}
+        assert r["status"] == {rt: "N/A: wrk not installed" for rt in ("goroutines", "asyncio")}
+    runner = [sys.executable, str(_DEFAULT_BENCH_DIR / "run_goroutines.py")]
+    r = subprocess.run(
+        [*runner, "--workload", "W10", "--size", "1"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=_DEFAULT_BENCH_DIR,
+        env={**os.environ, "PYTHONPATH": str(_DEFAULT_BENCH_DIR.parent / "src")},
+    )
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["na"] == "wrk not installed"
+
+
+def _common() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("_common", _DEFAULT_BENCH_DIR / "_common.py")
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+WRK_OUT = """\
+Running 5s test @ http://127.0.0.1:40000/
+  1 threads and 50 connections
+  Thread Stats   Avg      Stdev     Max   +/- Stdev
+    Latency     3.71ms  830.17us  18.00ms   93.02%
+    Req/Sec    13.56k   512.22    14.13k    86.00%
+  Latency Distribution
+     50%    3.55ms
+     75%    3.80ms
+     90%    4.06ms
+     99%    1.02s
+  67474 requests in 5.00s, 4.96MB read
+Requests/sec:  13490.09
+Transfer/sec:      1.00MB
+"""
+
+
+def test_parse_wrk() -> None:
+    c = _common()
+    m = c.parse_wrk(WRK_OUT)
+    assert m == {
+        "requests": 67474.0,
+        "seconds": pytest.approx(5.0),
+        "req_per_s": 13490.09,
+        "p50_ms": pytest.approx(3.55),
+        "p99_ms": pytest.approx(1020.0),
+    }
+    # A wrong answer fails the cell: non-2xx responses, socket errors, nothing answered.
+    lines = WRK_OUT.splitlines(keepends=True)
+    for extra, why in (
+        ("  Non-2xx or 3xx responses: 67474\n", "not 2xx or 3xx"),
+        ("  Socket errors: connect 0, read 3, write 0, timeout 0\n", "socket errors"),
+    ):
+        with pytest.raises(AssertionError, match=why):
+            c.parse_wrk("".join([*lines[:11], extra, *lines[11:]]))
+    with pytest.raises(AssertionError, match="no request"):
+        c.parse_wrk(WRK_OUT.replace("67474 requests", "0 requests"))
+    with pytest.raises(AssertionError, match="not understood"):
+        c.parse_wrk("wrk: connection refused\n")

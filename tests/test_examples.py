@@ -57,7 +57,9 @@ def test_pipeline() -> None:
 )
 def test_examples_are_short(path: Path) -> None:
     # The example programs; test_heartbeat.py is a test file (README "Testing").
-    assert len(path.read_text().splitlines()) < 40
+    # http_server.py is a whole HTTP/1.1 server (benchmark W10's; tests/test_http_server.py).
+    limit = 80 if path.name == "http_server.py" else 40
+    assert len(path.read_text().splitlines()) < limit
 
 
 def test_readme_example_is_worker_pool() -> None:

@@ -26,13 +26,16 @@ for goroutines besides their default-procs cells, with the cost ratio of
 the two, which the issue bounds. These cells take their turn in the same
 round-robin as the others, each a fresh process.
 
-W8 (the TCP echo server) is run pinned, where the machine lets it: the
-runner, which is the server, on one CPU and the load client it starts on
-another (``w8_pin``; ``--no-pin`` to not). Unpinned on two cores the rate
+W8 (the TCP echo server) and W10 (an HTTP/1.1 server on h11, loaded by
+``wrk``) are run pinned, where the machine lets it: the runner, which is
+the server, on one CPU and the load client it starts on another
+(``pin_cpus``; ``--no-pin`` to not). Unpinned on two cores the rate
 measures how the scheduler happens to place the two processes as much as
-the server. Its figures, side by side: round trips per second and the
-server's CPU time per round trip (every thread of the server process, over
-the client's measured window).
+the server. Their figures, side by side: round trips (requests) per second
+and the server's CPU time per round trip (request): every thread of the
+server process, over the client's measured window (W10: wrk's whole run,
+from just before it starts). W10 is N/A when
+``wrk`` is not installed (``make bench`` installs it with apt-get).
 
 The issue's targets are data (``TARGETS``): each names a row and a bound,
 on goroutines' own figure or on its ratio to one peer's, and is evaluated
@@ -55,6 +58,7 @@ import json
 import operator
 import os
 import platform
+import shutil
 import statistics
 import subprocess
 import sys
@@ -64,7 +68,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final, final
 
-__all__ = ["RUNTIMES", "SWEEPS", "TARGETS", "WORKLOADS", "main"]
+__all__ = ["PINNED", "RUNTIMES", "SWEEPS", "TARGETS", "WORKLOADS", "main"]
 
 #: src/goroutines/_bench.py -> the checkout's root holds benchmarks/.
 _SRC: Final = Path(__file__).resolve().parents[1]
@@ -171,6 +175,19 @@ WORKLOADS: Final[dict[str, Workload]] = {
             (Metric("s", "s"),),
             extra=("serial_s",),
         ),
+        Workload(
+            "W10",
+            "HTTP/1.1 keep-alive hello world on h11, wrk -t1 -c50; server and wrk each "
+            "pinned to a CPU",
+            5,
+            1,
+            "seconds",
+            (
+                Metric("req_per_s", "requests/s", lower_is_better=False),
+                Metric("server_us_per_req", "server CPU µs/request"),
+            ),
+            extra=("server_cpu", "client_cpu", "p50_ms", "p99_ms", "pinned"),
+        ),
     )
 }
 
@@ -204,28 +221,57 @@ _NA: Final[dict[tuple[str, str], str]] = {
     },
     ("W5", "threads"): "an OS thread per parked goroutine: not what threads are for",
     ("W6", "threads"): "an OS thread per sleeping goroutine: not what threads are for",
+    **{
+        ("W10", rt): "W10 compares examples/http_server.py with the same h11 server on "
+        "asyncio streams (and uvloop)"
+        for rt in ("trio", "gevent", "threads")
+    },
 }
 
+#: The workloads run pinned (server and load client on a CPU each), and what
+#: their load client is called.
+PINNED: Final[dict[str, str]] = {"W8": "load client", "W10": "wrk"}
 
-def w8_pin(allowed: set[int] | None, no_pin: bool) -> tuple[tuple[int, int] | None, str]:
-    """W8's CPUs, ``(server, load client)``, or None (unpinned), and a line saying which.
+
+def missing_http_tools() -> str | None:
+    """Why W10 cannot run here (its cells are then N/A), or None if it can."""
+    if shutil.which("wrk") is None:
+        return "wrk not installed"
+    if importlib.util.find_spec("h11") is None:
+        return "h11 not installed (pip install -e '.[bench]')"
+    return None
+
+
+def pin_cpus(
+    workload: str, allowed: set[int] | None, no_pin: bool
+) -> tuple[tuple[int, int] | None, str]:
+    """A pinned workload's CPUs, ``(server, load client)``, or None (unpinned),
+    and a line saying which.
 
     ``allowed``: the CPUs this process may run on (None: unknown, no
     ``os.sched_getaffinity``). The server takes the first, the client the
     second: each has a CPU to itself (but for what else the machine runs),
     so the rate is the server's, not the luck of two processes sharing cores.
     """
+    client = PINNED[workload]
     if no_pin:
-        return None, "W8 not pinned (--no-pin): server and load client share the CPUs"
+        return None, f"{workload} not pinned (--no-pin): server and {client} share the CPUs"
     if allowed is None:
-        return None, "W8 not pinned: this platform has no CPU affinity (os.sched_setaffinity)"
+        return None, (
+            f"{workload} not pinned: this platform has no CPU affinity (os.sched_setaffinity)"
+        )
     if len(allowed) < 2:
         return None, (
-            f"W8 not pinned: only CPU {sorted(allowed)} is available; server and load client "
-            "share it, so the rate is not the server's alone"
+            f"{workload} not pinned: only CPU {sorted(allowed)} is available; server and "
+            f"{client} share it, so the rate is not the server's alone"
         )
-    server, client = sorted(allowed)[:2]
-    return (server, client), f"W8 pinned: server on CPU {server}, load client on CPU {client}"
+    server, other = sorted(allowed)[:2]
+    return (server, other), f"{workload} pinned: server on CPU {server}, {client} on CPU {other}"
+
+
+def w8_pin(allowed: set[int] | None, no_pin: bool) -> tuple[tuple[int, int] | None, str]:
+    """W8's CPUs and line (``pin_cpus``)."""
+    return pin_cpus("W8", allowed, no_pin)
 
 
 @final
@@ -561,7 +607,7 @@ def table_lines(rows: list[Row], runtimes: list[str], markdown: bool) -> list[st
 LEGEND: Final = (
     "(Nx) after a peer's figure: how many times better goroutines is than that peer "
     "on that figure, i.e. peer / goroutines where lower is better (µs, s, KiB, ms) and "
-    "goroutines / peer where higher is better (round trips/s, speed-up). "
+    "goroutines / peer where higher is better (round trips/s, requests/s, speed-up). "
     "> 1x: goroutines wins; < 1x: the peer wins. Medians of the repetitions."
 )
 
@@ -601,6 +647,16 @@ def _notes(
                 notes.append(
                     f"W8 {cell.runtime}: server used {sc:.2f} cores, load client {cc:.2f} cores"
                     + (f" ({cu:.1f} µs/round trip)" if cu is not None else "")
+                )
+        if cell.workload == "W10" and res.samples:
+            sc = _median(res.samples, "server_cpu")
+            cc = _median(res.samples, "client_cpu")
+            p50 = _median(res.samples, "p50_ms")
+            p99 = _median(res.samples, "p99_ms")
+            if sc is not None and cc is not None:
+                notes.append(
+                    f"W10 {cell.runtime}: server used {sc:.2f} cores, wrk {cc:.2f} cores"
+                    + (f"; latency p50 {p50:.2f} ms, p99 {p99:.2f} ms" if p50 and p99 else "")
                 )
     return notes
 
@@ -767,7 +823,7 @@ def targets_lines(targets: list[dict[str, Any]], markdown: bool) -> list[str]:
 
 def _meta(args: argparse.Namespace, sizes: dict[str, int], runtimes: list[str]) -> dict[str, Any]:
     versions: dict[str, str] = {}
-    for name in ("goroutines", "trio", "gevent", "uvloop"):
+    for name in ("goroutines", "trio", "gevent", "uvloop", "h11"):
         try:
             versions[name] = importlib.metadata.version(name)
         except importlib.metadata.PackageNotFoundError:
@@ -799,10 +855,11 @@ def _meta(args: argparse.Namespace, sizes: dict[str, int], runtimes: list[str]) 
     }
 
 
-def _w8_meta(pin: tuple[int, int] | None, line: str) -> dict[str, Any]:
+def _pin_meta(workload: str, pin: tuple[int, int] | None, line: str) -> dict[str, Any]:
+    w = workload.lower()
     return {
-        "w8_pin": None if pin is None else {"server_cpu": pin[0], "client_cpu": pin[1]},
-        "w8_pin_note": line,
+        f"{w}_pin": None if pin is None else {"server_cpu": pin[0], "client_cpu": pin[1]},
+        f"{w}_pin_note": line,
     }
 
 
@@ -990,7 +1047,7 @@ def main(argv: list[str] | None = None) -> int:
         type=lambda v: _split(v, RUNTIMES, "runtime"),
         help="comma-separated (default: every one installed)",
     )
-    # 3, not more: the whole suite then takes about 6 minutes on 2 cores.
+    # 3, not more: the whole suite then takes about 7 minutes on 2 cores.
     ap.add_argument("--repeat", type=int, default=3, help="repetitions per cell (default 3)")
     ap.add_argument(
         "--procs",
@@ -1015,8 +1072,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--no-pin",
         action="store_true",
-        help="W8 unpinned: server and load client wherever the OS puts them (by default "
-        "each is pinned to a CPU of its own, as taskset -c would, if there are two)",
+        help="W8 and W10 unpinned: server and load client wherever the OS puts them (by "
+        "default each is pinned to a CPU of its own, as taskset -c would, if there are two)",
     )
     ap.add_argument("--seed", type=int, default=1, help="W6's random sleeps")
     ap.add_argument("--timeout", type=float, default=300.0, help="per cell, seconds")
@@ -1044,6 +1101,10 @@ def main(argv: list[str] | None = None) -> int:
             runtimes.append(rt)
     sizes = {w: (WORKLOADS[w].quick if args.quick else WORKLOADS[w].size) for w in workloads}
     skipped = {(w, rt): why for (w, rt), why in _NA.items() if w in workloads and rt in runtimes}
+    no_http = missing_http_tools() if "W10" in workloads else None
+    if no_http is not None:
+        print(f"W10 is N/A: {no_http} (make bench installs wrk with apt-get)")
+        skipped.update({("W10", rt): no_http for rt in runtimes if ("W10", rt) not in skipped})
     plan = [
         [c for c in cells if (c.workload, c.runtime) not in skipped]
         for cells in _plan(workloads, runtimes, args.procs)
@@ -1057,14 +1118,15 @@ def main(argv: list[str] | None = None) -> int:
     meta = _meta(args, sizes, runtimes)
     extra_args: dict[str, tuple[str, ...]] = {}
     pin_notes: list[str] = []
-    if "W8" in workloads:
-        allowed = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
-        pin, pin_line = w8_pin(allowed, args.no_pin)
-        print(pin_line)
-        meta.update(_w8_meta(pin, pin_line))
-        pin_notes.append(pin_line)
-        if pin is not None:
-            extra_args["W8"] = ("--pin", f"{pin[0]},{pin[1]}")
+    allowed = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
+    for w in PINNED:
+        if w in workloads and any(c.workload == w for cells in plan for c in cells):
+            pin, pin_line = pin_cpus(w, allowed, args.no_pin)
+            print(pin_line)
+            meta.update(_pin_meta(w, pin, pin_line))
+            pin_notes.append(pin_line)
+            if pin is not None:
+                extra_args[w] = ("--pin", f"{pin[0]},{pin[1]}")
     t0 = time.perf_counter()
     results = run_suite(plan, sizes, args.repeat, bench_dir, args.seed, args.timeout, extra_args)
     meta["seconds"] = round(time.perf_counter() - t0, 1)
