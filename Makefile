@@ -118,7 +118,7 @@ pytest313: $(VENV313)/.stamp-dev
 	GOROUTINES_TEST_MODE=c $(VENV313)/bin/python -m pytest $(PYTEST_ARGS)
 
 # The three runs side by side (each suite waits on timers, sockets and child
-# processes more than it computes: three on two cores take 2 minutes, where
+# processes more than it computes: three on two cores take 2.5 minutes, where
 # one after the other took 4), each printed whole when all are done; fails
 # if any failed.
 test-side-by-side: $(VENV)/.stamp-dev

@@ -300,7 +300,10 @@ def test_idle_runtime_uses_little_cpu(procs: int) -> None:
 def test_sysmon_sleeps_while_every_p_is_idle(procs: int) -> None:
     """With every goroutine parked, sysmon sleeps until woken (Go's
     sysmonwait): a couple of rounds in 0.5 s, not the ~60 of its 10 ms
-    back-off."""
+    back-off. Main waits on a channel a plain thread closes, not on a
+    timer: sysmon keeps looking while a timer is due and not yet fired,
+    which on a loaded machine (the three suites side by side) added rounds
+    that are not idle ones."""
 
     async def blocked(c: gr.Chan[int]) -> None:
         await c.recv()
@@ -310,8 +313,10 @@ def test_sysmon_sleeps_while_every_p_is_idle(procs: int) -> None:
         gr.go(blocked, c)
         await gr.sleep(0.05)  # let the start-up settle
         sysmon = _scheduler.require().sysmon
+        done: gr.Chan[None] = gr.Chan()
         r0 = sysmon.nrounds
-        await gr.sleep(0.5)
+        threading.Timer(0.5, done.close).start()
+        await done.recv_ok()
         rounds = sysmon.nrounds - r0
         c.close()
         return rounds

@@ -11,6 +11,7 @@ from . import bufio as bufio
 from . import exec as exec
 from . import net as net
 from . import testing as testing
+from . import trace as trace
 from ._bridge import asyncio_loop as asyncio_loop
 from ._bridge import from_asyncio as from_asyncio
 from ._bridge import from_thread as from_thread
@@ -106,6 +107,7 @@ __all__ = [
     "testing",
     "tick",
     "todo",
+    "trace",
     "unlock_os_thread",
     "wait_future",
     "with_cancel",

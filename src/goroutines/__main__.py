@@ -21,7 +21,10 @@ commands:
           (python -m goroutines run --help for its options)
   demo    run the demo: a prime sieve, a worker pool with a deadline,
           a caught deadlock, a ping-pong timing and blocking calls,
-          with scheduler counters
+          with scheduler counters; `demo --trace OUT.json` records an
+          execution trace of its worker pool
+  trace   read an execution trace: summary, plot, check
+          (python -m goroutines trace --help)
   bench   run the benchmark suite against asyncio, uvloop, trio, gevent and
           threads (python -m goroutines bench --help for its options)
 """
@@ -34,12 +37,23 @@ def _run(args: list[str]) -> int:
 
 
 def _demo(args: list[str]) -> int:
-    if args:
+    trace = None
+    if len(args) == 2 and args[0] == "--trace" and args[1]:
+        trace = args[1]
+    elif len(args) == 1 and args[0].startswith("--trace=") and len(args[0]) > 8:
+        trace = args[0][8:]
+    elif args:
         sys.stderr.write(f"demo: unexpected arguments: {' '.join(args)}\n\n{USAGE}")
         return 2
     from ._demo import main as demo
 
-    return demo()
+    return demo(trace)
+
+
+def _trace(args: list[str]) -> int:
+    from ._tracetool import main as trace
+
+    return trace(args)
 
 
 def _bench(args: list[str]) -> int:
@@ -54,6 +68,7 @@ COMMANDS: dict[str, Callable[[list[str]], int]] = {
     "run": _run,
     "demo": _demo,
     "bench": _bench,
+    "trace": _trace,
 }
 
 

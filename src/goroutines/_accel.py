@@ -26,7 +26,7 @@ __all__ = ["API_VERSION", "MODE", "WHY_PURE", "speedups"]
 
 #: The version of the C module's interface that this Python code expects
 #: (``API_VERSION`` in ``_speedups.c``).
-API_VERSION = 14
+API_VERSION = 15
 
 speedups: ModuleType | None = None
 WHY_PURE = ""

@@ -359,7 +359,9 @@ def demo_blocking_calls(n: int = 1000) -> None:
     print(f"  {probe.stats}")
 
 
-def main() -> int:
+def main(trace: str | None = None) -> int:
+    """The demo; ``trace``: write an execution trace of section 2 (the
+    worker pool) there (``goroutines.trace``)."""
     ncpu = os.cpu_count() or 1
     v = sys.version_info
     print(f"goroutines demo: Go's concurrency model in Python {v.major}.{v.minor}, {ncpu} cores")
@@ -370,7 +372,15 @@ def main() -> int:
     )
     t0 = time.perf_counter()
     demo_sieve()
-    demo_pool()
+    if trace:
+        os.environ["GOROUTINES_TRACE"] = trace  # read by the run demo_pool starts
+        try:
+            demo_pool()
+        finally:
+            del os.environ["GOROUTINES_TRACE"]
+        print(f"execution trace of section 2 written to {trace}")
+    else:
+        demo_pool()
     demo_deadlock()
     demo_ping_pong()
     demo_blocking_calls()

@@ -113,6 +113,11 @@ def run_sched(
             main.close()
         raise RuntimeError(f"gr.{what} called while a goroutines runtime is already running")
     sched = Sched(n, seed, vclock)
+    trace_path = os.environ.get("GOROUTINES_TRACE", "")
+    if trace_path:
+        from .trace import start_for_run
+
+        start_for_run(sched, trace_path)
     try:
         _scheduler.start(sched, main, args)
         _signal.install_sigquit()

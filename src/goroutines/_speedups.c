@@ -65,7 +65,7 @@
 
 /* Bumped whenever the Python side's expectations change: ``_accel``
  * refuses (and runs the reference) if a stale build is found. */
-#define API_VERSION 14
+#define API_VERSION 15
 
 /* ------------------------------------------------------------------ state */
 
@@ -201,11 +201,43 @@ static PyObject *s_runq;
  * to the P's runq (``P.runnext_put``). Returns 1 if done, 0 if not this
  * case (nothing changed: the reference handles it, and makes its checks:
  * off an M, shuffle mode, a G that is not WAITING), -1 on error. */
+/* The execution tracer's hook (``_runtime._trace``): NULL when no trace is
+ * being recorded, so that each site below costs one load and a branch.
+ * Set by ``set_trace`` (from the thread that starts or stops the trace;
+ * a site that reads it just before it is cleared records one event into
+ * a trace already stopped, which drops it). ``trace_call(kind, gp, arg)``
+ * calls ``hook(kind, gp, arg)``; the kinds are ``_trace.TR_*``. */
+static PyObject *trace_hook = NULL;
+enum { TR_START = 1, TR_PARK = 2, TR_REQUEST = 3, TR_END = 4, TR_UNPARK = 5, TR_CREATE = 6 };
+static PyObject *tr_kind[7];
+
+static int
+trace_call(int kind, PyObject *gp, PyObject *arg)
+{
+    PyObject *hook = trace_hook;
+    if (hook == NULL) {
+        return 0;
+    }
+    Py_INCREF(hook);
+    PyObject *r = PyObject_CallFunctionObjArgs(hook, tr_kind[kind], gp, arg, NULL);
+    Py_DECREF(hook);
+    if (r == NULL) {
+        return -1;
+    }
+    Py_DECREF(r);
+    return 0;
+}
+
 static int
 ready_fast(PyObject *gp)
 {
     if (off_status < 0) {
         return 0;
+    }
+    /* Every wake-up passes here first, fast or not (the reference's
+     * ``ready`` does not record: in pure mode ``G.wake`` is swapped). */
+    if (trace_hook != NULL && trace_call(TR_UNPARK, gp, Py_None) < 0) {
+        return -1;
     }
     PyObject **status = (PyObject **)((char *)gp + off_status);
     if (*status != st_waiting) {
@@ -2010,6 +2042,11 @@ step(PyObject *m, PyObject *sched, PyObject *sdict, PyObject *gp)
     }
     PyObject *res = NULL;
     PySendResult r;
+    if (trace_hook != NULL && trace_call(TR_START, gp, Py_None) < 0) {
+        Py_DECREF(coro);
+        Py_DECREF(ctx);
+        return -1;
+    }
     if (PyContext_Enter(ctx) < 0) {
         Py_DECREF(coro);
         Py_DECREF(ctx);
@@ -2046,6 +2083,11 @@ step(PyObject *m, PyObject *sched, PyObject *sdict, PyObject *gp)
                 return -1;
             }
             Py_DECREF(now);
+            /* Before the unlock: nobody can ready gp until it has run. */
+            if (trace_hook != NULL && trace_call(TR_PARK, gp, Py_None) < 0) {
+                Py_DECREF(res);
+                return -1;
+            }
             /* Once the unlock function has run, another M may run gp. */
             PyObject *u = PyObject_CallNoArgs(res);
             Py_DECREF(res);
@@ -2056,6 +2098,10 @@ step(PyObject *m, PyObject *sched, PyObject *sdict, PyObject *gp)
             return 1;
         }
         /* GOSCHED, SYSCALL, or not ours */
+        if (trace_hook != NULL && trace_call(TR_REQUEST, gp, res) < 0) {
+            Py_DECREF(res);
+            return -1;
+        }
         PyObject *x = PyObject_CallMethodObjArgs(m, s_execute_request, gp, res, NULL);
         Py_DECREF(res);
         if (x == NULL) {
@@ -2064,7 +2110,8 @@ step(PyObject *m, PyObject *sched, PyObject *sdict, PyObject *gp)
         Py_DECREF(x);
         return 0;
     }
-    if (sset(m, M_type, off_m_curg, s_curg, Py_None) < 0) {
+    if (sset(m, M_type, off_m_curg, s_curg, Py_None) < 0 ||
+        (trace_hook != NULL && trace_call(TR_END, gp, Py_None) < 0)) {
         Py_XDECREF(res);
         Py_XDECREF(t);
         Py_XDECREF(v);
@@ -2459,6 +2506,8 @@ speedups_go(PyObject *Py_UNUSED(module), PyObject *const *args, size_t nargsf, P
     if (q_append(rn, gp) < 0) {
         goto error;
     }
+    /* After the G is queued: an error here is the tracer's, not go's. */
+    int terr = trace_hook != NULL && trace_call(TR_CREATE, gp, Py_None) < 0;
     Py_DECREF(rn);
     Py_DECREF(allgs);
     Py_DECREF(gp);
@@ -2468,6 +2517,9 @@ speedups_go(PyObject *Py_UNUSED(module), PyObject *const *args, size_t nargsf, P
     Py_DECREF(coro);
     Py_DECREF(sched);
     Py_DECREF(p);
+    if (terr) {
+        return NULL;
+    }
     Py_RETURN_NONE;
 error:
     Py_XDECREF(rn);
@@ -3247,7 +3299,33 @@ speedups_set_virtual_time(PyObject *Py_UNUSED(mod), PyObject *t)
     Py_RETURN_NONE;
 }
 
+static PyObject *
+speedups_set_trace(PyObject *Py_UNUSED(mod), PyObject *hook)
+{
+    PyObject *old = trace_hook;
+    if (hook == Py_None) {
+        trace_hook = NULL;
+    }
+    else {
+        if (!PyCallable_Check(hook)) {
+            PyErr_SetString(PyExc_TypeError, "set_trace(hook): a callable or None");
+            return NULL;
+        }
+        for (int k = 1; k <= TR_CREATE; k++) {
+            if (tr_kind[k] == NULL && (tr_kind[k] = PyLong_FromLong(k)) == NULL) {
+                return NULL;
+            }
+        }
+        trace_hook = Py_NewRef(hook);
+    }
+    /* Not freed: a site may be calling it right now on another M. */
+    (void)old;
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef module_methods[] = {
+    {"set_trace", (PyCFunction)speedups_set_trace, METH_O,
+     "set_trace(hook): call hook(kind, g, arg) at each scheduling event; None: stop."},
     {"set_virtual_time", (PyCFunction)speedups_set_virtual_time, METH_O,
      "set_virtual_time(t): the clock reads t from now on (a bubble's virtual clock); None: real time."},
     {"init", (PyCFunction)(void (*)(void))speedups_init, METH_VARARGS | METH_KEYWORDS,
@@ -3325,7 +3403,7 @@ method_fn(PyObject *tp, const char *name, int flags)
 static int
 add_all(PyObject *m)
 {
-    PyObject *all = Py_BuildValue("[sssssssssssssss]", "API_VERSION", "ChanCore", "ChanOp", "Lock", "SleepOp", "go", "init", "init_go", "init_ready", "init_schedule", "init_sleep", "init_timers", "schedule", "set_virtual_time", "sleep");
+    PyObject *all = Py_BuildValue("[ssssssssssssssss]", "API_VERSION", "ChanCore", "ChanOp", "Lock", "SleepOp", "go", "init", "init_go", "init_ready", "init_schedule", "init_sleep", "init_timers", "schedule", "set_trace", "set_virtual_time", "sleep");
     if (all == NULL) {
         return -1;
     }

@@ -81,7 +81,9 @@ with ``acquire(False)`` (``stopm``), and their owner waits for its own note
 holding nothing. ``Sched.world``, ``Sched.done`` and ``call_on_main``'s
 ``threading.Event``, and ``Sched.mainq`` (``queue.SimpleQueue``), lock only
 inside their own methods (leaves); ``sched.world.wait`` and the event of
-``call_on_main`` are waited on holding no lock. Five plain locks of the
+``call_on_main`` are waited on holding no lock. The tracer's two plain
+locks (``_trace``: ``Tracer.lock`` around a thread's first event,
+``_switch_lock`` around start and stop) are leaves. Five plain locks of the
 modules above are leaves taken holding no other lock: ``_bridge``'s
 ``_FutureWait.lock`` and ``_loops_lock``, and ``_group``'s
 ``_unretrieved_lock``, for a field swap (``sched.lock`` is taken only after

@@ -99,9 +99,7 @@ def drain(sched: Sched) -> None:
     queued: onto our P's run queue on an M (``park_idle``), else onto the
     global queue (sysmon). Holding no lock. The thread closing a run runs
     them itself (``_run._close_all``)."""
-    gs = [
-        new_g(sched.goidbatch(None), aclose(agen), copy_context(), None) for agen in take(sched)
-    ]
+    gs = [new_g(sched.goidbatch(None), aclose(agen), copy_context(), None) for agen in take(sched)]
     for gp in gs:
         sched.allgs[gp.id] = gp
     if gs:

@@ -40,7 +40,7 @@ import warnings
 from typing import TYPE_CHECKING, Any
 
 from .._accel import speedups
-from . import _clock
+from . import _clock, _trace
 from ._asyncgen import drain as drain_agens
 from ._asyncgen import install_hooks as install_asyncgen_hooks
 from ._goroutine import EMPTY_CTX, GOSCHED, SYSCALL, G, GStatus, Unlock, unpark
@@ -54,6 +54,10 @@ __all__ = ["M", "current_m"]
 
 #: ``_tls.m`` is the M running on this thread, if it is one.
 _tls: threading.local = threading.local()
+
+
+#: The execution tracer recording, or None (``_trace``: it sets this).
+_tracer: Any = None
 
 
 def current_m() -> M | None:
@@ -276,21 +280,29 @@ class M:
                 if sched.gate and not self.at_gate(gp):  # after claiming gp: see at_gate
                     return
                 n += 1
+                if _tracer is not None:
+                    _tracer.start(gp, self)
                 try:
                     # The unbound ``send`` of coroutines (``make_coroutine``
                     # wraps generators): ``coro.send`` would make a bound method.
                     req = gp.ctx.run(_coro_send, gp.coro, None)
                 except StopIteration as e:
                     self.curg = None
+                    if _tracer is not None:
+                        _tracer.end(gp)
                     sched.goexit(gp, e.value, None)
                 except BaseException as e:
                     self.curg = None
+                    if _tracer is not None:
+                        _tracer.end(gp)
                     sched.goexit(gp, None, e)
                 else:
                     if req.__class__ is _Unlock:  # a park
                         self.curg = None
                         gp.status = _WAITING
                         gp.wait_since = sched.now
+                        if _tracer is not None:  # before the unlock: see the C step
+                            _tracer.park(gp)
                         req()
                         gp = None
                         # A park changes nothing else about this M (no
@@ -299,6 +311,8 @@ class M:
                         if self.lockedg is None:
                             continue
                     else:  # GOSCHED, SYSCALL, or not ours
+                        if _tracer is not None:
+                            _tracer.request(gp, req)
                         self.execute_request(gp, req)
                 gp = None
                 if self.lockedg is not None or self.p is None or sched.stopping:
@@ -565,8 +579,14 @@ class M:
         self.p = None
         if p.runq:
             self.sched.sysmon.kick()
+        tr = _tracer
+        if tr is not None:
+            tr.emit(_trace.EV_SYSCALL_BEGIN, gp.id, p.id)
         call_syscall(gp)
         sched = self.sched
+        if tr is not None:
+            # Whether sysmon took the P meanwhile (racy: the lock below decides).
+            tr.emit(_trace.EV_SYSCALL_END, gp.id, p.m is not self)
         with sched.lock:
             if p.status == _P_SYSCALL and p.m is self:
                 p.status = _P_RUNNING
@@ -623,7 +643,10 @@ class M:
                     # TIMER_LATE (that M's G keeps running). Under the GIL
                     # two Ms firing timers convoy on the timers' lock, and
                     # each keeps itself busy running the Gs it readied.
-                    timers.run_due()
+                    if _tracer is None:
+                        timers.run_due()
+                    else:
+                        _tracer.run_timers(timers)
 
             p.schedtick += 1
             if sched.shuffle:
@@ -730,6 +753,8 @@ class M:
                 gp = victim.runq_steal(p)
                 if gp is not None:
                     self.nsteal += 1 + len(p.runq)
+                    if _tracer is not None:
+                        _tracer.emit(_trace.EV_STEAL, victim.id, p.id, 1 + len(p.runq))
                     return gp
         return None
 
@@ -873,7 +898,10 @@ class M:
                         retire = True
             if self.p is not None:  # the idle step gave us work
                 if fire:
-                    timers.run_due()
+                    if _tracer is None:
+                        timers.run_due()
+                    else:
+                        _tracer.run_timers(timers)
                 return True
             self.npark += 1
             ready: list[G] = []
@@ -907,7 +935,10 @@ class M:
             if sched.stopping:
                 return False
             if timers.next_when <= _clock.now():
-                timers.run_due()
+                if _tracer is None:
+                    timers.run_due()
+                else:
+                    _tracer.run_timers(timers)
             if self.p is not None:
                 return True
 

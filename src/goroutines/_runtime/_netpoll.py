@@ -415,6 +415,8 @@ class Netpoll:
                 pd.set_ready(
                     bool(ev & _READ_EVENTS), bool(ev & _WRITE_EVENTS), bool(ev & _HUP_EVENTS), gs
                 )
+        if gs and _tracer is not None:
+            _tracer.netpoll(gs)
         return gs
 
     def wakeup(self) -> None:
@@ -438,6 +440,10 @@ class Netpoll:
             ep.close()
             for fd in fds:
                 os.close(fd)
+
+
+#: The execution tracer recording, or None (``_trace``: it sets this).
+_tracer: Any = None
 
 
 def _unpark(g: G, frame: Any) -> None:

@@ -989,6 +989,10 @@ _last_fn: Any = _nothing
 _last_site: Site = (_nothing.__code__, -1)  # no bytecode offset is -1
 
 
+#: The execution tracer recording, or None (``_trace``: it sets this).
+_tracer: Any = None
+
+
 def go(fn: Any, /, *args: Any, **kwargs: Any) -> None:
     """Start ``fn(*args, **kwargs)`` as a new goroutine and return at once
     (Go's ``go`` statement). ``fn`` is an async function, or pass a
@@ -1050,6 +1054,8 @@ def go(fn: Any, /, *args: Any, **kwargs: Any) -> None:
         gid = sched.goidbatch(None)
     gp = new_g(gid, coro, copy_context(), site)
     sched.allgs[gid] = gp
+    if _tracer is not None:
+        _tracer.create(gp, m.curg if m is not None else None)
     if p is not None:
         p.runnext_put(gp)  # Go's newproc: our runnext; the G there moves to our runq
     else:

@@ -50,9 +50,9 @@ import sys
 import threading
 import time
 import warnings
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from . import _clock
+from . import _clock, _trace
 from ._asyncgen import drain as drain_agens
 from ._debug import _debug_flag, _debug_setting
 from ._processor import PStatus
@@ -99,6 +99,10 @@ def _debug_ms(name: str) -> float:
     if not ms > 0:
         raise ValueError(f"GOROUTINES_DEBUG: {name} needs a positive number of ms, got {value!r}")
     return ms / 1000.0
+
+
+#: The execution tracer recording, or None (``_trace``: it sets this).
+_tracer: Any = None
 
 
 class Sysmon:
@@ -165,6 +169,8 @@ class Sysmon:
             self.nrounds += 1
             sched.now = now = time.monotonic()
             busy = self.retake(now)
+            if _tracer is not None:
+                _tracer.counters(sched)
             if sched.agens:  # dropped while every M stays busy: see _asyncgen
                 drain_agens(sched)
                 busy += 1
@@ -313,11 +319,15 @@ class Sysmon:
             ):
                 continue
             m: M | None = None
+            took = False
             with sched.lock:
                 if p.status == PStatus.SYSCALL and p.syscalltick == t and not sched.stopping:
                     p.m = None
                     m = sched.handoffp_locked(p)
                     n += 1
+                    took = True
+            if took and _tracer is not None:
+                _tracer.emit(_trace.EV_RETAKE, p.id, m is not None)
             if m is not None:
                 m.thread.start()
         self.nretake += n

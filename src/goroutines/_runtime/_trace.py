@@ -1,0 +1,284 @@
+"""The execution tracer (Go's ``runtime/trace``): what the scheduler did, per M.
+
+Owns ``active`` (the Tracer recording, or None) and the events. The
+scheduler calls it at each scheduling event; ``goroutines.trace`` (public)
+starts and stops it, and writes the Chrome/Perfetto trace-event JSON
+(``to_chrome``).
+
+The events (Go's ``traceEv*``): a goroutine created (its parent and
+creation site), started on an M and P, stopped (parked with its wait
+reason, yielded, or gone into a blocking call), readied (by whom: a
+goroutine, or the poller, a timer, sysmon, a thread of the user's),
+ended; a blocking call's start and end, and the P handed off during it;
+a steal; the poller's wake-ups; timers fired; sysmon's retakes; garbage
+collections (``gc.callbacks``); and, from sysmon, counters (goroutines,
+run-queue lengths).
+
+Cost. Off, each site is one test of a module global (``_machine._tracer``,
+``_scheduler._tracer``...) in the reference, and of a C static in the
+accelerator (``_speedups.set_trace``): within the noise of callgrind's
+counts. On, an event is a tuple appended to the recording thread's own
+list: no lock on the hot path. Each thread's list holds at most ``limit``
+events (``GOROUTINES_TRACE_LIMIT``, default 1 000 000); past that, the
+thread's newest events are dropped and counted (the JSON says how many).
+
+Timestamps are ``time.perf_counter_ns()``: real time, also in a testing
+bubble (the virtual clock would put a whole run at one instant).
+
+Locks: ``Tracer.lock`` (plain, a leaf) guards ``Tracer.bufs`` (a thread's
+first event registers its list). Each list is appended to by its own
+thread only; ``stop`` reads them after the sites have been switched off
+(an event racing with ``stop`` lands in a list already read, and is lost).
+``names`` is a dict whose item sets are atomic.
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import threading
+import time
+from typing import TYPE_CHECKING, Any, Final
+
+from .._accel import speedups
+from ._goroutine import SYSCALL
+
+if TYPE_CHECKING:
+    from ._goroutine import G
+
+__all__ = ["Tracer", "active", "start", "stop"]
+
+#: Event kinds (the first two fields of every event: ``(ts, kind, ...)``).
+EV_CREATE: Final = "create"  # gid, parent gid (0: none), name, site
+EV_START: Final = "start"  # gid, mid, pid
+EV_PARK: Final = "park"  # gid, wait reason
+EV_SCHED: Final = "sched"  # gid: yielded (gosched), runnable again
+EV_SYSCALL: Final = "syscall"  # gid: went into a blocking call (the M makes it)
+EV_END: Final = "end"  # gid
+EV_UNPARK: Final = "unpark"  # gid, waker gid (0: not a goroutine), waker kind
+EV_SYSCALL_BEGIN: Final = "syscall_begin"  # gid, what
+EV_SYSCALL_END: Final = "syscall_end"  # gid, whether the P was handed off
+EV_HANDOFF: Final = "handoff"  # pid: a P handed off from an M in a blocking call
+EV_STEAL: Final = "steal"  # from pid, to pid, n
+EV_NETPOLL: Final = "netpoll"  # n goroutines made ready
+EV_TIMERS: Final = "timers"  # timers fired
+EV_RETAKE: Final = "retake"  # pid
+EV_GC_START: Final = "gc_start"  # generation
+EV_GC_END: Final = "gc_end"  # collected
+EV_COUNTERS: Final = "counters"  # goroutines, global runq, {pid: runq length}
+
+#: The accelerator's hook kinds (``_speedups.c``: ``TR_*``).
+TR_START, TR_PARK, TR_REQUEST, TR_END, TR_UNPARK, TR_CREATE = 1, 2, 3, 4, 5, 6
+
+DEFAULT_LIMIT: Final = 1_000_000
+
+_now = time.perf_counter_ns
+
+
+class Tracer:
+    """One recording: per-thread event lists, and the names of goroutines."""
+
+    def __init__(self, path: str | None, limit: int = DEFAULT_LIMIT) -> None:
+        self.path = path
+        self.limit = limit
+        self.t0 = _now()
+        self.lock = threading.Lock()
+        #: (thread ident, thread name, events, [dropped]) per recording thread.
+        self.bufs: list[tuple[int, str, list[tuple[Any, ...]], list[int]]] = []
+        self._local = threading.local()
+        #: gid -> the goroutine's function (``G.entry``), set at its first event.
+        self.names: dict[int, str] = {}
+        self.stopped_at = 0
+
+    def _buf(self) -> tuple[list[tuple[Any, ...]], list[int]]:
+        try:
+            return self._local.buf  # type: ignore[no-any-return]
+        except AttributeError:
+            pass
+        t = threading.current_thread()
+        events: list[tuple[Any, ...]] = []
+        dropped = [0]
+        with self.lock:
+            self.bufs.append((t.ident or 0, t.name, events, dropped))
+        self._local.buf = (events, dropped)
+        return events, dropped
+
+    def emit(self, *ev: Any) -> None:
+        events, dropped = self._buf()
+        if len(events) < self.limit:
+            events.append((_now(), *ev))
+        else:
+            dropped[0] += 1
+
+    def name(self, gp: G) -> int:
+        gid = gp.id
+        if gid not in self.names:
+            try:
+                self.names[gid] = gp.entry
+            except Exception:  # a G whose coroutine is gone: keep its id
+                self.names[gid] = "?"
+        return gid
+
+    # -- the scheduler's events ----------------------------------------------------
+
+    def create(self, gp: G, parent: G | None) -> None:
+        gid = self.name(gp)
+        by = gp.created_by
+        where = f"{os.path.basename(by[0])}:{by[1]}" if by is not None else ""
+        self.emit(EV_CREATE, gid, parent.id if parent is not None else 0, where)
+
+    def start(self, gp: G, m: Any) -> None:
+        p = m.p
+        self.emit(EV_START, self.name(gp), m.id, p.id if p is not None else -1)
+
+    def park(self, gp: G) -> None:
+        self.emit(EV_PARK, gp.id, gp.wait_reason.value or "park")
+
+    def request(self, gp: G, req: Any) -> None:
+        self.emit(EV_SYSCALL if req is SYSCALL else EV_SCHED, gp.id)
+
+    def end(self, gp: G) -> None:
+        self.emit(EV_END, gp.id)
+
+    def unpark(self, gp: G, waker: str = "") -> None:
+        m = _current_m()
+        cur = m.curg if m is not None else None
+        if cur is not None and cur is not gp:
+            self.emit(EV_UNPARK, self.name(gp), cur.id, "goroutine")
+        else:
+            if not waker:
+                waker = getattr(self._local, "waker", "") or (
+                    "M" if m is not None else threading.current_thread().name
+                )
+            self.emit(EV_UNPARK, self.name(gp), 0, waker)
+
+    def run_timers(self, timers: Any) -> None:
+        """``timers.run_due()``, the Gs it readies marked as woken by a timer."""
+        self.emit(EV_TIMERS)
+        self._local.waker = "timer"
+        try:
+            timers.run_due()
+        finally:
+            self._local.waker = ""
+
+    def netpoll(self, gs: list[G]) -> None:
+        self.emit(EV_NETPOLL, len(gs))
+        for g in gs:
+            self.emit(EV_UNPARK, self.name(g), 0, "netpoll")
+
+    def counters(self, sched: Any) -> None:
+        """Sysmon's sample: goroutines, and each run queue's length."""
+        runqs = {p.id: len(p.runq) + len(p.runnext) for p in sched.allp[: sched.gomaxprocs]}
+        self.emit(EV_COUNTERS, len(sched.allgs), len(sched.runq), runqs)
+
+    def hook(self, kind: int, gp: G, arg: Any) -> None:
+        """The accelerator's calls (``_speedups.set_trace``)."""
+        if kind == TR_START:
+            self.start(gp, _current_m())
+        elif kind == TR_PARK:
+            self.park(gp)
+        elif kind == TR_REQUEST:
+            self.request(gp, arg)
+        elif kind == TR_END:
+            self.end(gp)
+        elif kind == TR_UNPARK:
+            self.unpark(gp)
+        elif kind == TR_CREATE:
+            m = _current_m()
+            self.create(gp, m.curg if m is not None else None)
+
+    def _gc(self, phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            self.emit(EV_GC_START, info.get("generation", -1))
+        else:
+            self.emit(EV_GC_END, info.get("collected", 0))
+
+    # -- the end ------------------------------------------------------------------
+
+    def events(self) -> tuple[list[tuple[int, str, tuple[Any, ...]]], int]:
+        """Every event as ``(thread ident, thread name, event)``, in time
+        order, and how many were dropped."""
+        with self.lock:
+            bufs = list(self.bufs)
+        out: list[tuple[int, str, tuple[Any, ...]]] = []
+        dropped = 0
+        for ident, tname, evs, d in bufs:
+            dropped += d[0]
+            out.extend((ident, tname, ev) for ev in list(evs))
+        out.sort(key=lambda x: x[2][0])
+        return out, dropped
+
+
+#: The recording tracer, or None.
+active: Tracer | None = None
+
+_switch_lock = threading.Lock()
+
+
+def _no_m() -> Any:
+    return None
+
+
+#: ``_machine.current_m``, bound when a trace starts (``_machine`` imports us).
+_current_m: Any = _no_m
+
+
+def _set_sites(t: Tracer | None) -> None:
+    """Switch every site on (``t``) or off (None).
+
+    Wake-ups: the accelerator's ``ready`` records them; in pure mode
+    ``G.wake`` and ``goready`` (the only ways to ready a G) are swapped for
+    a recording ``ready`` while a trace runs, so that the reference's
+    ``ready``, on every channel hand-off, has no test at all."""
+    from . import _goroutine, _machine, _netpoll, _scheduler, _sysmon
+
+    global _current_m
+    _current_m = _machine.current_m
+    for mod in (_machine, _scheduler, _netpoll, _sysmon):
+        mod._tracer = t  # type: ignore[attr-defined]
+    if speedups is not None:
+        speedups.set_trace(None if t is None else t.hook)
+        return
+    ready = _scheduler.ready
+    if t is None:
+        wake: Any = ready
+    else:
+
+        def wake(gp: G) -> None:
+            t.unpark(gp)  # first: the G cannot run before it is recorded
+            ready(gp)
+
+    _goroutine.G.wake = wake  # type: ignore[method-assign]
+    _goroutine.goready = wake
+
+
+def start(path: str | None, limit: int = DEFAULT_LIMIT) -> Tracer:
+    """Start recording; RuntimeError if a trace is already being recorded."""
+    global active
+    with _switch_lock:
+        if active is not None:
+            raise RuntimeError(
+                f"a trace is already being recorded (to {active.path!r}): stop it first"
+            )
+        t = Tracer(path, limit)
+        gc.callbacks.append(t._gc)
+        active = t
+        _set_sites(t)
+        return t
+
+
+def stop() -> Tracer | None:
+    """Stop recording; the tracer that was recording, or None."""
+    global active
+    with _switch_lock:
+        t = active
+        if t is None:
+            return None
+        _set_sites(None)
+        active = None
+        try:
+            gc.callbacks.remove(t._gc)
+        except ValueError:
+            pass
+        t.stopped_at = _now()
+        return t
