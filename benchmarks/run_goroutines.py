@@ -8,7 +8,10 @@ from __future__ import annotations
 import argparse
 import gc
 import hashlib
+import json
+import os
 import sys
+import tempfile
 import time
 from typing import Any
 
@@ -347,6 +350,34 @@ def w10(args: argparse.Namespace) -> Metrics:
     return _run(args, _w10, _http_server(), args.size)
 
 
+# W11 --------------------------------------------------------------------------
+
+
+async def _w11(n: int) -> Metrics:
+    off = (await _w1(n))["us_per_rt"]
+    with tempfile.TemporaryDirectory() as d:
+        path = os.path.join(d, "trace.json")
+        gr.trace.start(path, limit=10 * n)
+        on = (await _w1(n))["us_per_rt"]
+        t0 = time.perf_counter()
+        gr.trace.stop()  # writes the JSON: not in the round trips' time
+        write_s = time.perf_counter() - t0
+        with open(path) as f:
+            events = json.load(f)["otherData"]["events"]
+    c.check(events >= 4 * n, f"only {events} events for {n} traced round trips")
+    return {
+        "us_per_rt": on,
+        "on_off": on / off,
+        "off_us_per_rt": off,
+        "events": events,
+        "write_s": write_s,
+    }
+
+
+def w11(args: argparse.Namespace) -> Metrics:
+    return _run(args, _w11, args.size)
+
+
 if __name__ == "__main__":
     sys.exit(
         c.main(
@@ -362,6 +393,7 @@ if __name__ == "__main__":
                 "W8": w8,
                 "W9": w9,
                 "W10": w10,
+                "W11": w11,
             },
         )
     )

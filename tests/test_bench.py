@@ -67,9 +67,13 @@ def test_quick_suite_goroutines_and_asyncio(tmp_path: Path) -> None:
             assert len(c["samples"]) == 1
             for m in WORKLOADS[w].metrics:
                 assert c["samples"][0][m.key] > 0, (w, m.key)
-        if w != "W9":
+        if w not in ("W9", "W11"):
             c = cells[w, "asyncio", None]
             assert c["error"] is None and c["samples"], (w, c)
+    # W11 (the tracer) is goroutines only: traced / untraced W1, over 1 (tracing costs).
+    [c11] = [c for c in doc["cells"] if c["workload"] == "W11" and c["runtime"] == "goroutines"]
+    assert c11["samples"][0]["on_off"] > 1
+    assert c11["samples"][0]["events"] >= 4 * c11["size"]
     # W9 is goroutines (and threads) only: asyncio is N/A, not run, not an error.
     w9 = [r for r in doc["rows"] if r["workload"] == "W9"]
     assert [r["figure"] for r in w9] == ["s procs=1", "s procs=2", "speed-up procs 1->2"]

@@ -188,6 +188,19 @@ WORKLOADS: Final[dict[str, Workload]] = {
             ),
             extra=("server_cpu", "client_cpu", "p50_ms", "p99_ms", "pinned"),
         ),
+        Workload(
+            "W11",
+            "the execution tracer: W1 with gr.trace recording, against W1 untraced in the "
+            "same process",
+            100_000,
+            2_000,
+            "round trips",
+            (
+                Metric("us_per_rt", "µs/round trip traced"),
+                Metric("on_off", "traced / untraced"),
+            ),
+            extra=("off_us_per_rt", "events", "write_s"),
+        ),
     )
 }
 
@@ -225,6 +238,10 @@ _NA: Final[dict[tuple[str, str], str]] = {
         ("W10", rt): "W10 compares examples/http_server.py with the same h11 server on "
         "asyncio streams (and uvloop)"
         for rt in ("trio", "gevent", "threads")
+    },
+    **{
+        ("W11", rt): "W11 measures goroutines' own tracer"
+        for rt in ("asyncio", "uvloop", "trio", "gevent", "threads")
     },
 }
 
@@ -717,6 +734,7 @@ TARGETS: Final[tuple[Target, ...]] = (
     Target("W8", "server_us_per_rt", "<=", 1, "asyncio"),
     Target("W8", "rt_per_s", ">=", 1, "uvloop", "an aim, not a target"),
     Target("W9", "speedup", ">=", 1.7),
+    Target("W11", "on_off", "<=", 2.0, says="tracing on costs at most 2x (issue 13)"),
 )
 
 MET: Final = "met"
