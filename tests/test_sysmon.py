@@ -300,10 +300,11 @@ def test_idle_runtime_uses_little_cpu(procs: int) -> None:
 def test_sysmon_sleeps_while_every_p_is_idle(procs: int) -> None:
     """With every goroutine parked, sysmon sleeps until woken (Go's
     sysmonwait): a couple of rounds in 0.5 s, not the ~60 of its 10 ms
-    back-off. Main waits on a channel a plain thread closes, not on a
-    timer: sysmon keeps looking while a timer is due and not yet fired,
-    which on a loaded machine (the three suites side by side) added rounds
-    that are not idle ones."""
+    back-off. The 0.5 s are counted by a plain thread from the moment every
+    P is idle (on a loaded machine, the three suites side by side, the last
+    M can take a while to give its P back, and sysmon rightly watches it
+    meanwhile); main waits on a channel that thread closes, not on a timer
+    (sysmon keeps looking while a timer is due and not yet fired)."""
 
     async def blocked(c: gr.Chan[int]) -> None:
         await c.recv()
@@ -311,15 +312,24 @@ def test_sysmon_sleeps_while_every_p_is_idle(procs: int) -> None:
     async def main() -> int:
         c: gr.Chan[int] = gr.Chan()
         gr.go(blocked, c)
-        await gr.sleep(0.05)  # let the start-up settle
-        sysmon = _scheduler.require().sysmon
+        sched = _scheduler.require()
+        sysmon = sched.sysmon
         done: gr.Chan[None] = gr.Chan()
-        r0 = sysmon.nrounds
-        threading.Timer(0.5, done.close).start()
+        rounds: list[int] = []
+
+        def measure() -> None:
+            deadline = time.monotonic() + 10
+            while len(sched.pidle) != sched.gomaxprocs and time.monotonic() < deadline:
+                time.sleep(0.001)
+            r0 = sysmon.nrounds
+            time.sleep(0.5)
+            rounds.append(sysmon.nrounds - r0)
+            done.close()
+
+        threading.Thread(target=measure).start()
         await done.recv_ok()
-        rounds = sysmon.nrounds - r0
         c.close()
-        return rounds
+        return rounds[0]
 
     rounds = grun(main, procs=procs)
     assert rounds <= 5, f"sysmon made {rounds} rounds while every P was idle"
