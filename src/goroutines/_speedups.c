@@ -201,15 +201,144 @@ static PyObject *s_runq;
  * to the P's runq (``P.runnext_put``). Returns 1 if done, 0 if not this
  * case (nothing changed: the reference handles it, and makes its checks:
  * off an M, shuffle mode, a G that is not WAITING), -1 on error. */
-/* The execution tracer's hook (``_runtime._trace``): NULL when no trace is
- * being recorded, so that each site below costs one load and a branch.
- * Set by ``set_trace`` (from the thread that starts or stops the trace;
- * a site that reads it just before it is cleared records one event into
- * a trace already stopped, which drops it). ``trace_call(kind, gp, arg)``
- * calls ``hook(kind, gp, arg)``; the kinds are ``_trace.TR_*``. */
+/* The execution tracer (``_runtime._trace``). ``trace_hook`` is NULL when no
+ * trace is being recorded, so that each site below costs one load and a
+ * branch. Set by ``set_trace`` (from the thread that starts or stops the
+ * trace). The hot events (a G's start, park and end, and every wake-up)
+ * are recorded here, into a buffer per thread (``tr_buf``: plain structs,
+ * no Python object but a park's wait reason); the rarer ones (a G created,
+ * a yield or blocking call) call ``hook(kind, gp, arg)``, whose kinds are
+ * ``_trace.TR_*``. ``trace_take`` hands the buffers to Python as tuples.
+ *
+ * A buffer is written by its own thread only, and taken by ``trace_take``
+ * after ``set_trace(None)``. Without the GIL the two could overlap, so a
+ * writer marks its buffer ``busy`` (seq_cst), then checks that the trace
+ * it belongs to is still on (``tr_gen``); the taker bumps ``tr_gen`` first,
+ * then waits for ``busy`` to clear (the store-load order of ``M.at_gate``).
+ * ``tr_bufs`` (the list of buffers) is guarded by ``tr_lock``. */
 static PyObject *trace_hook = NULL;
-enum { TR_START = 1, TR_PARK = 2, TR_REQUEST = 3, TR_END = 4, TR_UNPARK = 5, TR_CREATE = 6 };
-static PyObject *tr_kind[7];
+enum { TR_START = 1, TR_PARK = 2, TR_REQUEST = 3, TR_END = 4, TR_UNPARK = 5, TR_CREATE = 6,
+       TR_NAME = 7 };
+static PyObject *tr_kind[8];
+static PyObject *tr_names = NULL; /* the Tracer's names: gid -> function (a dict) */
+static Py_ssize_t off_m_id = -1, off_p_id = -1, off_g_id_early = -1;
+
+typedef struct {
+    int64_t ts;
+    int kind;
+    long long gid, a, b;
+    PyObject *o; /* a park's wait reason (strong), or NULL */
+} tr_ev;
+
+typedef struct tr_buf {
+    struct tr_buf *next;
+    unsigned long ident;
+    PyObject *tname; /* the thread's name (strong) */
+    tr_ev *ev;
+    Py_ssize_t n, cap, limit;
+    long long dropped;
+    long gen;
+    atomic_int busy;
+} tr_buf;
+
+static tr_buf *tr_bufs = NULL;
+static PyThread_type_lock tr_lock = NULL;
+static atomic_long tr_gen = 0;
+static Py_ssize_t tr_limit = 1000000;
+static _Thread_local tr_buf *tr_mine = NULL;
+
+static int64_t
+tr_now(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t); /* time.perf_counter_ns's clock on Linux */
+    return (int64_t)t.tv_sec * 1000000000 + t.tv_nsec;
+}
+
+/* This thread's buffer for the current trace, made at its first event
+ * (NULL with an error set on failure). */
+static tr_buf *
+tr_buffer(long gen)
+{
+    tr_buf *b = tr_mine;
+    if (b != NULL && b->gen == gen) {
+        return b;
+    }
+    b = PyMem_RawCalloc(1, sizeof(tr_buf));
+    if (b == NULL) {
+        PyErr_NoMemory();
+        return NULL;
+    }
+    b->gen = gen;
+    b->limit = tr_limit;
+    b->ident = PyThread_get_thread_ident();
+    PyObject *threading = PyImport_ImportModule("threading");
+    PyObject *t = threading ? PyObject_CallMethod(threading, "current_thread", NULL) : NULL;
+    b->tname = t ? PyObject_GetAttrString(t, "name") : NULL;
+    Py_XDECREF(t);
+    Py_XDECREF(threading);
+    if (b->tname == NULL) {
+        PyMem_RawFree(b);
+        return NULL;
+    }
+    PyThread_acquire_lock(tr_lock, WAIT_LOCK);
+    b->next = tr_bufs;
+    tr_bufs = b;
+    PyThread_release_lock(tr_lock);
+    tr_mine = b;
+    return b;
+}
+
+/* Record an event; 0, or -1 with an error set. */
+static int
+tr_record(int kind, long long gid, long long a, long long b_, PyObject *o)
+{
+    long gen = atomic_load(&tr_gen);
+    tr_buf *b = tr_buffer(gen);
+    if (b == NULL) {
+        return -1;
+    }
+    atomic_store(&b->busy, 1); /* seq_cst: before the load of tr_gen below */
+    if (atomic_load(&tr_gen) != gen || trace_hook == NULL) {
+        atomic_store(&b->busy, 0); /* the trace stopped meanwhile */
+        return 0;
+    }
+    if (b->n >= b->limit) {
+        b->dropped++;
+    }
+    else {
+        if (b->n == b->cap) {
+            Py_ssize_t cap = b->cap ? b->cap * 2 : 4096;
+            if (cap > b->limit) {
+                cap = b->limit;
+            }
+            tr_ev *ev = PyMem_RawRealloc(b->ev, (size_t)cap * sizeof(tr_ev));
+            if (ev == NULL) {
+                atomic_store(&b->busy, 0);
+                PyErr_NoMemory();
+                return -1;
+            }
+            b->ev = ev;
+            b->cap = cap;
+        }
+        tr_ev *e = &b->ev[b->n++];
+        e->ts = tr_now();
+        e->kind = kind;
+        e->gid = gid;
+        e->a = a;
+        e->b = b_;
+        e->o = Py_XNewRef(o);
+    }
+    atomic_store(&b->busy, 0);
+    return 0;
+}
+
+static long long
+tr_id(PyObject *o, Py_ssize_t off)
+{
+    PyObject *v = *(PyObject **)((char *)o + off);
+    return v == NULL ? -1 : PyLong_AsLongLong(v);
+}
 
 static int
 trace_call(int kind, PyObject *gp, PyObject *arg)
@@ -217,6 +346,69 @@ trace_call(int kind, PyObject *gp, PyObject *arg)
     PyObject *hook = trace_hook;
     if (hook == NULL) {
         return 0;
+    }
+    long long gid = tr_id(gp, off_g_id_early);
+    if (gid == -1 && PyErr_Occurred()) {
+        return -1;
+    }
+    if (kind == TR_START || kind == TR_UNPARK) {
+        /* A G the trace has no name for yet (made before it started): ask. */
+        PyObject *names = tr_names;
+        if (names != NULL) {
+            PyObject *key = *(PyObject **)((char *)gp + off_g_id_early);
+            int has = PyDict_Contains(names, key);
+            if (has < 0) {
+                return -1;
+            }
+            if (!has) {
+                PyObject *r = PyObject_CallFunctionObjArgs(hook, tr_kind[TR_NAME], gp, Py_None, NULL);
+                if (r == NULL) {
+                    return -1;
+                }
+                Py_DECREF(r);
+            }
+        }
+    }
+    if (kind == TR_START) {
+        PyObject *m = cur_m;
+        long long mid = -1, pid = -1;
+        if (m != NULL && off_m_id >= 0) {
+            mid = tr_id(m, off_m_id);
+            PyObject *p = *(PyObject **)((char *)m + off_m_p);
+            if (p != NULL && p != Py_None && off_p_id >= 0) {
+                pid = tr_id(p, off_p_id);
+            }
+            if (PyErr_Occurred()) {
+                return -1;
+            }
+        }
+        return tr_record(TR_START, gid, mid, pid, NULL);
+    }
+    if (kind == TR_PARK) {
+        return tr_record(TR_PARK, gid, 0, 0, *(PyObject **)((char *)gp + off_wait_reason));
+    }
+    if (kind == TR_END) {
+        return tr_record(TR_END, gid, 0, 0, NULL);
+    }
+    if (kind == TR_UNPARK) {
+        /* The waker: the G running on this thread's M, if any (not gp itself). */
+        PyObject *m = getm();
+        long long waker = 0, on_m = 0;
+        if (m != NULL) {
+            on_m = 1;
+            PyObject *cur = *(PyObject **)((char *)m + off_m_curg);
+            if (cur != NULL && cur != Py_None && cur != gp) {
+                waker = tr_id(cur, off_g_id_early);
+            }
+            Py_DECREF(m);
+        }
+        else if (PyErr_Occurred()) {
+            return -1;
+        }
+        if (PyErr_Occurred()) {
+            return -1;
+        }
+        return tr_record(TR_UNPARK, gid, waker, on_m, NULL);
     }
     Py_INCREF(hook);
     PyObject *r = PyObject_CallFunctionObjArgs(hook, tr_kind[kind], gp, arg, NULL);
@@ -3299,33 +3491,125 @@ speedups_set_virtual_time(PyObject *Py_UNUSED(mod), PyObject *t)
     Py_RETURN_NONE;
 }
 
+/* ``set_trace(hook, names, limit)``: record (see ``trace_call``);
+ * ``set_trace(None)``: stop (the buffers stay for ``trace_take``). */
 static PyObject *
-speedups_set_trace(PyObject *Py_UNUSED(mod), PyObject *hook)
+speedups_set_trace(PyObject *Py_UNUSED(mod), PyObject *args)
 {
-    PyObject *old = trace_hook;
+    PyObject *hook, *names = Py_None;
+    Py_ssize_t limit = 1000000;
+    if (!PyArg_ParseTuple(args, "O|On:set_trace", &hook, &names, &limit)) {
+        return NULL;
+    }
     if (hook == Py_None) {
         trace_hook = NULL;
+        atomic_fetch_add(&tr_gen, 1); /* writers still in tr_record drop their event */
+        Py_RETURN_NONE;
     }
-    else {
-        if (!PyCallable_Check(hook)) {
-            PyErr_SetString(PyExc_TypeError, "set_trace(hook): a callable or None");
+    if (!PyCallable_Check(hook) || !PyDict_Check(names) || limit < 1) {
+        PyErr_SetString(PyExc_TypeError, "set_trace(hook, names: dict, limit >= 1) or set_trace(None)");
+        return NULL;
+    }
+    if (tr_lock == NULL && (tr_lock = PyThread_allocate_lock()) == NULL) {
+        return PyErr_NoMemory();
+    }
+    for (int k = 1; k <= TR_NAME; k++) {
+        if (tr_kind[k] == NULL && (tr_kind[k] = PyLong_FromLong(k)) == NULL) {
             return NULL;
         }
-        for (int k = 1; k <= TR_CREATE; k++) {
-            if (tr_kind[k] == NULL && (tr_kind[k] = PyLong_FromLong(k)) == NULL) {
-                return NULL;
-            }
-        }
-        trace_hook = Py_NewRef(hook);
     }
-    /* Not freed: a site may be calling it right now on another M. */
-    (void)old;
+    if (off_m_id < 0 && M_type != NULL) {
+        off_m_id = slot_offset(M_type, "id");
+    }
+    if (off_p_id < 0 && P_type != NULL) {
+        off_p_id = slot_offset(P_type, "id");
+    }
+    if (off_g_id_early < 0 && (G_type == NULL || off_wait_reason < 0 ||
+                               (off_g_id_early = slot_offset(G_type, "id")) < 0)) {
+        PyErr_SetString(PyExc_RuntimeError, "set_trace before init_ready");
+        return NULL;
+    }
+    Py_XSETREF(tr_names, Py_NewRef(names));
+    tr_limit = limit;
+    atomic_fetch_add(&tr_gen, 1);
+    /* Not freed when replaced: a site may be calling the old one on another M. */
+    trace_hook = Py_NewRef(hook);
     Py_RETURN_NONE;
 }
 
+static PyObject *tr_names_of[8];
+
+/* ``trace_take()``: every buffer's events, as ``[(ident, thread name,
+ * [(ts, kind, gid, ...), ...], dropped), ...]``, and free them. After
+ * ``set_trace(None)``. */
+static PyObject *
+speedups_trace_take(PyObject *Py_UNUSED(mod), PyObject *Py_UNUSED(ignored))
+{
+    static const char *kinds[] = {NULL, "start", "park", NULL, "end", "unpark"};
+    for (int k = 1; k <= TR_UNPARK; k++) {
+        if (kinds[k] != NULL && tr_names_of[k] == NULL &&
+            (tr_names_of[k] = PyUnicode_InternFromString(kinds[k])) == NULL) {
+            return NULL;
+        }
+    }
+    if (tr_lock == NULL) {
+        return PyList_New(0);
+    }
+    PyThread_acquire_lock(tr_lock, WAIT_LOCK);
+    tr_buf *b = tr_bufs;
+    tr_bufs = NULL;
+    PyThread_release_lock(tr_lock);
+    PyObject *out = PyList_New(0);
+    while (b != NULL) {
+        while (atomic_load(&b->busy)) {
+            /* a writer that saw the trace on: its event is nearly written */
+        }
+        PyObject *evs = out ? PyList_New(b->n) : NULL;
+        for (Py_ssize_t i = 0; evs != NULL && i < b->n; i++) {
+            tr_ev *e = &b->ev[i];
+            PyObject *t;
+            if (e->kind == TR_START || e->kind == TR_UNPARK) {
+                t = Py_BuildValue("(LOLLL)", (long long)e->ts, tr_names_of[e->kind], e->gid, e->a,
+                                  e->b);
+            }
+            else if (e->kind == TR_PARK) {
+                t = Py_BuildValue("(LOLO)", (long long)e->ts, tr_names_of[e->kind], e->gid,
+                                  e->o ? e->o : Py_None);
+            }
+            else {
+                t = Py_BuildValue("(LOL)", (long long)e->ts, tr_names_of[e->kind], e->gid);
+            }
+            if (t == NULL) {
+                Py_CLEAR(evs);
+                break;
+            }
+            PyList_SET_ITEM(evs, i, t);
+        }
+        PyObject *item = evs ? Py_BuildValue("(kONL)", b->ident, b->tname, evs, b->dropped) : NULL;
+        if (item == NULL || PyList_Append(out, item) < 0) {
+            Py_CLEAR(out);
+        }
+        Py_XDECREF(item);
+        for (Py_ssize_t i = 0; i < b->n; i++) {
+            Py_XDECREF(b->ev[i].o);
+        }
+        tr_buf *next = b->next;
+        if (tr_mine == b) {
+            tr_mine = NULL;
+        }
+        Py_DECREF(b->tname);
+        PyMem_RawFree(b->ev);
+        PyMem_RawFree(b);
+        b = next;
+    }
+    return out;
+}
+
 static PyMethodDef module_methods[] = {
-    {"set_trace", (PyCFunction)speedups_set_trace, METH_O,
-     "set_trace(hook): call hook(kind, g, arg) at each scheduling event; None: stop."},
+    {"set_trace", (PyCFunction)speedups_set_trace, METH_VARARGS,
+     "set_trace(hook, names, limit): record scheduling events; set_trace(None): stop."},
+    {"trace_take", (PyCFunction)speedups_trace_take, METH_NOARGS,
+     "trace_take(): the recorded events of every thread, and free them."},
     {"set_virtual_time", (PyCFunction)speedups_set_virtual_time, METH_O,
      "set_virtual_time(t): the clock reads t from now on (a bubble's virtual clock); None: real time."},
     {"init", (PyCFunction)(void (*)(void))speedups_init, METH_VARARGS | METH_KEYWORDS,
@@ -3403,7 +3687,7 @@ method_fn(PyObject *tp, const char *name, int flags)
 static int
 add_all(PyObject *m)
 {
-    PyObject *all = Py_BuildValue("[ssssssssssssssss]", "API_VERSION", "ChanCore", "ChanOp", "Lock", "SleepOp", "go", "init", "init_go", "init_ready", "init_schedule", "init_sleep", "init_timers", "schedule", "set_trace", "set_virtual_time", "sleep");
+    PyObject *all = Py_BuildValue("[sssssssssssssssss]", "API_VERSION", "ChanCore", "ChanOp", "Lock", "SleepOp", "go", "init", "init_go", "init_ready", "init_schedule", "init_sleep", "init_timers", "schedule", "set_trace", "set_virtual_time", "sleep", "trace_take");
     if (all == NULL) {
         return -1;
     }

@@ -24,7 +24,9 @@ A trace not stopped is written when its run ends (on every way out).
 Each thread records at most ``limit`` events (``GOROUTINES_TRACE_LIMIT``,
 default 1 000 000, about 100 MB of JSON); the rest are dropped and counted
 in the file's ``otherData.dropped``. Off, tracing costs a test per
-scheduling event; on, about an event's tuple per goroutine switch.
+scheduling event (+0.3 % of W1's instructions with the accelerator); on,
+W1's round trip takes 1.9x as long with the accelerator (its hot events
+are recorded in C), 2.3x without (``make bench``: W11).
 """
 
 from __future__ import annotations

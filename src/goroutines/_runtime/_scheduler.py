@@ -1078,6 +1078,8 @@ def start(sched: Sched, main: Any, args: tuple[Any, ...]) -> None:
     gp = new_g(1, coro, copy_context(), None)
     sched.main_g = gp
     sched.allgs[1] = gp
+    if _tracer is not None:  # GOROUTINES_TRACE: started just before
+        _tracer.create(gp, None)
     with sched.lock:
         p0 = sched.allp[0]
         sched.pidle = sched.allp[:0:-1]
