@@ -200,9 +200,11 @@ def summary(data: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def plot(data: dict[str, Any], out: str) -> None:
-    """A PNG timeline: a row per M (and other threads), a bar per run of a
-    goroutine colored by its function; blocking calls hatched."""
+def plot(data: dict[str, Any], out: str, max_goroutines: int = 40) -> None:
+    """A PNG timeline: above, a row per M (and other threads), a bar per run
+    of a goroutine colored by its function, blocking calls hatched; below,
+    a row per goroutine (the first ``max_goroutines``): running in its
+    color, parked in grey, with its wait reasons."""
     try:
         import matplotlib
 
@@ -220,15 +222,29 @@ def plot(data: dict[str, Any], out: str) -> None:
         if e.get("ph") == "M" and e.get("name") == "thread_name" and e.get("pid") == 1
     }
     bars: dict[int, list[tuple[float, float, str, str]]] = defaultdict(list)
+    gruns: dict[int, list[tuple[float, float, str]]] = defaultdict(list)
+    gfn: dict[int, str] = {}
     for e in evs:
         if e.get("ph") == "X" and e.get("pid") == 1 and e.get("cat") in ("goroutine", "syscall"):
-            fn_name = (e.get("args") or {}).get("function") or e["name"].split(" ", 1)[-1]
+            args = e.get("args") or {}
+            fn_name = args.get("function") or e["name"].split(" ", 1)[-1]
             bars[e["tid"]].append((e["ts"] / 1e3, e["dur"] / 1e3, fn_name, e["cat"]))
-    tids = sorted(t for t in bars)
+            if e["cat"] == "goroutine":
+                gid = args["goroutine"]
+                gfn[gid] = fn_name
+                gruns[gid].append((e["ts"] / 1e3, (e["ts"] + e["dur"]) / 1e3, args["until"]))
+    tids = sorted(bars)
+    gids = sorted(gruns)[:max_goroutines]
     fns = sorted({b[2] for bs in bars.values() for b in bs})
     cmap = plt.get_cmap("tab20")
     color = {f: cmap(i % 20) for i, f in enumerate(fns)}
-    fig, ax = plt.subplots(figsize=(12, 1.2 + 0.5 * len(tids)))
+    fig, (ax, axg) = plt.subplots(
+        2,
+        1,
+        sharex=True,
+        figsize=(12, 2 + 0.45 * (len(tids) + len(gids))),
+        gridspec_kw={"height_ratios": [max(1, len(tids)), max(1, len(gids))]},
+    )
     for row, tid in enumerate(tids):
         for start, dur, f, cat in bars[tid]:
             ax.broken_barh(
@@ -241,8 +257,17 @@ def plot(data: dict[str, Any], out: str) -> None:
     ax.set_yticks(range(len(tids)))
     ax.set_yticklabels([names.get(t, str(t)) for t in tids])
     ax.invert_yaxis()
-    ax.set_xlabel("ms")
-    ax.set_title("goroutines on Ms (hatched: blocking calls)")
+    ax.set_title("goroutines on Ms (hatched: blocking calls); below, each goroutine (grey: parked)")
+    for row, gid in enumerate(gids):
+        runs = sorted(gruns[gid])
+        for k, (a, b, until) in enumerate(runs):
+            axg.broken_barh([(a, max(b - a, 0.001))], (row - 0.4, 0.8), facecolors=color[gfn[gid]])
+            if k + 1 < len(runs) and until not in _NOT_PARKED:
+                axg.broken_barh([(b, runs[k + 1][0] - b)], (row - 0.2, 0.4), facecolors="0.85")
+    axg.set_yticks(range(len(gids)))
+    axg.set_yticklabels([f"G{g} {gfn[g][-24:]}" for g in gids], fontsize="small")
+    axg.invert_yaxis()
+    axg.set_xlabel("ms")
     handles = [Rectangle((0, 0), 1, 1, color=color[f]) for f in fns[:20]]
     ax.legend(handles, [f[:40] for f in fns[:20]], loc="upper left", bbox_to_anchor=(1.01, 1),
               fontsize="small", frameon=False)  # fmt: skip
