@@ -111,6 +111,7 @@ class Tracer:
         with self.lock:
             self.bufs.append((t.ident or 0, t.name, events, dropped))
         self._local.buf = (events, dropped)
+        self._local.events = events
         return events, dropped
 
     def emit(self, *ev: Any) -> None:
@@ -137,12 +138,33 @@ class Tracer:
         where = f"{os.path.basename(by[0])}:{by[1]}" if by is not None else ""
         self.emit(EV_CREATE, gid, parent.id if parent is not None else 0, where)
 
+    # start, park and unpark are on every goroutine switch (in pure mode):
+    # written out, without ``emit``'s argument tuple; a park keeps the wait
+    # reason itself (``events`` takes its text).
+
     def start(self, gp: G, m: Any) -> None:
-        p = m.p
-        self.emit(EV_START, self.name(gp), m.id, p.id if p is not None else -1)
+        try:
+            events = self._local.events
+        except AttributeError:
+            events = self._buf()[0]
+        gid = gp.id
+        if gid not in self.names:
+            self.name(gp)
+        if len(events) < self.limit:
+            p = m.p
+            events.append((_now(), EV_START, gid, m.id, p.id if p is not None else -1))
+        else:
+            self._buf()[1][0] += 1
 
     def park(self, gp: G) -> None:
-        self.emit(EV_PARK, gp.id, gp.wait_reason.value or "park")
+        try:
+            events = self._local.events
+        except AttributeError:
+            events = self._buf()[0]
+        if len(events) < self.limit:
+            events.append((_now(), EV_PARK, gp.id, gp.wait_reason))
+        else:
+            self._buf()[1][0] += 1
 
     def request(self, gp: G, req: Any) -> None:
         self.emit(EV_SYSCALL if req is SYSCALL else EV_SCHED, gp.id)
@@ -151,10 +173,23 @@ class Tracer:
         self.emit(EV_END, gp.id)
 
     def unpark(self, gp: G, waker: str = "") -> None:
-        m = _current_m()
+        try:
+            m = _tls.m
+        except AttributeError:
+            m = None
         cur = m.curg if m is not None else None
         if cur is not None and cur is not gp:
-            self.emit(EV_UNPARK, self.name(gp), cur.id, "goroutine")
+            try:
+                events = self._local.events
+            except AttributeError:
+                events = self._buf()[0]
+            gid = gp.id
+            if gid not in self.names:
+                self.name(gp)
+            if len(events) < self.limit:
+                events.append((_now(), EV_UNPARK, gid, cur.id, "goroutine"))
+            else:
+                self._buf()[1][0] += 1
         else:
             if not waker:
                 waker = "M" if m is not None else threading.current_thread().name
@@ -216,7 +251,10 @@ class Tracer:
         dropped = 0
         for ident, tname, evs, d in bufs:
             dropped += d[0]
-            out.extend((ident, tname, ev) for ev in list(evs))
+            for ev in list(evs):
+                if ev[1] == EV_PARK and not isinstance(ev[3], str):
+                    ev = (ev[0], EV_PARK, ev[2], ev[3].value or "park")
+                out.append((ident, tname, ev))
         for cident, cname, cevs, cdropped in self.cbufs:
             dropped += cdropped
             for ev in cevs:
@@ -252,8 +290,10 @@ def _no_m() -> Any:
     return None
 
 
-#: ``_machine.current_m``, bound when a trace starts (``_machine`` imports us).
+#: ``_machine.current_m`` and its thread-local, bound when a trace starts
+#: (``_machine`` imports us).
 _current_m: Any = _no_m
+_tls: Any = threading.local()
 
 
 def _set_sites(t: Tracer | None) -> None:
@@ -265,8 +305,9 @@ def _set_sites(t: Tracer | None) -> None:
     ``ready``, on every channel hand-off, has no test at all."""
     from . import _goroutine, _machine, _netpoll, _scheduler, _sysmon
 
-    global _current_m
+    global _current_m, _tls
     _current_m = _machine.current_m
+    _tls = _machine._tls
     for mod in (_machine, _scheduler, _netpoll, _sysmon):
         mod._tracer = t  # type: ignore[attr-defined]
     if speedups is not None:
