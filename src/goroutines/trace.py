@@ -26,7 +26,8 @@ default 1 000 000, about 100 MB of JSON); the rest are dropped and counted
 in the file's ``otherData.dropped``. Off, tracing costs a test per
 scheduling event (+0.3 % of W1's instructions with the accelerator); on,
 W1's round trip takes 1.9x as long with the accelerator (its hot events
-are recorded in C), 2.3x without (``make bench``: W11).
+are recorded in C), and 1.94x the instructions without (``make bench``:
+W11).
 """
 
 from __future__ import annotations

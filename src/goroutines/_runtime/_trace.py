@@ -21,7 +21,8 @@ instructions with the accelerator, +0.9 % without. On, the accelerator
 records the hot events (a G's start, park, end, and every wake-up) in C,
 into a struct buffer per thread (``trace_take`` hands them over at the
 end; 1.9x on W1); every other event, and all of them in pure mode, is a
-tuple appended to the recording thread's own list (2.3x on W1). No lock
+tuple appended to the recording thread's own list (1.94x W1's
+instructions). No lock
 on the hot path either way. Each thread holds at most ``limit`` events
 (``GOROUTINES_TRACE_LIMIT``, default 1 000 000) in each of the two;
 past that, its newest events are dropped and counted (the JSON says how
