@@ -250,7 +250,14 @@ def test_demo_trace(tmp_path: Path) -> None:
     )
     assert r.returncode == 0, r.stderr
     assert f"execution trace of section 2 written to {out}" in r.stdout
-    assert _tracetool.validate(json.loads(out.read_text())) == []
+    data = json.loads(out.read_text())
+    assert _tracetool.validate(data) == []
+    # The tools on the demo's trace: the pool's workers, their waits, a PNG.
+    summary = _tracetool.summary(data)
+    assert "work" in summary and "select" in summary and "scheduler latency" in summary
+    pytest.importorskip("matplotlib")
+    _tracetool.plot(data, str(tmp_path / "demo.png"))
+    assert (tmp_path / "demo.png").read_bytes()[:4] == b"\x89PNG"
 
 
 def test_threads_waking_goroutines_are_named(tmp_path: Path) -> None:
@@ -294,3 +301,31 @@ def test_run_command_trace_flag(tmp_path: Path) -> None:
     data = json.loads(out.read_text())
     assert _tracetool.validate(data) == []
     assert any(e.get("args", {}).get("function") == "main.<locals>.w" for e in data["traceEvents"])
+
+
+def test_steals_are_recorded(tmp_path: Path) -> None:
+    """Goroutines queued behind one that computes past sysmon's
+    RUNNEXT_STUCK (10 ms): idle Ms steal them, and the trace says so."""
+
+    async def main() -> None:
+        done = gr.WaitGroup()
+
+        async def compute() -> None:
+            t = time.perf_counter()
+            while time.perf_counter() - t < 0.03:
+                pass
+            done.done()
+
+        for _ in range(4):
+            done.add(1)
+            gr.go(compute)
+        await done.wait()
+
+    data = _trace_of(tmp_path, main, 4)
+    assert _tracetool.validate(data) == []
+    steals = [e for e in data["traceEvents"] if e.get("cat") == "runtime" and e["name"] == "steal"]
+    assert steals, "no steal recorded"
+    victim, thief, n = steals[0]["args"]["args"]
+    assert victim != thief and n >= 1
+    ms = {e["tid"] for e in data["traceEvents"] if e["ph"] == "X" and e.get("cat") == "goroutine"}
+    assert len(ms) >= 2  # the stolen goroutines ran on other Ms

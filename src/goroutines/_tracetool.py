@@ -245,10 +245,15 @@ def plot(data: dict[str, Any], out: str, max_goroutines: int = 40) -> None:
         figsize=(12, 2 + 0.45 * (len(tids) + len(gids))),
         gridspec_kw={"height_ratios": [max(1, len(tids)), max(1, len(gids))]},
     )
+    # One broken_barh per row and color: a call per bar takes seconds for a
+    # demo-sized trace.
     for row, tid in enumerate(tids):
+        spans: dict[tuple[str, str], list[tuple[float, float]]] = defaultdict(list)
         for start, dur, f, cat in bars[tid]:
+            spans[f, cat].append((start, max(dur, 0.001)))
+        for (f, cat), xs in spans.items():
             ax.broken_barh(
-                [(start, max(dur, 0.001))],
+                xs,
                 (row - 0.4, 0.8),
                 facecolors=color[f] if cat == "goroutine" else "white",
                 edgecolors=color[f] if cat == "syscall" else "none",
@@ -260,10 +265,14 @@ def plot(data: dict[str, Any], out: str, max_goroutines: int = 40) -> None:
     ax.set_title("goroutines on Ms (hatched: blocking calls); below, each goroutine (grey: parked)")
     for row, gid in enumerate(gids):
         runs = sorted(gruns[gid])
-        for k, (a, b, until) in enumerate(runs):
-            axg.broken_barh([(a, max(b - a, 0.001))], (row - 0.4, 0.8), facecolors=color[gfn[gid]])
-            if k + 1 < len(runs) and until not in _NOT_PARKED:
-                axg.broken_barh([(b, runs[k + 1][0] - b)], (row - 0.2, 0.4), facecolors="0.85")
+        parked = [
+            (b, runs[k + 1][0] - b)
+            for k, (_a, b, until) in enumerate(runs)
+            if k + 1 < len(runs) and until not in _NOT_PARKED
+        ]
+        axg.broken_barh(parked, (row - 0.2, 0.4), facecolors="0.85")
+        ran = [(a, max(b - a, 0.001)) for a, b, _ in runs]
+        axg.broken_barh(ran, (row - 0.4, 0.8), facecolors=color[gfn[gid]])
     axg.set_yticks(range(len(gids)))
     axg.set_yticklabels([f"G{g} {gfn[g][-24:]}" for g in gids], fontsize="small")
     axg.invert_yaxis()
