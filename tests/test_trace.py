@@ -13,6 +13,7 @@ import subprocess
 import sys
 import threading
 import time
+import types
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -125,6 +126,14 @@ def test_every_event_kind_and_the_format(tmp_path: Path, procs: int) -> None:
     # other's value waiting when it receives.)
     assert parks["chan send"] + parks["chan receive"] and parks["sync.Mutex.Lock"]
     assert parks["sleep"] and parks["IO wait"] and parks["syscall"] and parks["end"]
+    # A park's slice names the kind of object waited on.
+    parked_on = Counter(
+        e["args"].get("parked_on")
+        for e in evs
+        if e["ph"] == "X" and e["cat"] == "goroutine" and e["pid"] == 1
+    )
+    assert parked_on["chan"] and parked_on["mutex"] and parked_on["timer"] and parked_on["netpoll"]
+    assert parked_on[None] >= parks["syscall"] + parks["end"]  # not parks: no kind
     names = {e["args"]["name"] for e in evs if e["ph"] == "M" and e["name"] == "thread_name"}
     assert "M0" in names and "P0" in names
     assert data["otherData"]["dropped"] == 0
@@ -205,39 +214,51 @@ def test_the_limit_bounds_each_thread(tmp_path: Path) -> None:
     assert _tracetool.validate(data) == []
 
 
-def test_the_tracer_off_leaves_no_hook() -> None:
-    from goroutines._runtime import _machine, _netpoll, _scheduler, _sysmon
+def test_the_tracer_off_leaves_no_hook(tmp_path: Path) -> None:
+    from goroutines._runtime import _goroutine, _machine, _netpoll, _scheduler, _sysmon
 
-    grun(_everything)
+    async def traced_then_not(path: Path) -> None:
+        gr.trace.start(path)
+        await _everything()
+        gr.trace.stop()
+        await _everything()
+
+    grun(traced_then_not, tmp_path / "t.json")
     for mod in (_machine, _scheduler, _netpoll, _sysmon):
         assert mod._tracer is None  # type: ignore[attr-defined]
+    # The reference's swapped sites are back: its step loop tests nothing.
+    assert _machine._coro_send is types.CoroutineType.send
+    assert _goroutine.goready is _scheduler.ready or gr.__speedups__ == "c"
     assert gr.Chan  # and the runtime works: the run above passed
 
 
-def test_summary_check_and_plot_commands(tmp_path: Path) -> None:
+def test_summary_and_check_commands(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """In process, through ``python -m goroutines``'s dispatch (a subprocess
+    each would cost a second of the suite; ``test_demo_trace`` runs one,
+    and the plot)."""
+    from goroutines.__main__ import main as cli
+
     data = _trace_of(tmp_path, _everything, 2)
     path = tmp_path / "out.json"
     path.write_text(json.dumps(data))
-    run = [sys.executable, "-m", "goroutines", "trace"]
-    summary = subprocess.run([*run, "summary", str(path)], capture_output=True, text=True)
-    assert summary.returncode == 0, summary.stderr
-    assert "_everything.<locals>.locker" in summary.stdout
-    assert "sync.Mutex.Lock" in summary.stdout or "sleep" in summary.stdout
-    assert "scheduler latency (runnable -> running)" in summary.stdout
-    check = subprocess.run([*run, "check", str(path)], capture_output=True, text=True)
-    assert check.returncode == 0 and check.stdout.startswith("0 problems"), check.stdout
+    assert cli(["trace", "summary", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "_everything.<locals>.locker" in out
+    assert "sync.Mutex.Lock" in out or "sleep" in out
+    assert "scheduler latency (runnable -> running)" in out
+    assert cli(["trace", "check", str(path)]) == 0
+    assert capsys.readouterr().out.startswith("0 problems")
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps({"traceEvents": [{"ph": "X", "name": "a", "pid": 1, "tid": 1,
                                                 "ts": 0, "dur": 5},
                                                {"ph": "X", "name": "b", "pid": 1, "tid": 1,
                                                 "ts": 3, "dur": 5}]}))  # fmt: skip
-    check = subprocess.run([*run, "check", str(bad)], capture_output=True, text=True)
-    assert check.returncode == 1 and "not nested" in check.stdout
-    pytest.importorskip("matplotlib")
-    png = tmp_path / "t.png"
-    plot = subprocess.run([*run, "plot", str(path), "-o", str(png)], capture_output=True, text=True)
-    assert plot.returncode == 0, plot.stderr
-    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert cli(["trace", "check", str(bad)]) == 1
+    assert "not nested" in capsys.readouterr().out
+    assert cli(["trace", "summary", str(tmp_path / "missing.json")]) == 1
+    assert "missing.json" in capsys.readouterr().err
+    assert cli(["trace", "plot", str(path)]) == 2  # no -o
+    assert "needs OUT.json -o TIMELINE.png" in capsys.readouterr().err
 
 
 def test_demo_trace(tmp_path: Path) -> None:
@@ -256,8 +277,11 @@ def test_demo_trace(tmp_path: Path) -> None:
     summary = _tracetool.summary(data)
     assert "work" in summary and "select" in summary and "scheduler latency" in summary
     pytest.importorskip("matplotlib")
-    _tracetool.plot(data, str(tmp_path / "demo.png"))
-    assert (tmp_path / "demo.png").read_bytes()[:4] == b"\x89PNG"
+    from goroutines.__main__ import main as cli
+
+    png = tmp_path / "demo.png"
+    assert cli(["trace", "plot", str(out), "-o", str(png)]) == 0
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_threads_waking_goroutines_are_named(tmp_path: Path) -> None:
@@ -329,3 +353,55 @@ def test_steals_are_recorded(tmp_path: Path) -> None:
     assert victim != thief and n >= 1
     ms = {e["tid"] for e in data["traceEvents"] if e["ph"] == "X" and e.get("cat") == "goroutine"}
     assert len(ms) >= 2  # the stolen goroutines ran on other Ms
+
+
+def test_traces_one_after_another_on_several_ms(tmp_path: Path) -> None:
+    """Several traces in one run, each with goroutines on several Ms: each
+    file holds its own events only, on the right tracks (the accelerator
+    keeps a thread's buffer from one trace to the next), and a written
+    trace is not kept alive (the accelerator holds its hook for ever)."""
+    import weakref
+
+    refs: list[weakref.ref[_trace.Tracer]] = []
+
+    async def main() -> None:
+        for k in range(3):
+            gr.trace.start(tmp_path / f"t{k}.json")
+            assert _trace.active is not None
+            refs.append(weakref.ref(_trace.active))
+            done = gr.WaitGroup()
+
+            async def compute(done: gr.WaitGroup) -> None:
+                for _ in range(3):
+                    t = time.perf_counter()
+                    while time.perf_counter() - t < 0.004:
+                        pass
+                    await gr.gosched()
+                done.done()
+
+            for _ in range(4):
+                done.add(1)
+                gr.go(compute, done)
+            await done.wait()
+            gr.trace.stop()
+
+    grun(main, procs=3)
+    gc.collect()
+    assert [r() for r in refs] == [None, None, None]
+    for k in range(3):
+        data = json.loads((tmp_path / f"t{k}.json").read_text())
+        assert _tracetool.validate(data) == []
+        creates = [e for e in data["traceEvents"] if e["name"].startswith("create")]
+        assert len(creates) == 4  # this trace's goroutines only
+
+
+def test_plot_without_matplotlib(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from goroutines.__main__ import main as cli
+
+    path = tmp_path / "t.json"
+    path.write_text(json.dumps({"traceEvents": []}))
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib: ImportError
+    assert cli(["trace", "plot", str(path), "-o", str(tmp_path / "t.png")]) == 1
+    assert "trace plot needs matplotlib" in capsys.readouterr().err

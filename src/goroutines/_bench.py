@@ -197,9 +197,10 @@ WORKLOADS: Final[dict[str, Workload]] = {
             "round trips",
             (
                 Metric("us_per_rt", "µs/round trip traced"),
+                Metric("off_us_per_rt", "µs/round trip untraced"),
                 Metric("on_off", "traced / untraced"),
             ),
-            extra=("off_us_per_rt", "events", "write_s"),
+            extra=("events", "write_s"),
         ),
     )
 }

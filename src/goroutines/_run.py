@@ -125,7 +125,7 @@ def run_sched(
     except BaseException:  # Ctrl-C (even during start): stop everything, then let it through
         if _scheduler.current is sched:
             _shutdown(sched)
-            _exit_hooks(sched)
+        _exit_hooks(sched)  # (not started: the trace GOROUTINES_TRACE began, if any)
         raise
     dump, errors = _shutdown(sched)
     hook_error = _exit_hooks(sched)

@@ -215,7 +215,16 @@ static PyObject *s_runq;
  * writer marks its buffer ``busy`` (seq_cst), then checks that the trace
  * it belongs to is still on (``tr_gen``); the taker bumps ``tr_gen`` first,
  * then waits for ``busy`` to clear (the store-load order of ``M.at_gate``).
- * ``tr_bufs`` (the list of buffers) is guarded by ``tr_lock``. */
+ * ``tr_bufs`` (the buffers of this trace) and each buffer's ``next`` and
+ * ``linked`` are guarded by ``tr_lock``.
+ *
+ * A thread's buffer struct is made at its first event and never freed
+ * (``trace_take`` frees its events and unlinks it; the thread links it
+ * again in the next trace): a writer late for a stopped trace still
+ * touches ``busy`` and ``gen`` after the take, and a freed struct's memory,
+ * reused for another thread's buffer of the next trace, would have that
+ * thread's events land in it. The cost: a small struct, and its thread's
+ * name, per thread that ever recorded. */
 static PyObject *trace_hook = NULL;
 enum { TR_START = 1, TR_PARK = 2, TR_REQUEST = 3, TR_END = 4, TR_UNPARK = 5, TR_CREATE = 6,
        TR_NAME = 7 };
@@ -237,7 +246,8 @@ typedef struct tr_buf {
     tr_ev *ev;
     Py_ssize_t n, cap, limit;
     long long dropped;
-    long gen;
+    long gen; /* the trace it is linked in (written by its thread only) */
+    int linked; /* in ``tr_bufs`` (guarded by ``tr_lock``) */
     atomic_int busy;
 } tr_buf;
 
@@ -245,7 +255,8 @@ static tr_buf *tr_bufs = NULL;
 static PyThread_type_lock tr_lock = NULL;
 static atomic_long tr_gen = 0;
 static Py_ssize_t tr_limit = 1000000;
-static _Thread_local tr_buf *tr_mine = NULL;
+static _Thread_local tr_buf *tr_mine = NULL; /* this thread's buffer (never freed) */
+static PyObject *tr_current_thread = NULL;   /* threading.current_thread (set_trace) */
 
 static int64_t
 tr_now(void)
@@ -255,8 +266,9 @@ tr_now(void)
     return (int64_t)t.tv_sec * 1000000000 + t.tv_nsec;
 }
 
-/* This thread's buffer for the current trace, made at its first event
- * (NULL with an error set on failure). */
+/* This thread's buffer for the current trace (``gen``), made at the
+ * thread's first event, linked into ``tr_bufs`` at its first event of each
+ * trace (NULL with an error set on failure). */
 static tr_buf *
 tr_buffer(long gen)
 {
@@ -264,28 +276,47 @@ tr_buffer(long gen)
     if (b != NULL && b->gen == gen) {
         return b;
     }
-    b = PyMem_RawCalloc(1, sizeof(tr_buf));
-    if (b == NULL) {
-        PyErr_NoMemory();
+    /* threading.current_thread, found by set_trace: no import here (a
+     * goroutine's step runs none, see test_net). */
+    PyObject *t = PyObject_CallNoArgs(tr_current_thread);
+    PyObject *tname = t ? PyObject_GetAttrString(t, "name") : NULL;
+    Py_XDECREF(t);
+    if (tname == NULL) {
         return NULL;
     }
+    if (b == NULL) {
+        b = PyMem_RawCalloc(1, sizeof(tr_buf));
+        if (b == NULL) {
+            Py_DECREF(tname);
+            PyErr_NoMemory();
+            return NULL;
+        }
+        b->ident = PyThread_get_thread_ident();
+        tr_mine = b;
+    }
+    /* Not linked (taken, or never linked): nobody else reads these now. */
+    PyThread_acquire_lock(tr_lock, WAIT_LOCK);
+    int linked = b->linked;
+    PyThread_release_lock(tr_lock);
+    if (linked) {
+        /* Still in the list of a trace never taken (``set_trace`` refuses
+         * to start then, so not expected): keep its events where they are. */
+        Py_DECREF(tname);
+        b->gen = gen;
+        return b;
+    }
+    Py_XSETREF(b->tname, tname);
     b->gen = gen;
     b->limit = tr_limit;
-    b->ident = PyThread_get_thread_ident();
-    PyObject *threading = PyImport_ImportModule("threading");
-    PyObject *t = threading ? PyObject_CallMethod(threading, "current_thread", NULL) : NULL;
-    b->tname = t ? PyObject_GetAttrString(t, "name") : NULL;
-    Py_XDECREF(t);
-    Py_XDECREF(threading);
-    if (b->tname == NULL) {
-        PyMem_RawFree(b);
-        return NULL;
-    }
+    b->n = 0;
+    b->dropped = 0;
     PyThread_acquire_lock(tr_lock, WAIT_LOCK);
-    b->next = tr_bufs;
-    tr_bufs = b;
+    if (atomic_load(&tr_gen) == gen) { /* a trace stopped meanwhile is not linked into */
+        b->next = tr_bufs;
+        tr_bufs = b;
+        b->linked = 1;
+    }
     PyThread_release_lock(tr_lock);
-    tr_mine = b;
     return b;
 }
 
@@ -3518,6 +3549,14 @@ speedups_set_trace(PyObject *Py_UNUSED(mod), PyObject *args)
             return NULL;
         }
     }
+    if (tr_current_thread == NULL) {
+        PyObject *threading = PyImport_ImportModule("threading");
+        tr_current_thread = threading ? PyObject_GetAttrString(threading, "current_thread") : NULL;
+        Py_XDECREF(threading);
+        if (tr_current_thread == NULL) {
+            return NULL;
+        }
+    }
     if (off_m_id < 0 && M_type != NULL) {
         off_m_id = slot_offset(M_type, "id");
     }
@@ -3529,10 +3568,19 @@ speedups_set_trace(PyObject *Py_UNUSED(mod), PyObject *args)
         PyErr_SetString(PyExc_RuntimeError, "set_trace before init_ready");
         return NULL;
     }
+    PyThread_acquire_lock(tr_lock, WAIT_LOCK);
+    int untaken = tr_bufs != NULL;
+    PyThread_release_lock(tr_lock);
+    if (untaken) {
+        PyErr_SetString(PyExc_RuntimeError, "set_trace: the previous trace was not taken (trace_take)");
+        return NULL;
+    }
     Py_XSETREF(tr_names, Py_NewRef(names));
     tr_limit = limit;
     atomic_fetch_add(&tr_gen, 1);
-    /* Not freed when replaced: a site may be calling the old one on another M. */
+    /* Not released when cleared: a site may be calling it on another M.
+     * (``_trace`` passes a module function, not a bound method of its
+     * Tracer: this reference keeps no trace alive.) */
     trace_hook = Py_NewRef(hook);
     Py_RETURN_NONE;
 }
@@ -3593,13 +3641,16 @@ speedups_trace_take(PyObject *Py_UNUSED(mod), PyObject *Py_UNUSED(ignored))
         for (Py_ssize_t i = 0; i < b->n; i++) {
             Py_XDECREF(b->ev[i].o);
         }
+        /* Unlinked, emptied, kept: its thread links it again (see ``tr_buf``). */
+        PyThread_acquire_lock(tr_lock, WAIT_LOCK);
         tr_buf *next = b->next;
-        if (tr_mine == b) {
-            tr_mine = NULL;
-        }
-        Py_DECREF(b->tname);
+        b->next = NULL;
+        b->linked = 0;
+        PyThread_release_lock(tr_lock);
         PyMem_RawFree(b->ev);
-        PyMem_RawFree(b);
+        b->ev = NULL;
+        b->n = b->cap = 0;
+        b->dropped = 0;
         b = next;
     }
     return out;

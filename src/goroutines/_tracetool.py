@@ -202,7 +202,8 @@ def summary(data: dict[str, Any]) -> str:
 
 def plot(data: dict[str, Any], out: str, max_goroutines: int = 40) -> None:
     """A PNG timeline: above, a row per M (and other threads), a bar per run
-    of a goroutine colored by its function, blocking calls hatched; below,
+    of a goroutine colored by its function, blocking calls hatched, then a
+    row per P (whose goroutine ran when, whichever M held it); below,
     a row per goroutine (the first ``max_goroutines``): running in its
     color, parked in grey, with its wait reasons."""
     try:
@@ -217,27 +218,31 @@ def plot(data: dict[str, Any], out: str, max_goroutines: int = 40) -> None:
         ) from None
     evs = data["traceEvents"]
     names = {
-        e["tid"]: e["args"]["name"]
+        (e["pid"], e["tid"]): e["args"]["name"]
         for e in evs
-        if e.get("ph") == "M" and e.get("name") == "thread_name" and e.get("pid") == 1
+        if e.get("ph") == "M" and e.get("name") == "thread_name" and e.get("pid") in (1, 2)
     }
-    bars: dict[int, list[tuple[float, float, str, str]]] = defaultdict(list)
+    # Rows: (pid, tid), Ms (pid 1) above Ps (pid 2).
+    bars: dict[tuple[int, int], list[tuple[float, float, str, str]]] = defaultdict(list)
     gruns: dict[int, list[tuple[float, float, str]]] = defaultdict(list)
     gfn: dict[int, str] = {}
     for e in evs:
-        if e.get("ph") == "X" and e.get("pid") == 1 and e.get("cat") in ("goroutine", "syscall"):
+        pid = e.get("pid")
+        if e.get("ph") == "X" and pid in (1, 2) and e.get("cat") in ("goroutine", "syscall"):
             args = e.get("args") or {}
             fn_name = args.get("function") or e["name"].split(" ", 1)[-1]
-            bars[e["tid"]].append((e["ts"] / 1e3, e["dur"] / 1e3, fn_name, e["cat"]))
-            if e["cat"] == "goroutine":
+            bars[pid, e["tid"]].append((e["ts"] / 1e3, e["dur"] / 1e3, fn_name, e["cat"]))
+            if e["cat"] == "goroutine" and pid == 1:
                 gid = args["goroutine"]
                 gfn[gid] = fn_name
                 gruns[gid].append((e["ts"] / 1e3, (e["ts"] + e["dur"]) / 1e3, args["until"]))
     tids = sorted(bars)
     gids = sorted(gruns)[:max_goroutines]
     fns = sorted({b[2] for bs in bars.values() for b in bs})
-    cmap = plt.get_cmap("tab20")
-    color = {f: cmap(i % 20) for i, f in enumerate(fns)}
+    # tab10's hues are all distinct; tab20 pairs each with a lighter one.
+    ncolors = 10 if len(fns) <= 10 else 20
+    cmap = plt.get_cmap(f"tab{ncolors}")
+    color = {f: cmap(i % ncolors) for i, f in enumerate(fns)}
     fig, (ax, axg) = plt.subplots(
         2,
         1,
@@ -260,9 +265,12 @@ def plot(data: dict[str, Any], out: str, max_goroutines: int = 40) -> None:
                 hatch="///" if cat == "syscall" else None,
             )
     ax.set_yticks(range(len(tids)))
-    ax.set_yticklabels([names.get(t, str(t)) for t in tids])
+    ax.set_yticklabels([names.get(t, f"{'MP'[t[0] - 1]}{t[1]}") for t in tids])
     ax.invert_yaxis()
-    ax.set_title("goroutines on Ms (hatched: blocking calls); below, each goroutine (grey: parked)")
+    ax.set_title(
+        "goroutines on Ms, then on Ps (hatched: blocking calls); below, each goroutine "
+        "(grey: parked)"
+    )
     for row, gid in enumerate(gids):
         runs = sorted(gruns[gid])
         parked = [

@@ -71,6 +71,12 @@ rank lock                      guards                       takes while held
      (``_netpoll``)            ``wakesig``, making ``ep``
 12   ``_given_lock``           ``_given``                   nothing
      (``_goroutine``)
+13   ``_switch_lock``          ``active``, starting and     14 (a GC callback's first event
+     (``_trace``)              stopping the sites           on this thread); unranked: the
+                                                            C tracer's ``tr_lock`` (a leaf)
+14   ``Tracer.lock``           ``Tracer.bufs``              nothing (a leaf: a GC callback
+     (``_trace``)                                           may record, so take it under any
+                                                            lock)
 ==== ========================= ============================ =================================
 
 Unranked, not made by ``new_lock``: an M's ``note`` and sysmon's ``note``
@@ -81,9 +87,7 @@ with ``acquire(False)`` (``stopm``), and their owner waits for its own note
 holding nothing. ``Sched.world``, ``Sched.done`` and ``call_on_main``'s
 ``threading.Event``, and ``Sched.mainq`` (``queue.SimpleQueue``), lock only
 inside their own methods (leaves); ``sched.world.wait`` and the event of
-``call_on_main`` are waited on holding no lock. The tracer's two plain
-locks (``_trace``: ``Tracer.lock`` around a thread's first event,
-``_switch_lock`` around start and stop) are leaves. Five plain locks of the
+``call_on_main`` are waited on holding no lock. Five plain locks of the
 modules above are leaves taken holding no other lock: ``_bridge``'s
 ``_FutureWait.lock`` and ``_loops_lock``, and ``_group``'s
 ``_unretrieved_lock``, for a field swap (``sched.lock`` is taken only after

@@ -14,8 +14,8 @@ test) fails loudly. Off, ``new_lock`` returns a plain ``threading.Lock``:
 the hot paths call ``acquire``/``release`` (and yield ``release`` bound
 methods, wrapped in ``Unlock``, as unlock functions) at no cost.
 ``set_enabled`` (tests) switches it for the locks made afterwards; locks
-made at import time (``_run_lock``, ``_signal._lock``, ``_given_lock``)
-follow the environment only.
+made at import time (``_run_lock``, ``_signal._lock``, ``_given_lock``,
+``_trace._switch_lock``) follow the environment only.
 
 Exceptions to "strictly increasing", as in Go's ``lockRankLeafRank`` and
 same-rank partial orders:
@@ -85,6 +85,8 @@ class LockRank(enum.IntEnum):
     SCHED = 10  # _scheduler.Sched.lock
     NETPOLL = 11  # _netpoll.Netpoll.lock
     GIVEN = 12  # _goroutine._given_lock
+    TRACE_SWITCH = 13  # _trace._switch_lock
+    TRACE = 14  # _trace.Tracer.lock (a leaf: a GC callback may take it under any lock)
 
 
 #: What each rank's locks are called in reports.
@@ -101,6 +103,8 @@ _NAMES = {
     LockRank.SCHED: "Sched.lock",
     LockRank.NETPOLL: "Netpoll.lock",
     LockRank.GIVEN: "_goroutine._given_lock",
+    LockRank.TRACE_SWITCH: "_trace._switch_lock",
+    LockRank.TRACE: "Tracer.lock",
 }
 
 #: The lock every ranked lock is: ``threading.Lock``, or with the accelerator

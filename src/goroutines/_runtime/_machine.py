@@ -56,7 +56,10 @@ __all__ = ["M", "current_m"]
 _tls: threading.local = threading.local()
 
 
-#: The execution tracer recording, or None (``_trace``: it sets this).
+#: The execution tracer recording, or None (``_trace``: it sets this). The
+#: step loop itself does not test it: while a trace runs, ``_trace`` swaps
+#: ``_coro_send`` for a recording one (a G's start, then its park, yield,
+#: blocking call or end), so that tracing off costs the loop nothing.
 _tracer: Any = None
 
 
@@ -67,7 +70,7 @@ def current_m() -> M | None:
 _RUNNING = GStatus.RUNNING
 _P_SYSCALL = PStatus.SYSCALL
 _P_RUNNING = PStatus.RUNNING
-_coro_send: Any = types.CoroutineType.send
+_coro_send: Any = types.CoroutineType.send  # swapped while a trace runs (``_tracer``)
 _Unlock = Unlock
 #: ``after_execute``: this M leaves its loop.
 _EXIT: Any = object()
@@ -280,29 +283,21 @@ class M:
                 if sched.gate and not self.at_gate(gp):  # after claiming gp: see at_gate
                     return
                 n += 1
-                if _tracer is not None:
-                    _tracer.start(gp, self)
                 try:
                     # The unbound ``send`` of coroutines (``make_coroutine``
                     # wraps generators): ``coro.send`` would make a bound method.
                     req = gp.ctx.run(_coro_send, gp.coro, None)
                 except StopIteration as e:
                     self.curg = None
-                    if _tracer is not None:
-                        _tracer.end(gp)
                     sched.goexit(gp, e.value, None)
                 except BaseException as e:
                     self.curg = None
-                    if _tracer is not None:
-                        _tracer.end(gp)
                     sched.goexit(gp, None, e)
                 else:
                     if req.__class__ is _Unlock:  # a park
                         self.curg = None
                         gp.status = _WAITING
                         gp.wait_since = sched.now
-                        if _tracer is not None:  # before the unlock: see the C step
-                            _tracer.park(gp)
                         req()
                         gp = None
                         # A park changes nothing else about this M (no
@@ -311,8 +306,6 @@ class M:
                         if self.lockedg is None:
                             continue
                     else:  # GOSCHED, SYSCALL, or not ours
-                        if _tracer is not None:
-                            _tracer.request(gp, req)
                         self.execute_request(gp, req)
                 gp = None
                 if self.lockedg is not None or self.p is None or sched.stopping:

@@ -602,6 +602,8 @@ class Sched:
         if gp is not None:
             self.idle_waiter = None
             gp.status = _RUNNABLE
+            if _tracer is not None:  # readied by no one: the quiescence
+                _tracer.unpark(gp, "quiescent")
             self.runq.append(gp)
             return False
         vc = self.vclock

@@ -14,16 +14,19 @@ a steal; the poller's wake-ups; timers fired; sysmon's retakes; garbage
 collections (``gc.callbacks``); and, from sysmon, counters (goroutines,
 run-queue lengths).
 
-Cost. Off, each site is one test of a module global (``_machine._tracer``,
-``_scheduler._tracer``...) in the reference, and of a C static in the
-accelerator (``_speedups.set_trace``): +0.3 % of a W1 round trip's
-instructions with the accelerator, +0.9 % without. On, the accelerator
-records the hot events (a G's start, park, end, and every wake-up) in C,
-into a struct buffer per thread (``trace_take`` hands them over at the
-end; 1.9x on W1); every other event, and all of them in pure mode, is a
-tuple appended to the recording thread's own list (1.94x W1's
-instructions). No lock
-on the hot path either way. Each thread holds at most ``limit`` events
+Cost. Off, the accelerator's goroutine-switch sites test a C static
+(``_speedups.set_trace``); the reference's hot paths test nothing: its step
+loop calls ``_machine._coro_send`` and readies Gs through ``G.wake`` /
+``goready``, which ``_set_sites`` swaps for recording versions while a
+trace runs (``_recording_send``, ``wake``). The rarer sites (``go``,
+blocking calls, timers, steals, the poller, sysmon) test a module global
+(``_machine._tracer``, ``_scheduler._tracer``...). Callgrind: W1, a sleep
+and W4 within ±0.5 % of the runtime before the tracer, C and pure. On, the
+accelerator records the hot events (a G's start, park, end, and every
+wake-up) in C, into a struct buffer per thread (``trace_take`` hands them
+over at the end; 1.8x W1's time); every other event, and all of them in
+pure mode, is a tuple appended to the recording thread's own list (1.92x
+W1's instructions). No lock on the hot path either way. Each thread holds at most ``limit`` events
 (``GOROUTINES_TRACE_LIMIT``, default 1 000 000) in each of the two;
 past that, its newest events are dropped and counted (the JSON says how
 many).
@@ -31,10 +34,13 @@ many).
 Timestamps are ``time.perf_counter_ns()``: real time, also in a testing
 bubble (the virtual clock would put a whole run at one instant).
 
-Locks: ``Tracer.lock`` (plain, a leaf) guards ``Tracer.bufs`` (a thread's
-first event registers its list); in C, ``tr_lock`` (a leaf) guards the
-list of C buffers, and each buffer's ``busy`` flag orders its writer
-against ``trace_take`` (see ``_speedups.c``). Each list is appended to by its own
+Locks (ranked in ``goroutines._runtime``'s table): ``_switch_lock``
+(TRACE_SWITCH) guards ``active`` and switching the sites on and off;
+``Tracer.lock`` (TRACE, a leaf: a GC callback records, so it may be taken
+under any other lock) guards ``Tracer.bufs`` (a thread's first event
+registers its list). In C, ``tr_lock`` (a leaf) guards the list of C
+buffers, and each buffer's ``busy`` flag orders its writer against
+``trace_take`` (see ``_speedups.c``). Each list is appended to by its own
 thread only; ``stop`` reads them after the sites have been switched off
 (an event racing with ``stop`` lands in a list already read, and is lost).
 ``names`` is a dict whose item sets are atomic.
@@ -46,10 +52,12 @@ import gc
 import os
 import threading
 import time
+import types
 from typing import TYPE_CHECKING, Any, Final
 
 from .._accel import speedups
-from ._goroutine import SYSCALL
+from ._goroutine import SYSCALL, Unlock
+from ._lockrank import LockRank, new_lock
 
 if TYPE_CHECKING:
     from ._goroutine import G
@@ -91,7 +99,7 @@ class Tracer:
         self.path = path
         self.limit = limit
         self.t0 = _now()
-        self.lock = threading.Lock()
+        self.lock = new_lock(LockRank.TRACE, self)
         #: (thread ident, thread name, events, [dropped]) per recording thread.
         self.bufs: list[tuple[int, str, list[tuple[Any, ...]], list[int]]] = []
         self._local = threading.local()
@@ -109,10 +117,15 @@ class Tracer:
         t = threading.current_thread()
         events: list[tuple[Any, ...]] = []
         dropped = [0]
-        with self.lock:
-            self.bufs.append((t.ident or 0, t.name, events, dropped))
+        # Everything that allocates before the lock, and ``_local`` set
+        # first: an allocation may run a collection, whose callback
+        # (``_gc``) records on this thread, and would register a second
+        # list, or (under the lock) wait for ever on the lock it holds.
         self._local.buf = (events, dropped)
         self._local.events = events
+        entry = (t.ident or 0, t.name, events, dropped)
+        with self.lock:
+            self.bufs.append(entry)
         return events, dropped
 
     def emit(self, *ev: Any) -> None:
@@ -284,7 +297,8 @@ class Tracer:
 #: The recording tracer, or None.
 active: Tracer | None = None
 
-_switch_lock = threading.Lock()
+#: Guards ``active`` and the switching of the sites (rank TRACE_SWITCH).
+_switch_lock = new_lock(LockRank.TRACE_SWITCH)
 
 
 def _no_m() -> Any:
@@ -295,6 +309,66 @@ def _no_m() -> Any:
 #: (``_machine`` imports us).
 _current_m: Any = _no_m
 _tls: Any = threading.local()
+
+
+def _c_hook(kind: int, gp: G, arg: Any) -> None:
+    """The accelerator's calls, passed on to the recording tracer. A module
+    function, not ``Tracer.hook``: the C module never releases its
+    reference to the hook (a site on another M may be calling it as the
+    trace stops), and a bound method would keep each trace, with all its
+    events, alive for ever."""
+    t = active
+    if t is not None:
+        t.hook(kind, gp, arg)
+
+
+def _recording_send(t: Tracer) -> Any:
+    """``_machine._coro_send`` while ``t`` records (the reference's step
+    loop; the accelerator's records in C): the coroutine's ``send``, with
+    the G's start before it, and after it the G's park (before the unlock
+    function is called: after it another M may run the G), yield, blocking
+    call or end. The step loop has no test of its own, so that off it costs
+    nothing; on, the start and the park (every goroutine switch) are
+    written out here rather than calls of ``t.start`` and ``t.park``."""
+    from . import _machine
+
+    send = types.CoroutineType.send
+    tls = _machine._tls
+    local = t._local
+    names = t.names
+    limit = t.limit
+    now = _now
+
+    def recording_send(coro: Any, value: Any) -> Any:
+        m = tls.m
+        gp = m.curg  # set by the step before the send
+        try:
+            events = local.events
+        except AttributeError:
+            events = t._buf()[0]
+        gid = gp.id
+        if gid not in names:
+            t.name(gp)
+        p = m.p
+        if len(events) < limit:
+            events.append((now(), EV_START, gid, m.id, p.id if p is not None else -1))
+        else:
+            t._buf()[1][0] += 1
+        try:
+            req = send(coro, value)
+        except BaseException:  # StopIteration (a return) included
+            t.end(gp)
+            raise
+        if req.__class__ is Unlock:
+            if len(events) < limit:
+                events.append((now(), EV_PARK, gid, gp.wait_reason))
+            else:
+                t._buf()[1][0] += 1
+        else:
+            t.request(gp, req)
+        return req
+
+    return recording_send
 
 
 def _set_sites(t: Tracer | None) -> None:
@@ -311,11 +385,12 @@ def _set_sites(t: Tracer | None) -> None:
     _tls = _machine._tls
     for mod in (_machine, _scheduler, _netpoll, _sysmon):
         mod._tracer = t  # type: ignore[attr-defined]
+    _machine._coro_send = types.CoroutineType.send if t is None else _recording_send(t)
     if speedups is not None:
         if t is None:
             speedups.set_trace(None)
         else:
-            speedups.set_trace(t.hook, t.names, t.limit)
+            speedups.set_trace(_c_hook, t.names, t.limit)
         return
     ready = _scheduler.ready
     if t is None:
