@@ -135,15 +135,19 @@ test-side-by-side: $(VENV)/.stamp-dev
 
 # The whole suite takes about 7 minutes on 2 cores; pass options with e.g.
 # `make bench BENCH_ARGS="--workloads W1,W4 --repeat 5"` (see benchmarks/README.md).
-# W10 loads its HTTP servers with wrk (Debian package), installed with apt-get when
-# missing; if that fails the suite still runs, with W10 N/A.
+# W10 loads its HTTP servers with wrk, and W12 counts instructions with valgrind (Debian
+# packages), installed with apt-get when missing; if that fails the suite still runs,
+# with W10 or W12 N/A.
 bench: $(VENV)/.stamp-bench
-	@command -v wrk >/dev/null || { \
-	  echo "installing wrk (apt-get) for W10"; \
+	@missing=""; \
+	command -v wrk >/dev/null || missing="$$missing wrk"; \
+	command -v valgrind >/dev/null || missing="$$missing valgrind"; \
+	[ -z "$$missing" ] || { \
+	  echo "installing$$missing (apt-get) for W10 and W12"; \
 	  if [ "$$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi; \
 	  { $$SUDO apt-get update -qq && \
-	    $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; } \
-	  || echo "could not install wrk (apt-get failed or is missing): W10 will be N/A"; \
+	    $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; } \
+	  || echo "could not install$$missing (apt-get failed or is missing): W10/W12 will be N/A"; \
 	}
 	$(VENV)/bin/python -m goroutines bench $(BENCH_ARGS)
 

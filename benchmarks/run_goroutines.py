@@ -10,6 +10,7 @@ import gc
 import hashlib
 import json
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -378,6 +379,20 @@ def w11(args: argparse.Namespace) -> Metrics:
     return _run(args, _w11, args.size)
 
 
+# W12 --------------------------------------------------------------------------
+
+
+def w12(args: argparse.Namespace) -> Metrics:
+    import cgops  # beside this runner
+
+    if shutil.which("valgrind") is None:
+        raise c.NA("valgrind not installed (make bench installs it with apt-get)")
+    costs = cgops.tracer_costs(args.size // 3, args.size)
+    out: Metrics = {k: v for k, v in costs.items() if k.startswith(("off_", "on_"))}
+    out.update({f"ins_{k.lower()}": v for k, v in costs["instructions"].items()})
+    return out
+
+
 if __name__ == "__main__":
     sys.exit(
         c.main(
@@ -394,6 +409,7 @@ if __name__ == "__main__":
                 "W9": w9,
                 "W10": w10,
                 "W11": w11,
+                "W12": w12,
             },
         )
     )

@@ -3,9 +3,12 @@
 The smoke run is the real suite at ``--quick`` sizes, one repetition, for
 goroutines and asyncio (no optional peer needed): every workload's runner
 must check its own answer and report its figures, and the three outputs
-must be written. The other tests use fake runners or synthetic results, so
-they are quick and can make a cell fail on purpose: the planning of the
-procs cells, the rows built from them, and the targets' verdicts.
+must be written. W12 is left out of it (40 runs under valgrind, five
+minutes): its stripped copy of the runtime is built and run here, its
+figures and note checked from a synthetic result. The other tests use
+fake runners or synthetic results, so they are quick and can make a cell
+fail on purpose: the planning of the procs cells, the rows built from
+them, and the targets' verdicts.
 """
 
 from __future__ import annotations
@@ -51,12 +54,14 @@ HAVE_WRK = shutil.which("wrk") is not None
 
 def test_quick_suite_goroutines_and_asyncio(tmp_path: Path) -> None:
     out = tmp_path / "results"
-    rc = main(["--quick", "--repeat", "1", "--runtimes", "goroutines,asyncio", "--out", str(out)])
+    smoke = [w for w in WORKLOADS if w != "W12"]
+    args = ["--quick", "--repeat", "1", "--runtimes", "goroutines,asyncio", "--out", str(out)]
+    rc = main([*args, "--workloads", ",".join(smoke)])
     assert rc == 0
     assert (out / "bench.md").is_file()
     doc = json.loads((out / "bench.json").read_text())
     cells = {(c["workload"], c["runtime"], c["procs"]): c for c in doc["cells"]}
-    for w in WORKLOADS:
+    for w in smoke:
         if w == "W10" and not HAVE_WRK:
             assert cells.get(("W10", "goroutines", None)) is None  # not run
             continue
@@ -92,7 +97,7 @@ def test_quick_suite_goroutines_and_asyncio(tmp_path: Path) -> None:
         )
     # Every target of the issue is listed; uvloop and gevent did not run.
     targets = doc["targets"]
-    assert len(targets) == len(TARGETS)
+    assert len(targets) == len([t for t in TARGETS if t.workload in smoke])
     for t in targets:
         if t["peer"] in ("uvloop", "gevent"):
             assert t["result"] == NOT_MEASURED, t
@@ -441,3 +446,57 @@ def test_parse_wrk() -> None:
         c.parse_wrk(WRK_OUT.replace("67474 requests", "0 requests"))
     with pytest.raises(AssertionError, match="not understood"):
         c.parse_wrk("wrk: connection refused\n")
+
+
+def _cgops() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("cgops", _DEFAULT_BENCH_DIR / "cgops.py")
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_w12_copy_without_the_tracer_sites(tmp_path: Path) -> None:
+    """W12's baseline: a copy of the runtime whose tracer sites are folded
+    away, built the same way as the copy as it is. Both run W1, and the
+    stripped one has none of the sites' tests left."""
+    cgops = _cgops()
+    sites = cgops.copy_tree(tmp_path / "bare", strip_tracer=True)
+    assert sites["c"] >= 6 and sites["py"] >= 10, sites  # every hot site the tracer has
+    assert cgops.copy_tree(tmp_path / "as-is", strip_tracer=False) == {"py": 0, "c": 0}
+    bare = tmp_path / "bare" / "src" / "goroutines"
+    assert "trace_hook != NULL && trace_call(" not in (bare / "_speedups.c").read_text()
+    for f in bare.rglob("*.py"):
+        assert "_tracer is" not in f.read_text(), f
+    for name in ("bare", "as-is"):
+        src = tmp_path / name / "src"
+        for pure in ("0", "1"):
+            env = dict(os.environ, PYTHONPATH=str(src), GOROUTINES_PURE=pure)
+            r = subprocess.run(
+                [sys.executable, str(_DEFAULT_BENCH_DIR / "cgops.py"), "--once", "W1", "200", "0"],
+                capture_output=True,
+                text=True,
+                env=env,
+            )
+            assert r.returncode == 0, r.stderr
+            mode = "pure" if pure == "1" else "c"
+            assert r.stdout.split() == [str(src / "goroutines" / "__init__.py"), mode]
+
+
+def test_w12_rows_targets_and_note() -> None:
+    from goroutines._bench import _notes
+
+    ins = {f"ins_{w}_{m}{x}": 1000.0 for w in ("w1", "w4") for m in ("c", "pure")
+           for x in ("", "_without")}  # fmt: skip
+    ins.update(ins_on_pure=1900.0, ins_off_pure=1000.0)
+    sample = {"off_w1_c": 0.3, "off_w4_c": -0.4, "off_w1_pure": 1.5, "off_w4_pure": 0.1,
+              "on_w1_pure": 1.9, **ins}  # fmt: skip
+    results = {Cell("W12", "goroutines", 0): CellResult(samples=[sample], size=6000)}
+    rows = build_rows(["W12"], ["goroutines"], results, {}, 0)
+    got = {t["row"]: t["result"] for t in evaluate_targets(rows, ["W12"])}
+    assert got == {"off_w1_c": "met", "off_w4_c": "met", "off_w1_pure": "not met",
+                   "off_w4_pure": "met", "on_w1_pure": "met"}  # fmt: skip
+    [note] = _notes(rows, ["goroutines"], results, {"W12": 6000})
+    assert note.startswith("W12: callgrind instructions per operation, on the Ms' threads")
+    assert "C W1 1,000 (without the sites 1,000)" in note and "pure: 1,900 / 1,000" in note
+    assert WORKLOADS["W12"].runs == 1  # deterministic counts: run once, whatever --repeat

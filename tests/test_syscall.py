@@ -162,7 +162,16 @@ def test_fast_path_costs_no_thread_switch() -> None:
         counts = sched.mcounters()
         return (total, counts["nsyscall"], counts["nsyscallslow"], len(sched.allm))
 
-    total, nsyscall, nslow, nm = grun(main, procs=1)
+    # At the default switch interval (5 ms). The shake runs' 1 µs hands the
+    # GIL to sysmon between entering and leaving the call, and a thread that
+    # then waits 20 µs for it back is, to sysmon, in a slow call (2 of 1000
+    # retaken once, procs 1-8 side by side on 2 cores).
+    old = sys.getswitchinterval()
+    sys.setswitchinterval(0.005)
+    try:
+        total, nsyscall, nslow, nm = grun(main, procs=1)
+    finally:
+        sys.setswitchinterval(old)
     assert total == 1000
     assert nsyscall == 1000
     assert nslow == 0

@@ -114,6 +114,10 @@ def test_every_event_kind_and_the_format(tmp_path: Path, procs: int) -> None:
     assert kinds["C", "goroutines"] >= 1 and kinds["C", "run queues"] >= 1
     runtime = Counter(e["name"] for e in evs if e.get("cat") == "runtime")
     assert runtime["timers"] >= 1 and runtime["netpoll"] >= 1 and runtime["retake"] >= 1
+    # The retaken P's hand-off, on its P's track and on sysmon's.
+    handoffs = [e for e in evs if e.get("cat") == "runtime" and e["name"].startswith("handoff")]
+    assert {e["pid"] for e in handoffs} == {1, 2}
+    assert all(e["args"]["to"] for e in handoffs)
     wakers = Counter(
         str(e["args"]["waker"]) for e in evs if e.get("cat") == "unpark" and e["ph"] == "i"
     )

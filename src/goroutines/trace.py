@@ -29,10 +29,12 @@ Each thread records at most ``limit`` events (``GOROUTINES_TRACE_LIMIT``,
 default 1 000 000, about 200 MB of JSON); its newer events are dropped
 and counted in the file's ``otherData.dropped``. Timestamps are real time
 (``time.perf_counter_ns``), in a ``gr.testing`` bubble too. Off, tracing
-costs nothing measurable (callgrind: within ±0.5 % of the runtime without
-the tracer, C and pure); on, W1's round trip takes 1.8x as long with the
-accelerator (its hot events are recorded in C; ``make bench``: W11), and
-1.9x the instructions without. Writing takes about 9 µs an event.
+costs nothing measurable (``make bench``'s W12, callgrind: +0.3 % of a W1
+round trip's instructions with the accelerator, none without, against
+the runtime built without the tracer's sites); on, W1's round trip takes
+1.8x as long with the accelerator (its hot events are recorded in C;
+W11), and 1.8x the instructions without (W12). Writing takes about 9 µs
+an event.
 """
 
 from __future__ import annotations
@@ -282,6 +284,13 @@ def to_chrome(t: _trace.Tracer) -> dict[str, Any]:
                         "args": {"goroutines": ngs}})  # fmt: skip
             rq = {"global": glob, **{f"P{k}": v for k, v in sorted(runqs.items())}}
             out.append({"name": "run queues", "ph": "C", "ts": us(ts), "pid": PID_M, "args": rq})
+        elif kind == _trace.EV_HANDOFF:  # on the P's track, and on the M doing it
+            pid, to = ev[2], ev[3]
+            ps.add(pid)
+            for track in ((PID_P, pid), (PID_M, tid)):
+                out.append({"name": f"handoff P{pid} to {to}", "cat": "runtime", "ph": "i",
+                            "s": "t", "ts": us(ts), "pid": track[0], "tid": track[1],
+                            "args": {"p": pid, "to": to}})  # fmt: skip
         else:  # steal, netpoll, timers, retake: instants
             args = {"args": list(ev[2:])} if len(ev) > 2 else {}
             out.append({"name": kind, "cat": "runtime", "ph": "i", "s": "t", "ts": us(ts),

@@ -79,7 +79,7 @@ from contextvars import copy_context
 from typing import Any
 
 from .._accel import speedups
-from . import _clock, _goroutine, _netpoll
+from . import _clock, _goroutine, _netpoll, _trace
 from ._clock import VirtualClock
 from ._debug import _debug_flag
 from ._goroutine import (
@@ -428,12 +428,13 @@ class Sched:
         for work (nobody else would). If it is the last P and nobody waits
         in the poller, start an M to wait there. Otherwise it just goes idle.
         """
+        m: M | None = None
         if not p.runq_empty() or self.runq:
-            return self.startm_locked(p, spinning=False)
-        if self.nmspinning + len(self.pidle) == 0:
+            to, m = "an M for its work", self.startm_locked(p, spinning=False)
+        elif self.nmspinning + len(self.pidle) == 0:
             self.nmspinning += 1
-            return self.startm_locked(p, spinning=True)
-        if (
+            to, m = "a spinning M", self.startm_locked(p, spinning=True)
+        elif (
             len(self.pidle) == self.gomaxprocs - 1
             and self.poll_m is None
             and (self.netpoll.nwaiters or self.timers.nactive)
@@ -442,9 +443,13 @@ class Sched:
             # others are in blocking calls too): start one that will, or a
             # socket that becomes ready waits for sysmon, asleep while every
             # P is idle (Go's handoffp does the same).
-            return self.startm_locked(p, spinning=False)
-        self.pidleput_locked(p)
-        return None
+            to, m = "an M for the poller", self.startm_locked(p, spinning=False)
+        else:
+            to = "idle"
+            self.pidleput_locked(p)
+        if _tracer is not None:
+            _tracer.emit(_trace.EV_HANDOFF, p.id, to)
+        return m
 
     def wake_m_locked(self, m: M) -> None:
         """Wake a parked M, at most once per park. ``lock`` held."""
