@@ -31,9 +31,9 @@ async def main(n=10):
     gr.go(serve, ln)
     for i in range(n):
         gr.go(client, gr.net.join_host_port(*ln.addr), i, results)
-    ok = [await results.recv() for _ in range(n)]
+    print(f"{sum([await results.recv() for _ in range(n)])} clients echoed OK")
     ln.close()
-    print(f"{sum(ok)} clients echoed OK")
 
 
-gr.run(main)
+if __name__ == "__main__":
+    gr.run(main)

@@ -32,8 +32,8 @@ async def main():
     gr.go(serve, ln)
     for path in [f"/page/{i}" for i in range(1, 10)] + ["/slow"]:
         gr.go(fetch, ctx, gr.net.join_host_port(*ln.addr), path, sem, out)
-    for line in sorted([await out.recv() for _ in range(10)]):
-        print(line)
+    print("\n".join(sorted([await out.recv() for _ in range(10)])))
 
 
-gr.run(main)
+if __name__ == "__main__":
+    gr.run(main)

@@ -35,4 +35,5 @@ async def main():
     print(f"sum of the squares of 1..1000: {sum(values)} ({len(values)} values)")
 
 
-gr.run(main)
+if __name__ == "__main__":
+    gr.run(main)

@@ -19,7 +19,8 @@ async def filter_multiples(src, dst, prime):
             await dst.send(i)
 
 
-async def main(n):
+async def main():
+    n = int(sys.argv[1]) if len(sys.argv) > 1 else 25
     ch = gr.Chan()
     gr.go(generate, ch)
     primes = []
@@ -29,8 +30,8 @@ async def main(n):
         ch1 = gr.Chan()
         gr.go(filter_multiples, ch, ch1, prime)  # the next stage of the chain
         ch = ch1
-    return primes  # the program is over: the remaining goroutines are closed
+    print(" ".join(map(str, primes)))  # main returns: the remaining goroutines are closed
 
 
-primes = gr.run(main, int(sys.argv[1]) if len(sys.argv) > 1 else 25)
-print(" ".join(map(str, primes)))
+if __name__ == "__main__":
+    gr.run(main)

@@ -24,4 +24,5 @@ async def main():
     print(f"{done} of 100 jobs done before the deadline: {ctx.err().__name__}")
 
 
-gr.run(main)
+if __name__ == "__main__":
+    gr.run(main)

@@ -72,7 +72,7 @@ def test_runs_main_with_the_scripts_args_and_procs(tmp_path: Path) -> None:
     )
     r = run("--procs", "3", path, "1", "2", "3", "--procs", "9", cwd=tmp_path.parent)
     assert r.returncode == 0, r.stderr
-    assert r.stdout == "['1', '2', '3', '--procs', '9'] [1, 4, 9] 3 __goroutines_main__\n"
+    assert r.stdout == "['1', '2', '3', '--procs', '9'] [1, 4, 9] 3 __mp_main__\n"
     assert r.stderr == ""
 
 
@@ -189,9 +189,12 @@ def test_trace_sets_goroutines_trace(tmp_path: Path) -> None:
 
 
 def test_no_main(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    main_module = sys.modules["__main__"]
     path = script(tmp_path, "x = 1\n", name="nomain.py")
     assert cli(["run", str(path)]) == 2
     assert f"{path} defines no main()" in capsys.readouterr().err
+    # The script was __main__ while it ran (for multiprocessing): not after.
+    assert sys.modules["__main__"] is main_module and "__mp_main__" not in sys.modules
 
 
 def test_sync_main(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -199,6 +202,21 @@ def test_sync_main(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert cli(["run", str(path)]) == 2
     err = capsys.readouterr().err
     assert f"main in {path} is not an async function" in err and "async def" in err
+
+
+def test_main_that_takes_arguments(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Go's main takes none: a main(n) is refused before the runtime starts,
+    naming what is missing and where the arguments are, not a TypeError
+    raised inside the run."""
+    path = script(tmp_path, "async def main(n, m=2):\n    pass\n", name="argmain.py")
+    assert cli(["run", str(path), "10"]) == 2
+    err = capsys.readouterr().err
+    assert f"main in {path} must take no arguments" in err
+    assert "missing a required argument: 'n'" in err and "sys.argv" in err
+    # Defaults, *args and **kwargs are fine: main() can be called.
+    path = script(tmp_path, "async def main(n=1, *a, **k):\n    print(n)\n", name="ok.py")
+    r = run(path)
+    assert (r.returncode, r.stdout, r.stderr) == (0, "1\n", "")
 
 
 def test_syntax_error_is_shown_as_python_does(

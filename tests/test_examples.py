@@ -14,9 +14,17 @@ ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
 
 
-def run_example(name: str, *args: str) -> str:
+@pytest.fixture(params=["python", "goroutines run"])
+def how(request: pytest.FixtureRequest) -> str:
+    """How the examples are run: ``python example.py`` or ``python -m
+    goroutines run example.py`` (which must not run main twice)."""
+    return str(request.param)
+
+
+def run_example(name: str, *args: str, how: str = "python") -> str:
+    runner = ["-m", "goroutines", "run"] if how == "goroutines run" else []
     r = subprocess.run(
-        [sys.executable, str(EXAMPLES / name), *args],
+        [sys.executable, *runner, str(EXAMPLES / name), *args],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -28,25 +36,25 @@ def run_example(name: str, *args: str) -> str:
     return r.stdout
 
 
-def test_worker_pool() -> None:
-    out = run_example("worker_pool.py")
+def test_worker_pool(how: str) -> None:
+    out = run_example("worker_pool.py", how=how)
     m = re.fullmatch(r"(\d+) of 100 jobs done before the deadline: DeadlineExceeded\n", out)
     assert m is not None, out
     # 4 workers, 10 ms per job, a 0.1 s deadline: some but never all of the jobs.
     assert 0 < int(m[1]) < 100
 
 
-def test_prime_sieve() -> None:
-    assert run_example("prime_sieve.py") == (
+def test_prime_sieve(how: str) -> None:
+    assert run_example("prime_sieve.py", how=how) == (
         "2 3 5 7 11 13 17 19 23 29 31 37 41 43 47 53 59 61 67 71 73 79 83 89 97\n"
     )
-    primes = run_example("prime_sieve.py", "200").split()
+    primes = run_example("prime_sieve.py", "200", how=how).split()
     assert len(primes) == 200 and primes[-1] == "1223"
 
 
-def test_pipeline() -> None:
+def test_pipeline(how: str) -> None:
     expected = sum(i * i for i in range(1, 1001))
-    out = run_example("pipeline.py")
+    out = run_example("pipeline.py", how=how)
     assert out == f"sum of the squares of 1..1000: {expected} (1000 values)\n"
 
 
@@ -69,13 +77,13 @@ def test_readme_example_is_worker_pool() -> None:
     assert example in blocks, "README.md must show examples/worker_pool.py verbatim"
 
 
-def test_echo_server() -> None:
-    assert run_example("echo_server.py") == "10 clients echoed OK\n"
+def test_echo_server(how: str) -> None:
+    assert run_example("echo_server.py", how=how) == "10 clients echoed OK\n"
 
 
-def test_fetcher() -> None:
+def test_fetcher(how: str) -> None:
     pages = "".join(f"/page/{i}: 200 OK\n" for i in range(1, 10))
-    assert run_example("fetcher.py") == pages + "/slow: timed out\n"
+    assert run_example("fetcher.py", how=how) == pages + "/slow: timed out\n"
 
 
 def _pytest_outcome(path: Path, cwd: Path, *args: str) -> str:
@@ -120,8 +128,11 @@ def test_readme_testing_example_runs(tmp_path: Path) -> None:
     assert re.match(r"4 passed, 1 xfailed in ", last), last
 
 
-def test_process_pool() -> None:
-    out = run_example("process_pool.py")
+def test_process_pool(how: str) -> None:
+    """Under goroutines run too: the pool's forkserver children find the
+    script's function (it was loaded as ``__goroutines_main__``, which no
+    child could import: BrokenProcessPool)."""
+    out = run_example("process_pool.py", how=how)
     assert out == "the longest Collatz chain below 200001 takes 382 steps\n"
 
 

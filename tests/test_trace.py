@@ -332,15 +332,19 @@ def test_run_command_trace_flag(tmp_path: Path) -> None:
 
 
 def test_steals_are_recorded(tmp_path: Path) -> None:
-    """Goroutines queued behind one that computes past sysmon's
-    RUNNEXT_STUCK (10 ms): idle Ms steal them, and the trace says so."""
+    """Goroutines queued behind one that computes: an idle M steals them,
+    and the trace says so. The first computes until another has started
+    (so taken from its P's queue by another M), not for a fixed time: 30 ms
+    was too short under three CPU hogs (18 of 40 runs: M0 ran all four)."""
+    started: list[int] = []  # list.append: atomic
 
     async def main() -> None:
         done = gr.WaitGroup()
 
         async def compute() -> None:
+            started.append(1)
             t = time.perf_counter()
-            while time.perf_counter() - t < 0.03:
+            while len(started) < 2 and time.perf_counter() - t < 20:
                 pass
             done.done()
 
@@ -350,6 +354,7 @@ def test_steals_are_recorded(tmp_path: Path) -> None:
         await done.wait()
 
     data = _trace_of(tmp_path, main, 4)
+    assert len(started) == 4
     assert _tracetool.validate(data) == []
     steals = [e for e in data["traceEvents"] if e.get("cat") == "runtime" and e["name"] == "steal"]
     assert steals, "no steal recorded"

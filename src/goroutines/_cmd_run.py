@@ -6,9 +6,13 @@ runtime, as ``go run`` runs a Go program.
 Flags go before the script; everything after it is the script's (Go's rule):
 while it runs, ``sys.argv`` is ``[SCRIPT, *ARGS]`` and ``sys.path[0]`` the
 script's directory, as under ``python SCRIPT``. The script is loaded as a
-module named ``__goroutines_main__`` (not ``__main__``), so that its
+module named ``__mp_main__`` (not ``__main__``), so that its
 ``if __name__ == "__main__": gr.run(main)`` block does not start a second
-runtime; then ``gr.run(main)`` runs its ``main``.
+runtime; then ``gr.run(main)`` runs its ``main``. ``__mp_main__`` is the
+name multiprocessing gives a main script in its child processes, and
+``sys.modules["__main__"]`` is the script while it runs: a child (spawn or
+forkserver) runs the script as ``__mp_main__`` and finds the functions a
+process pool is handed by that name, as under ``python SCRIPT``.
 
 Exit status: 0; 1 if the script raised (traceback printed, as Python does);
 2 for a usage error, a missing script or ``main``, or a deadlock (Go's exit
@@ -18,6 +22,7 @@ status for a fatal error: the message and the goroutine dump are printed);
 
 from __future__ import annotations
 
+import inspect
 import os
 import sys
 import types
@@ -31,7 +36,7 @@ usage: python -m goroutines run [flags] script.py [args...]
 Run script.py's `async def main()` as the main goroutine (gr.run(main)).
 Flags come before the script; everything after it is the script's own
 arguments (sys.argv = [script.py, *args]). The script is loaded as module
-__goroutines_main__, so its `if __name__ == "__main__":` block does not run.
+__mp_main__, so its `if __name__ == "__main__":` block does not run.
 
 flags:
   --procs N          the number of Ps (gr.gomaxprocs); default: the CPU count
@@ -45,8 +50,9 @@ exit status: 1 if the script raises, 2 on a usage error or a deadlock,
 130 on Ctrl-C, a SystemExit's code
 """
 
-#: The script's module name: not ``__main__``, so its main block does not run.
-MODULE_NAME = "__goroutines_main__"
+#: The script's module name: not ``__main__``, so its main block does not
+#: run; multiprocessing's children know the script by it.
+MODULE_NAME = "__mp_main__"
 
 #: The flags that take a value (``--flag VALUE`` or ``--flag=VALUE``).
 _FLAGS = ("--procs", "--trace", "--schedtrace")
@@ -146,6 +152,7 @@ def main(args: list[str]) -> int:
     # after, for a caller in the same process).
     saved_env = {k: os.environ.get(k) for k in ("GOROUTINES_DEBUG", "GOROUTINES_TRACE")}
     saved_argv, saved_path = sys.argv, list(sys.path)
+    saved_main = sys.modules["__main__"]
     try:
         if schedtrace is not None:
             _set_debug("schedtrace", schedtrace)
@@ -158,6 +165,7 @@ def main(args: list[str]) -> int:
     finally:
         sys.argv = saved_argv
         sys.path[:] = saved_path
+        sys.modules["__main__"] = saved_main
         sys.modules.pop(MODULE_NAME, None)
         for k, v in saved_env.items():
             if v is None:
@@ -175,6 +183,9 @@ def _run_script(script: str, path: str, procs: int | None) -> int:
     # Registered, as an imported module is: ``@dataclass``, pickle and
     # ``typing.get_type_hints`` look the script's classes up in sys.modules.
     sys.modules[MODULE_NAME] = module
+    # multiprocessing hands its spawn and forkserver children the main
+    # module's __file__ to run (as __mp_main__): this script, not us.
+    sys.modules["__main__"] = module
     try:
         with open(path, "rb") as f:
             source = f.read()
@@ -188,6 +199,13 @@ def _run_script(script: str, path: str, procs: int | None) -> int:
             sys.stderr.write(
                 f"goroutines run: main in {script} is not an async function: "
                 "define it with `async def main():`\n"
+            )
+            return 2
+        if (why := _needs_arguments(fn)) is not None:
+            # Go's main takes none: a script's arguments are its sys.argv.
+            sys.stderr.write(
+                f"goroutines run: main in {script} must take no arguments ({why}); "
+                "read the script's arguments from sys.argv\n"
             )
             return 2
         gr.run(fn, procs=procs)
@@ -206,6 +224,18 @@ def _run_script(script: str, path: str, procs: int | None) -> int:
         sys.excepthook(type(e), e.with_traceback(tb), tb)
         return 1
     return 0
+
+
+def _needs_arguments(fn: Any) -> str | None:
+    """Why ``fn()`` cannot be called with no arguments, or None if it can
+    (or its signature cannot be read)."""
+    try:
+        inspect.signature(fn).bind()
+    except TypeError as e:
+        return str(e)
+    except ValueError:
+        return None
+    return None
 
 
 def _exit_code(e: SystemExit) -> int:
