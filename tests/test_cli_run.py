@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import types
 from pathlib import Path
 
 import pytest
@@ -195,6 +196,14 @@ def test_no_main(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert f"{path} defines no main()" in capsys.readouterr().err
     # The script was __main__ while it ran (for multiprocessing): not after.
     assert sys.modules["__main__"] is main_module and "__mp_main__" not in sys.modules
+    # A caller's own __mp_main__ (in a multiprocessing child) is put back.
+    mine = types.ModuleType("__mp_main__")
+    sys.modules["__mp_main__"] = mine
+    try:
+        assert cli(["run", str(path)]) == 2
+        assert sys.modules["__mp_main__"] is mine
+    finally:
+        del sys.modules["__mp_main__"]
 
 
 def test_sync_main(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -152,7 +152,8 @@ def main(args: list[str]) -> int:
     # after, for a caller in the same process).
     saved_env = {k: os.environ.get(k) for k in ("GOROUTINES_DEBUG", "GOROUTINES_TRACE")}
     saved_argv, saved_path = sys.argv, list(sys.path)
-    saved_main = sys.modules["__main__"]
+    # Both put back after: a caller may itself be a multiprocessing child.
+    saved_main, saved_mp_main = sys.modules["__main__"], sys.modules.get(MODULE_NAME)
     try:
         if schedtrace is not None:
             _set_debug("schedtrace", schedtrace)
@@ -166,7 +167,10 @@ def main(args: list[str]) -> int:
         sys.argv = saved_argv
         sys.path[:] = saved_path
         sys.modules["__main__"] = saved_main
-        sys.modules.pop(MODULE_NAME, None)
+        if saved_mp_main is None:
+            sys.modules.pop(MODULE_NAME, None)
+        else:
+            sys.modules[MODULE_NAME] = saved_mp_main
         for k, v in saved_env.items():
             if v is None:
                 os.environ.pop(k, None)
