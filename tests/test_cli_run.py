@@ -190,20 +190,28 @@ def test_trace_sets_goroutines_trace(tmp_path: Path) -> None:
 
 
 def test_no_main(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    main_module = sys.modules["__main__"]
+    # The script is __main__ and __mp_main__ while it runs (for
+    # multiprocessing's children), and the caller's are put back after:
+    # importing multiprocessing makes __mp_main__ an alias of __main__.
+    main_module, mp_main = sys.modules["__main__"], sys.modules.get("__mp_main__")
     path = script(tmp_path, "x = 1\n", name="nomain.py")
     assert cli(["run", str(path)]) == 2
     assert f"{path} defines no main()" in capsys.readouterr().err
-    # The script was __main__ while it ran (for multiprocessing): not after.
-    assert sys.modules["__main__"] is main_module and "__mp_main__" not in sys.modules
-    # A caller's own __mp_main__ (in a multiprocessing child) is put back.
-    mine = types.ModuleType("__mp_main__")
-    sys.modules["__mp_main__"] = mine
-    try:
-        assert cli(["run", str(path)]) == 2
-        assert sys.modules["__mp_main__"] is mine
-    finally:
-        del sys.modules["__mp_main__"]
+    assert sys.modules["__main__"] is main_module
+    assert sys.modules.get("__mp_main__") is mp_main
+    for mine in (types.ModuleType("__mp_main__"), None):
+        if mine is None:
+            sys.modules.pop("__mp_main__", None)
+        else:
+            sys.modules["__mp_main__"] = mine
+        try:
+            assert cli(["run", str(path)]) == 2
+            assert sys.modules.get("__mp_main__") is mine
+        finally:
+            if mp_main is None:
+                sys.modules.pop("__mp_main__", None)
+            else:
+                sys.modules["__mp_main__"] = mp_main
 
 
 def test_sync_main(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
