@@ -237,8 +237,8 @@ def _needs_arguments(fn: Any) -> str | None:
         inspect.signature(fn).bind()
     except TypeError as e:
         return str(e)
-    except ValueError:
-        return None
+    except ValueError:  # no signature to read: let the call decide
+        pass
     return None
 
 
